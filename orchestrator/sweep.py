@@ -1,0 +1,286 @@
+"""Run an experiment's search space as a Ray Tune sweep recorded in MLflow.
+
+python -m orchestrator.sweep digits --quick      # offline, minutes on a laptop CPU
+python -m orchestrator.sweep mnist --data-root ./data
+python orchestrator/sweep.py mnist ...           # as a file too (what ``ray submit`` runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+if not __package__:  # run as a file: make the checkout importable as when installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import ray  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from pyarrow import fs  # noqa: E402
+from ray import tune  # noqa: E402
+
+from orchestrator.tracking import ERROR_TAG, TRIAL_TAG, Tracking, start_sweep  # noqa: E402
+from orchestrator.trainable import train_trial  # noqa: E402
+from search_spaces import SPACES  # noqa: E402
+from vaecam.data import DataNotFoundError  # noqa: E402
+from vaecam.experiments import EXPERIMENTS  # noqa: E402
+from vaecam.figures import compare_trials  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.sweep",
+        description="Run EXPERIMENT's search space as a Ray Tune sweep; every trial is an MLflow "
+        "run nested under one parent run for the sweep.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("experiment", choices=sorted(SPACES), help="which search space to run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the search space's small budget: minutes on a 2-core CPU, every artifact produced",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        help="samples of the random dimensions per grid point (default: the search space's)",
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int, default=0, help="trials at once; 0: as resources allow"
+    )
+    parser.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs reserved for each trial"
+    )
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; fractions share one GPU (0.25: four trials per GPU); 0: train on "
+        "the CPU. Explicit, never inferred from the cluster",
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=Path("data"), help="folder holding the datasets"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=f"sqlite:///{Path('mlflow.db').resolve()}",
+        help="MLflow store: a sqlite file (absolute path) or an http://HOST:PORT server",
+    )
+    parser.add_argument(
+        "--storage-path",
+        default=str(Path("ray_results").resolve()),
+        help="where Ray Tune keeps results and checkpoints; shared storage (NFS, s3://, gs://) "
+        "on a multi-node cluster",
+    )
+    parser.add_argument(
+        "--name",
+        help="name of the sweep: Ray's results folder and MLflow's parent run "
+        "(default: EXPERIMENT-YYYYmmdd-HHMMSS)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting of every trial, e.g. --set epochs=5 (VALUE is JSON, else text)",
+    )
+    args = parser.parse_args(argv)
+    args.name = args.name or f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return args
+
+
+def apply_overrides(space: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``space`` with each ``KEY=VALUE`` applied; an unknown key lists the valid ones."""
+    space = dict(space)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or key not in space:
+            raise SystemExit(
+                f"--set {item!r}: expected KEY=VALUE with KEY one of: {', '.join(sorted(space))}"
+            )
+        try:
+            space[key] = json.loads(text)
+        except json.JSONDecodeError:
+            space[key] = text
+    return space
+
+
+def searched_keys(space: dict[str, Any]) -> list[str]:
+    """The dimensions Tune varies: grid searches and sampled domains."""
+    return [
+        key
+        for key, value in space.items()
+        if isinstance(value, tune.search.sample.Domain)
+        or (isinstance(value, dict) and "grid_search" in value)
+    ]
+
+
+def run_sweep(
+    search_space: ModuleType,
+    space: dict[str, Any],
+    args: argparse.Namespace,
+) -> tuple[tune.ResultGrid, Tracking]:
+    """Prepare the data, open the sweep's MLflow parent run, and run the Tuner."""
+    space = space | {
+        "data_root": str(args.data_root.resolve()),
+        "device": "cuda" if args.gpus_per_trial > 0 else "cpu",
+    }
+    EXPERIMENTS[space["experiment"]].prepare(space)  # missing data: one error, not N trials
+    sweep_params = {
+        "experiment": args.experiment,
+        "quick": args.quick,
+        "num_samples": args.num_samples,
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+        "storage_path": args.storage_path,
+        "metric": search_space.METRIC,
+        "mode": search_space.MODE,
+    } | {f"space.{key}": value for key, value in space.items()}
+    tracking = start_sweep(args.tracking_uri, args.experiment, args.name, sweep_params)
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, tracking=tracking),
+        {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=search_space.METRIC,
+            mode=search_space.MODE,
+            num_samples=args.num_samples,
+            max_concurrent_trials=args.max_concurrent or None,
+        ),
+        run_config=tune.RunConfig(
+            name=args.name,
+            storage_path=args.storage_path,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=1,
+        ),
+    )
+    return tuner.fit(), tracking
+
+
+def summarise(
+    results: tune.ResultGrid, tracking: Tracking, search_space: ModuleType, space: dict[str, Any]
+) -> pd.DataFrame:
+    """One row per trial, best first by the sweep's metric (errored trials last, with their
+    reason): the searched settings, the search space's ``SUMMARY`` metrics of the last report,
+    and the trial's MLflow run."""
+    client = MlflowClient(tracking.uri)
+    children = client.search_runs(
+        [tracking.experiment_id], f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'"
+    )
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in children}
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        trial_id = trial_id_of(result)
+        run = runs.get(trial_id)
+        error = run.data.tags.get(ERROR_TAG, "") if run else ""
+        if result.error and not error:  # died before MLflow heard of it
+            error = str(result.error).strip().splitlines()[-1]
+        rows.append(
+            {"trial_id": trial_id, "status": "ERROR" if result.error else "OK"}
+            | {key: result.config.get(key) for key in searched_keys(space)}
+            | {"epochs_done": metrics.get("training_iteration", 0)}
+            | {key: metrics.get(key, math.nan) for key in search_space.SUMMARY}
+            | {"mlflow_run_id": run.info.run_id if run else "", "error": error}
+        )
+    table = pd.DataFrame(rows).sort_values(
+        ["status", search_space.METRIC], ascending=[False, search_space.MODE == "min"]
+    )
+    return table.reset_index(drop=True)
+
+
+def trial_id_of(result: tune.Result) -> str:
+    """A trial's id, also for a trial that failed before its first report (Tune names trial
+    folders ``<trainable>_<trial_id>_<index>_...``, the trial id itself holding one ``_``)."""
+    if result.metrics and "trial_id" in result.metrics:
+        return result.metrics["trial_id"]
+    return "_".join(Path(result.path).name.split("_")[2:4])
+
+
+def publish(
+    table: pd.DataFrame,
+    results: tune.ResultGrid,
+    tracking: Tracking,
+    search_space: ModuleType,
+) -> None:
+    """Print the summary, write it as CSV beside the Ray results, and put it (CSV, markdown and
+    a figure comparing trials) on the sweep's parent run, which is then closed."""
+    client = MlflowClient(tracking.uri)
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    print(f"\nSummary, best first by {search_space.METRIC} ({search_space.MODE}):\n{text}\n")
+
+    filesystem, folder = fs.FileSystem.from_uri(results.experiment_path)
+    csv = table.to_csv(index=False)
+    with filesystem.open_output_stream(f"{folder}/summary.csv") as stream:
+        stream.write(csv.encode())
+    print(f"Summary CSV: {results.experiment_path}/summary.csv")
+
+    run_id = tracking.parent_run_id
+    client.log_text(run_id, csv, "summary.csv")
+    client.log_text(run_id, markdown(table), "summary.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        names = [f"{row.trial_id} ({row.status})" for row in table.itertuples()]
+        values = {label: table[key].tolist() for label, key in search_space.COMPARE.items()}
+        path = compare_trials(
+            names,
+            values,
+            Path(tmp) / "trials.png",
+            title=f"{len(table)} trials, best {search_space.METRIC} first",
+            ylabel=" / ".join(search_space.COMPARE.values()),
+        )
+        client.log_artifact(run_id, str(path))
+    errored = int((table.status == "ERROR").sum())
+    client.set_tag(run_id, "vaecam.errored_trials", errored)
+    client.set_terminated(run_id, "FAILED" if errored == len(table) else "FINISHED")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """``table`` as a GitHub-flavoured markdown table (MLflow renders .md artifacts)."""
+    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    search_space = SPACES[args.experiment]
+    space = search_space.QUICK if args.quick else search_space.SPACE
+    space = apply_overrides(space, args.overrides)
+    if args.num_samples is None:
+        args.num_samples = (
+            search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
+        )
+    try:
+        results, tracking = run_sweep(search_space, space, args)
+    except DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = summarise(results, tracking, search_space, space)
+    publish(table, results, tracking, search_space)
+    db = tracking.uri.removeprefix("sqlite:///")
+    if db != tracking.uri:
+        print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
+    print(f"then open {tracking.ui_link()}")
+    failed = table[table.status == "ERROR"]
+    if len(failed):
+        print(f"{len(failed)} of {len(table)} trials failed: {', '.join(failed.trial_id)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

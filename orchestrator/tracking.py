@@ -1,0 +1,134 @@
+"""MLflow bookkeeping: one parent run per sweep, one child run per Tune trial.
+
+Trials log from inside themselves with ``MlflowClient`` (DESIGN.md, orchestration facts): the
+stock ``MLflowLoggerCallback`` cannot nest runs, log images, or keep one run per trial across a
+restore. A trial's run is found again by its ``ray.trial_id`` tag, so retries and restores keep
+logging into it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+SWEEP_TAG = "vaecam.sweep"
+TRIAL_TAG = "ray.trial_id"
+ERROR_TAG = "vaecam.error"
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a sweep's runs go; passed from the driver to every trial."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+    def ui_link(self, base: str = "http://127.0.0.1:5000") -> str:
+        """The runs table with trials nested under their sweep (not the GenAI overview)."""
+        if self.uri.startswith(("http://", "https://")):
+            base = self.uri.rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs"
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a local sqlite store live beside the database, whatever the working
+    directory of the process that created the experiment; a server decides for itself."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    return (Path(parsed.path).parent / "mlruns" / experiment).as_uri()
+
+
+def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]) -> Tracking:
+    """Create (or reuse) the MLflow experiment and the sweep's parent run, on the driver before
+    trials start: concurrent creation races on sqlite. A sweep name seen before reuses its
+    parent run, so a resumed sweep stays one run."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = (
+        found.experiment_id
+        if found
+        else client.create_experiment(experiment, _artifact_location(uri, experiment))
+    )
+    runs = client.search_runs([experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
+    if runs:
+        run_id = runs[0].info.run_id
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    else:
+        run_id = client.create_run(
+            experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep}
+        ).info.run_id
+        client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in params.items()])
+    return Tracking(uri, experiment_id, run_id)
+
+
+def _param(value: Any) -> str:
+    """MLflow params are strings of at most 6000 characters; search-space domains print short."""
+    return (json.dumps(value, default=str) if not isinstance(value, str) else value)[:6000]
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+    """Numeric, finite metrics at ``step`` (NaN breaks MLflow's charts; strings are no metrics)."""
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(key, float(value), now, step)
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ]
+    client.log_batch(run_id, metrics=batch)
+
+
+class TrialRun:
+    """The MLflow child run of one Tune trial, as a context manager: finished on success,
+    marked FAILED with the error's reason (tag ``vaecam.error``) when the trial raises."""
+
+    def __init__(self, tracking: Tracking, trial_id: str, trial_name: str, config: Mapping):
+        self.client = MlflowClient(tracking.uri)
+        runs = self.client.search_runs(
+            [tracking.experiment_id],
+            f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{MLFLOW_PARENT_RUN_ID}` = "
+            f"'{tracking.parent_run_id}'",
+            max_results=1,
+        )
+        if runs:  # a retry or restore: keep logging into the trial's one run
+            self.run_id = runs[0].info.run_id
+            self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        else:
+            tags = {
+                MLFLOW_PARENT_RUN_ID: tracking.parent_run_id,
+                TRIAL_TAG: trial_id,
+                MLFLOW_RUN_NAME: trial_name,
+            }
+            run = self.client.create_run(tracking.experiment_id, tags=tags, run_name=trial_name)
+            self.run_id = run.info.run_id
+            # Params once: a scheduler such as PBT may mutate the config later.
+            params = [Param(k, _param(v)) for k, v in config.items()]
+            self.client.log_batch(self.run_id, params=params)
+            self.client.log_dict(self.run_id, dict(config), "config.json")
+
+    def __enter__(self) -> TrialRun:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is None:
+            self.client.set_terminated(self.run_id, "FINISHED")
+        else:
+            self.client.set_tag(self.run_id, ERROR_TAG, f"{kind.__name__}: {error}"[:5000])
+            self.client.set_terminated(self.run_id, "FAILED")
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        log_metrics(self.client, self.run_id, metrics, step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)

@@ -1,0 +1,105 @@
+"""The one-class experiment as library code: no Ray, no MLflow, a recording reporter."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from search_spaces import digits
+from vaecam.experiments import EXPERIMENTS, one_class
+
+
+class Recorder:
+    def __init__(self):
+        self.reports: list[dict] = []
+        self.states: list[dict] = []
+        self.artifacts: list[str] = []
+
+    def report(self, metrics, state):
+        self.reports.append(metrics)
+        self.states.append(state)
+
+    def log_artifact(self, path: Path, artifact_path=None):
+        assert path.stat().st_size > 0
+        self.artifacts.append(f"{artifact_path}/{path.name}")
+
+
+def _config(tmp_path, **changes):
+    return (
+        digits.CONFIG
+        | {
+            "data_root": str(tmp_path),
+            "device": "cpu",
+            "epochs": 2,
+            "max_train_images": 60,
+            "max_test_images": 120,
+            "latent_dim": 8,
+        }
+        | changes
+    )
+
+
+def test_every_registered_experiment_has_prepare_and_run():
+    for module in EXPERIMENTS.values():
+        assert callable(module.prepare) and callable(module.run)
+
+
+def test_one_class_reports_every_epoch_then_test_metrics_figures_and_weights(tmp_path):
+    recorder = Recorder()
+    final = one_class.run(_config(tmp_path), recorder)
+    assert [r["epoch"] for r in recorder.reports] == [0, 1]
+    assert "attention_image_auroc" not in recorder.reports[0]  # tests only once, at the end
+    assert final is recorder.reports[-1]
+    for method in ("attention", "recon"):
+        assert 0 <= final[f"{method}_image_auroc"] <= 1
+        assert 0 <= final[f"{method}_average_precision"] <= 1
+        per_digit = [k for k in final if k.startswith(f"{method}_image_auroc_vs_")]
+        assert len(per_digit) == 9 and f"{method}_image_auroc_vs_1" not in final
+    overlays = {a for a in recorder.artifacts if a.startswith("overlays/")}
+    assert overlays == {"overlays/inlier_1.png"} | {
+        f"overlays/outlier_{d}.png" for d in range(10) if d != 1
+    }
+    assert "model/model.pt" in recorder.artifacts
+    assert set(recorder.states[-1]) == {"epoch", "model", "optimizer", "generator"}
+
+
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_trial(tmp_path):
+    config = _config(tmp_path, epochs=3)
+    straight = Recorder()
+    one_class.run(config, straight)
+    interrupted = Recorder()
+    one_class.run(config | {"epochs": 1}, interrupted)  # stops after epoch 0
+    resumed = Recorder()
+    one_class.run(config, resumed, state=interrupted.states[0])
+    assert [r["epoch"] for r in resumed.reports] == [1, 2]
+    assert resumed.reports == straight.reports[1:]
+
+
+def test_a_nan_loss_fails_the_trial_naming_the_epoch(tmp_path):
+    with pytest.raises(FloatingPointError, match="epoch 1: .*nan"):
+        one_class.run(_config(tmp_path, fault_nan_epoch=1), Recorder())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "valid"),
+    [
+        ("target_layer", "encoder.9", "encoder.2"),
+        ("image_score", "median", "max"),
+        ("formulation", "gradcam", "per_dim"),
+        ("quantity", "sigma", "normal_difference"),
+        ("dataset", "cifar", "digits"),
+    ],
+)
+def test_bad_names_fail_before_training_and_list_the_valid_ones(tmp_path, key, value, valid):
+    recorder = Recorder()
+    with pytest.raises(KeyError, match=valid):
+        one_class.run(_config(tmp_path, **{key: value}), recorder)
+    assert recorder.reports == []
+
+
+def test_validation_uses_held_out_inliers_only(tmp_path):
+    split = one_class.select_data(_config(tmp_path))
+    assert len(split.val) > 0
+    train = {tuple(x.flatten().tolist()) for x in split.train}
+    assert not any(tuple(x.flatten().tolist()) in train for x in split.val)
+    assert torch.equal(one_class.select_data(_config(tmp_path)).val, split.val)

@@ -1,0 +1,113 @@
+"""Figures are written as real PNGs of a sensible size, for tiny and MNIST-sized inputs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaecam.figures import DPI, attention_overlays, compare_trials
+
+
+def open_png(path: Path) -> Image.Image:
+    assert path.is_file() and path.stat().st_size > 0
+    image = Image.open(path)
+    image.load()  # decode fully: a truncated file fails here, not just at the header
+    assert image.format == "PNG"
+    return image
+
+
+def batch(b: int, c: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(b, c, size, size, generator=generator)
+    recons = torch.rand(b, c, size, size, generator=generator)
+    maps = torch.randn(b, size, size, generator=generator) * 1e3  # any scale: display normalises
+    errors = (images - recons).pow(2).mean(1)
+    return images, recons, maps, errors
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [8, 16, 28])
+@pytest.mark.parametrize("with_baseline", [False, True])
+def test_attention_overlays_png(
+    tmp_path: Path, channels: int, size: int, with_baseline: bool
+) -> None:
+    images, recons, maps, errors = batch(3, channels, size)
+    path = tmp_path / "sub" / "overlay.png"  # parent folders are created
+    returned = attention_overlays(
+        images,
+        recons,
+        maps,
+        ["inlier 1", "outlier 7", "outlier 3"],
+        path,
+        baseline_maps=errors if with_baseline else None,
+    )
+    assert returned == path
+    width, height = open_png(path).size
+    columns = 4 if with_baseline else 3
+    # One ~1.6-inch cell per panel, whatever the image size: 8x8 inputs are not drawn 8 px big.
+    assert width == pytest.approx(columns * 1.6 * DPI, rel=0.05)
+    assert height == pytest.approx(3 * 1.6 * DPI, rel=0.05)
+
+
+def test_attention_overlays_draw_the_heatmap(tmp_path: Path) -> None:
+    """The attention column is coloured (jet) while the input column stays gray."""
+    images, recons, maps, _ = batch(1, 1, 16)
+    path = attention_overlays(images, recons, maps, ["inlier 0"], tmp_path / "one.png")
+    pixels = np.asarray(open_png(path).convert("RGB"), dtype=np.int32)
+    width = pixels.shape[1]
+    saturation = pixels.max(axis=2) - pixels.min(axis=2)
+    input_panel = saturation[:, : width // 3]
+    attention_panel = saturation[:, 2 * width // 3 :]
+    assert input_panel.max() < 10  # gray only (text and frame are black)
+    assert attention_panel.max() > 100
+
+
+def test_attention_overlays_accept_numpy_constant_and_nan_maps(tmp_path: Path) -> None:
+    images = np.full((2, 1, 8, 8), 0.5)
+    maps = np.zeros((2, 8, 8))
+    maps[1] = np.nan  # a degenerate map is drawn as "no attention", not an error
+    path = attention_overlays(images, images, maps, ["a", "b"], tmp_path / "flat.png")
+    open_png(path)
+
+
+def test_attention_overlays_reject_bad_shapes(tmp_path: Path) -> None:
+    images, recons, maps, errors = batch(2, 1, 8)
+    path = tmp_path / "bad.png"
+    with pytest.raises(ValueError, match="titles"):
+        attention_overlays(images, recons, maps, ["only one"], path)
+    with pytest.raises(ValueError, match="maps"):
+        attention_overlays(images, recons, maps[:, :4], ["a", "b"], path)
+    with pytest.raises(ValueError, match="baseline_maps"):
+        attention_overlays(images, recons, maps, ["a", "b"], path, baseline_maps=errors[:1])
+    with pytest.raises(ValueError, match="recons"):
+        attention_overlays(images, recons[:, :, :4], maps, ["a", "b"], path)
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        attention_overlays(images.repeat(1, 2, 1, 1), recons, maps, ["a", "b"], path)
+    assert not path.exists()
+
+
+def test_compare_trials_png_with_failed_trial(tmp_path: Path) -> None:
+    names = [f"trial_{i}" for i in range(6)]
+    values = {
+        "attention": [0.9, 0.8, math.nan, 0.7, 0.65, 0.95],  # trial_2 failed
+        "reconstruction": [0.6, 0.55, math.nan, 0.5, 0.45, 0.7],
+    }
+    path = compare_trials(names, values, tmp_path / "auroc.png", "image AUROC", "AUROC")
+    width, height = open_png(path).size
+    assert width > height > 100
+
+
+def test_compare_trials_single_series_and_errors(tmp_path: Path) -> None:
+    path = compare_trials(
+        ["a"], {"loss": [123.0]}, tmp_path / "loss.png", "loss", "nats", reference=None
+    )
+    open_png(path)
+    with pytest.raises(ValueError, match="'loss' has 1 values for 2 trials"):
+        compare_trials(["a", "b"], {"loss": [1.0]}, tmp_path / "x.png", "t", "y")
+    with pytest.raises(ValueError, match="no trials"):
+        compare_trials([], {}, tmp_path / "x.png", "t", "y")

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from vaecam.models import MODELS, ConvVAE, gaussian_kl
+from vaecam.training import evaluate_loss, seed_everything, train_epoch
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_honours_the_vae_contract(name):
+    model = MODELS[name](in_channels=3, image_size=16, latent_dim=5)
+    x = torch.rand(4, 3, 16, 16)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (4, 5)
+    assert model.decode(mu).shape == x.shape
+    out = model(x)
+    assert out.recon.shape == x.shape and out.z.shape == (4, 5)
+    assert torch.equal(model(x, sample=False).z, mu)
+    terms = model.loss(x, out)
+    assert set(terms) == {"loss", "recon", "kl"}
+    assert torch.allclose(terms["loss"], terms["recon"] + terms["kl"])
+
+
+def test_authors_mnist_architecture():
+    model = ConvVAE()  # defaults: 28x28, one channel, latent 32
+    assert model.get_submodule("encoder.2").out_channels == 128
+    assert model.get_submodule("encoder.5").in_features == 6272
+    assert model.fc_mu.out_features == 32
+    activations = model.encoder[:3](torch.zeros(1, 1, 28, 28))
+    assert activations.shape == (1, 128, 7, 7)
+
+
+def test_image_size_must_divide_by_the_strides():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ConvVAE(image_size=30)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(KeyError, match="conv_vae"):
+        MODELS["resnet"]
+
+
+def test_kl_of_the_prior_is_zero_and_positive_elsewhere():
+    zeros = torch.zeros(2, 3)
+    assert torch.equal(gaussian_kl(zeros, zeros), torch.zeros(2))
+    assert (gaussian_kl(torch.ones(2, 3), zeros) > 0).all()
+    # closed form for one dim: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)
+    assert gaussian_kl(torch.tensor([[2.0]]), torch.tensor([[0.5]])).item() == pytest.approx(
+        0.5 * (4 + torch.exp(torch.tensor(0.5)).item() - 1 - 0.5)
+    )
+
+
+def _fit(seed: int, epochs: int = 3):
+    generator = seed_everything(seed)
+    model = ConvVAE(image_size=8, latent_dim=3, widths=(4, 8), hidden=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    images = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(1)).round()
+    history = [train_epoch(model, optimizer, images, 16, generator) for _ in range(epochs)]
+    return model, history, evaluate_loss(model, images, 16)
+
+
+def test_training_lowers_the_loss_and_is_reproducible_from_the_seed():
+    model, history, val = _fit(seed=3)
+    assert history[-1]["loss"] < history[0]["loss"]
+    model_again, history_again, val_again = _fit(seed=3)
+    assert history == history_again and val == val_again
+    _, other, _ = _fit(seed=4)
+    assert other != history
+
+
+def test_evaluate_loss_is_deterministic_per_image_means():
+    model, _, _ = _fit(seed=0, epochs=1)
+    images = torch.rand(10, 1, 8, 8)
+    by_four, by_three = evaluate_loss(model, images, 4), evaluate_loss(model, images, 3)
+    assert by_four == evaluate_loss(model, images, 4)  # z = mu: no sampling noise
+    assert by_four == pytest.approx(by_three, rel=1e-6)  # means per image, whatever the batch
+    assert not model.training

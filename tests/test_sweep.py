@@ -1,0 +1,155 @@
+"""The sweep CLI end to end: real Ray Tune trials recorded in a real (sqlite) MLflow store."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from orchestrator import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sweep_args(tmp_path: Path, name: str) -> list[str]:
+    return [
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--storage-path",
+        str(tmp_path / "ray_results"),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--name",
+        name,
+    ]
+
+
+def _runs(tmp_path: Path, name: str):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    parents = client.search_runs([experiment.experiment_id], f"tags.`vaecam.sweep` = '{name}'")
+    assert len(parents) == 1
+    parent = parents[0]
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    return client, parent, children
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+@pytest.mark.slow
+def test_digits_quick_sweep_records_nested_runs_with_metrics_and_overlays(tmp_path):
+    command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]
+    done = subprocess.run(
+        command + _sweep_args(tmp_path, "quick"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "/#/experiments/" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
+
+    client, parent, children = _runs(tmp_path, "quick")
+    assert parent.info.status == "FINISHED"
+    assert {"summary.csv", "summary.md", "trials.png"} <= _artifacts(client, parent.info.run_id)
+    assert len(children) >= 2
+    epochs = parent.data.params["space.epochs"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["ray.trial_id"]
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == list(range(int(epochs)))
+        for key in ("attention_image_auroc", "recon_image_auroc"):
+            assert 0.0 <= child.data.metrics[key] <= 1.0
+        files = _artifacts(client, child.info.run_id)
+        overlays = {f for f in files if f.startswith("overlays/") and f.endswith(".png")}
+        assert "overlays/inlier_1.png" in overlays and len(overlays) == 10  # inlier + 9 outliers
+        assert {"config.json", "model/model.pt"} <= files
+    formulations = {child.data.params["formulation"] for child in children}
+    assert formulations == {"per_dim", "authors"}
+
+    with open(tmp_path / "ray_results" / "quick" / "summary.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert {row["mlflow_run_id"] for row in rows} == {c.info.run_id for c in children}
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys):
+    overrides = [
+        "--set",
+        "formulation=authors",
+        "--set",
+        'fault_nan_epoch={"grid_search": [null, 1]}',  # a grid: one trial fails, one does not
+        "--set",
+        "epochs=3",
+    ]
+    code = sweep.main(["digits", "--quick", *overrides, *_sweep_args(tmp_path, "faulty")])
+    assert code == 1
+    assert "1 of 2 trials failed" in capsys.readouterr().out
+
+    client, parent, children = _runs(tmp_path, "faulty")
+    by_status = {child.info.status: child for child in children}
+    assert set(by_status) == {"FINISHED", "FAILED"}
+    failed = by_status["FAILED"]
+    assert (
+        "epoch 1" in failed.data.tags["vaecam.error"] and "nan" in failed.data.tags["vaecam.error"]
+    )
+    assert [m.step for m in client.get_metric_history(failed.info.run_id, "val_loss")] == [0]
+
+    with open(tmp_path / "ray_results" / "faulty" / "summary.csv") as file:
+        rows = {row["status"]: row for row in csv.DictReader(file)}
+    assert rows["ERROR"]["mlflow_run_id"] == failed.info.run_id
+    assert "nan" in rows["ERROR"]["error"]
+    assert rows["OK"]["mlflow_run_id"] == by_status["FINISHED"].info.run_id
+
+
+def test_help_works_when_run_as_a_file_from_another_directory(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "orchestrator" / "sweep.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for flag in (
+        "--quick",
+        "--num-samples",
+        "--max-concurrent",
+        "--gpus-per-trial",
+        "--data-root",
+        "--tracking-uri",
+        "--storage-path",
+        "--name",
+    ):
+        assert flag in done.stdout
+
+
+def test_unknown_experiment_lists_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sweep.parse_args(["mvtecc"])
+    assert exit_.value.code == 2
+    assert "digits" in capsys.readouterr().err
+
+
+def test_unknown_setting_lists_the_valid_ones():
+    with pytest.raises(SystemExit, match="inlier"):
+        sweep.apply_overrides({"inlier": 1}, ["inliers=3"])
+
+
+def test_missing_mnist_is_one_clear_error_before_anything_starts(tmp_path, capsys):
+    args = _sweep_args(tmp_path, "nodata") + ["--set", "download=false"]
+    assert sweep.main(["mnist", "--quick", *args]) == 2
+    message = capsys.readouterr().err
+    assert str(tmp_path / "data" / "MNIST" / "raw") in message
+    assert "train-images-idx3-ubyte" in message and "digits" in message
+    assert not (tmp_path / "mlflow.db").exists()  # nothing recorded for a sweep that never ran

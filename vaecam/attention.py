@@ -1,0 +1,252 @@
+"""VAE Grad-CAM: attention maps from the latent space (Liu et al., CVPR 2020; PAPER.md section 1).
+
+Given the activations ``A`` ``(B, C, h, w)`` of an encoder *target layer* and a differentiated
+quantity ``q`` ``(B, n)`` (``mu``, a sampled ``z``, or the paper's Eq. 4 normal difference),
+every latent dim ``i`` gets the gradient ``dq_i / dA`` and hence a map. The three readings of
+how gradients become maps are registry entries of :data:`FORMULATIONS`; what is differentiated
+is one of :data:`QUANTITIES`.
+
+Everything stays in torch, so with ``create_graph=True`` the maps are differentiable w.r.t. the
+input and the model's parameters (the attention-disentanglement loss, PAPER.md section 2)::
+
+    maps = attention_maps(model, x, "encoder.2", formulation="per_dim", quantity="mu")
+    maps.per_dim.shape, maps.aggregate.shape  # (n, B, H, W), (B, H, W)
+
+    with LayerActivations(model, "encoder.2") as layer:  # the hook alone
+        mu, logvar = model.encode(x)
+    A = layer.activations  # (B, C, h, w), still attached to the autograd graph
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vaecam.models.vae import reparameterise
+from vaecam.registry import Registry
+
+
+class LayerActivations:
+    """Context manager capturing the output of the module named ``target_layer``.
+
+    One forward hook is registered on entry and always removed on exit, also when the block
+    raises. ``activations`` keeps its autograd graph. When the graph would not reach the layer
+    (frozen parameters and an input without ``requires_grad``), the hook makes the output a
+    leaf that requires grad, so ``d q / d A`` still exists; nothing upstream needs a gradient
+    for Grad-CAM.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: str):
+        modules = dict(model.named_modules())
+        if target_layer not in modules:
+            encoder = [name for name in modules if name.startswith("encoder.")]
+            raise KeyError(
+                f"unknown target_layer {target_layer!r}; valid encoder layers: "
+                f"{', '.join(encoder or [name for name in modules if name])}"
+            )
+        self.module = modules[target_layer]
+        self.activations: Tensor | None = None
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and not output.requires_grad:
+            output = output.detach().requires_grad_()
+        self.activations = output
+        return output
+
+    def __enter__(self) -> LayerActivations:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+class LatentStats(NamedTuple):
+    """Latent statistics of the normal training data for Eq. 4: ``mu``, ``var`` each ``(n,)``."""
+
+    mu: Tensor
+    var: Tensor
+
+
+def latent_stats(mu: Tensor, logvar: Tensor) -> LatentStats:
+    """Moments of the aggregate posterior ``q(z) = 1/N sum_j N(mu_j, sigma_j^2)`` of training
+    encodings ``mu``, ``logvar`` ``(N, n)``.
+
+    The paper models normal data per latent dim as ``N(mu_i, sigma_i^2)`` without saying how to
+    get them; we take the exact mean and variance of the aggregate posterior (law of total
+    variance): ``mu = mean_j mu_j``, ``var = Var_j(mu_j) + mean_j exp(logvar_j)`` (population
+    variance over the N encodings). The result is detached: it is a data constant.
+    """
+    mu, logvar = mu.detach(), logvar.detach()
+    return LatentStats(mu.mean(0), mu.var(0, correction=0) + logvar.exp().mean(0))
+
+
+class AttentionMaps(NamedTuple):
+    """``per_dim`` ``(n, B, H, W)`` and ``aggregate`` ``(B, H, W)``, at the input's size, both
+    non-negative (ReLU or abs)."""
+
+    per_dim: Tensor
+    aggregate: Tensor
+
+
+Generator = torch.Generator | None
+
+# --- what is differentiated: (mu, logvar, stats, generator) -> q (B, n) ---------------------
+
+Quantity = Callable[[Tensor, Tensor, LatentStats | None, Generator], Tensor]
+
+
+def _mu(mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator) -> Tensor:
+    return mu  # the authors' code
+
+
+def _z(mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator) -> Tensor:
+    return reparameterise(mu, logvar, generator)  # the reproduction's disentanglement code
+
+
+def _require(stats: LatentStats | None, like: Tensor) -> LatentStats:
+    if stats is None:
+        raise ValueError(
+            "the normal-difference quantities (Eq. 4) need the normal data's latent statistics: "
+            "pass latent_stats=latent_stats(mu, logvar) computed from training data"
+        )
+    return LatentStats(*(s.to(like) for s in stats))
+
+
+def _normal_difference(
+    mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator
+) -> Tensor:
+    # Eq. 4: the normal-difference variable is N(mu_i - mu_x, sigma_i^2 + sigma_x^2); its mean.
+    return _require(stats, mu).mu - mu
+
+
+def _normal_difference_z(
+    mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator
+) -> Tensor:
+    # A draw from that variable, with reparameterise's CPU-generator convention.
+    stats = _require(stats, mu)
+    return reparameterise(stats.mu - mu, torch.log(stats.var + logvar.exp()), generator)
+
+
+QUANTITIES: Registry[Quantity] = Registry(
+    "attention quantity",
+    {
+        "mu": _mu,
+        "z": _z,
+        "normal_difference": _normal_difference,
+        "normal_difference_z": _normal_difference_z,
+    },
+)
+
+
+# --- formulations: (A (B,C,h,w), grads (n,B,C,h,w), size (H,W)) -> AttentionMaps ------------
+
+Formulation = Callable[[Tensor, Tensor, tuple[int, int]], AttentionMaps]
+
+
+def _upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize, ``align_corners=False``: ``(..., h, w) -> (..., H, W)``."""
+    # interpolate works per channel; (n, B, h, w) as a 4D batch avoids a channels-last copy
+    flat = maps.reshape(-1, *maps.shape[-3:])
+    up = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    return up.reshape(*maps.shape[:-2], *size)
+
+
+def _per_dim(A: Tensor, grads: Tensor, size: tuple[int, int]) -> AttentionMaps:
+    """The paper (PAPER.md section 1): ``alpha^i_k = GAP(dz_i/dA^k)``,
+    ``M^i = ReLU(sum_k alpha^i_k A^k)``, ``M = mean_i M^i``."""
+    alpha = grads.mean(dim=(-2, -1))  # (n, B, C)
+    per_dim = _upsample(torch.relu(torch.einsum("nbc,bchw->nbhw", alpha, A)), size)
+    return AttentionMaps(per_dim, per_dim.mean(0))  # upsampling is linear: mean commutes
+
+
+def _authors_map(A: Tensor, g: Tensor, size: tuple[int, int]) -> Tensor:
+    """The authors' recipe for one gradient per image, ``g`` ``(..., B, C, h, w)`` ->
+    ``(..., B, H, W)``: RMS-normalise, GAP, weighted sum, upsample, abs.
+
+    The RMS is per image. The authors' code takes it over the whole batch tensor, which makes an
+    image's map depend on its batch-mates; the two agree for a batch of one.
+    """
+    # vector_norm's gradient is 0 (not NaN, as sqrt's) where a dim's gradient vanishes.
+    rms = torch.linalg.vector_norm(g, dim=(-3, -2, -1)) / math.sqrt(math.prod(g.shape[-3:]))
+    alpha = g.mean(dim=(-2, -1)) / (rms.unsqueeze(-1) + 1e-5)  # normalise after GAP: it is linear
+    return _upsample(torch.einsum("...bc,bchw->...bhw", alpha, A), size).abs()
+
+
+def _authors(A: Tensor, grads: Tensor, size: tuple[int, int]) -> AttentionMaps:
+    """The authors' code (liuem607/expVAE): one backward of ``sum_i mu_i``, whose gradient is
+    ``grads.sum(0)`` by linearity, gives the aggregate; per-dim maps apply the same recipe to
+    each dim's own gradient. See :func:`_authors_map` for the per-image RMS."""
+    return AttentionMaps(_authors_map(A, grads, size), _authors_map(A, grads.sum(0), size))
+
+
+def _per_channel(A: Tensor, grads: Tensor, size: tuple[int, int]) -> AttentionMaps:
+    """The reproduction's reading: ``M^i = mean_k |alpha^i_k A^k|``, ``M = mean_i M^i``."""
+    alpha = grads.mean(dim=(-2, -1))  # (n, B, C)
+    per_dim = _upsample((alpha[..., None, None] * A).abs().mean(-3), size)
+    return AttentionMaps(per_dim, per_dim.mean(0))
+
+
+FORMULATIONS: Registry[Formulation] = Registry(
+    "attention formulation",
+    {"per_dim": _per_dim, "authors": _authors, "per_channel": _per_channel},
+)
+
+
+# --- the entry point -----------------------------------------------------------------------
+
+
+def latent_gradients(q: Tensor, A: Tensor, create_graph: bool = False) -> Tensor:
+    """All ``n`` per-dimension gradients ``dq_i / dA`` ``(n, B, C, h, w)`` from one batched
+    backward (vmap over ``n`` one-hot cotangents), not ``n`` backward passes.
+
+    ``q`` is ``(B, n)``. The cotangent ``e_i`` sums over the batch, which yields per-image
+    gradients because images do not interact (no batch norm in train mode).
+    """
+    B, n = q.shape
+    onehot = torch.eye(n, dtype=q.dtype, device=q.device).unsqueeze(1).expand(n, B, n)
+    (grads,) = torch.autograd.grad(
+        q, A, grad_outputs=onehot, is_grads_batched=True, create_graph=create_graph
+    )
+    return grads
+
+
+def attention_maps(
+    model: nn.Module,
+    x: Tensor,
+    target_layer: str,
+    formulation: str = "per_dim",
+    quantity: str = "mu",
+    latent_stats: LatentStats | None = None,
+    generator: torch.Generator | None = None,
+    create_graph: bool = False,
+) -> AttentionMaps:
+    """Attention maps of images ``x`` ``(B, C, H, W)`` at the encoder's ``target_layer``.
+
+    One forward through ``model.encode``, ``q = QUANTITIES[quantity](mu, logvar, latent_stats,
+    generator)`` ``(B, n)``, all ``n`` gradients from one batched backward, then
+    ``FORMULATIONS[formulation]``. Returns :class:`AttentionMaps` at ``x``'s ``H, W``: detached
+    by default; with ``create_graph=True`` differentiable w.r.t. ``x`` and the parameters.
+
+    The model's train/eval mode is left as it is: put models with batch norm in eval mode, or
+    an image's map depends on its batch-mates. ``generator`` seeds the sampled quantities.
+    """
+    form, quant = FORMULATIONS[formulation], QUANTITIES[quantity]  # bad names fail before work
+    with torch.enable_grad():
+        with LayerActivations(model, target_layer) as layer:
+            mu, logvar = model.encode(x)
+        A = layer.activations
+        if A is None or A.dim() != 4:
+            raise ValueError(f"target_layer {target_layer!r} must output (B, C, h, w) in encode")
+        grads = latent_gradients(quant(mu, logvar, latent_stats, generator), A, create_graph)
+        if not create_graph:
+            A = A.detach()
+        return form(A, grads, tuple(x.shape[-2:]))

@@ -1,0 +1,216 @@
+"""PNG figures: attention overlays (paper Fig. 1/4 style) and per-trial comparisons.
+
+Built on ``matplotlib.figure.Figure`` directly, never ``pyplot``: no GUI backend, no global
+figure registry to leak memory in long sweeps, and safe to call from several trial threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["attention_overlays", "compare_trials"]
+
+CELL_INCHES = 1.6  # one image panel; tiny 8x8 inputs are upscaled by nearest interpolation
+DPI = 100
+OVERLAY_ALPHA = 0.5  # heatmap over the grayscale input: both stay visible
+HEATMAP = "jet"  # the paper's (and Grad-CAM's) convention: red = most attended
+
+
+def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A float64 numpy copy of a tensor (any device, grad or not) or array."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().double().numpy()
+    return np.asarray(array, dtype=np.float64)
+
+
+def _normalise(maps: np.ndarray) -> np.ndarray:
+    """Each map (B, H, W) scaled to [0, 1] on its own, for display only.
+
+    Non-finite values become 0 and a constant map becomes all 0, so a degenerate map shows as
+    "no attention" instead of failing the figure.
+    """
+    maps = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
+
+
+def _for_display(images: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) in [0, 1] -> (B, H, W) for C = 1 or (B, H, W, 3) for C = 3."""
+    images = np.clip(images, 0.0, 1.0)
+    return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+
+
+def _grayscale(images: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) -> (B, H, W) luminance (ITU-R BT.601 weights for RGB)."""
+    images = np.clip(images, 0.0, 1.0)
+    if images.shape[1] == 1:
+        return images[:, 0]
+    return np.tensordot(np.array([0.299, 0.587, 0.114]), images, axes=([0], [1]))
+
+
+def _check_shapes(
+    images: np.ndarray,
+    recons: np.ndarray,
+    maps: np.ndarray,
+    titles: Sequence[str],
+    baseline_maps: np.ndarray | None,
+) -> None:
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (B, C, H, W) with C = 1 or 3, got {images.shape}")
+    if len(images) == 0:
+        raise ValueError("no images to draw")
+    if recons.shape != images.shape:
+        raise ValueError(f"recons {recons.shape} must match images {images.shape}")
+    b, _, h, w = images.shape
+    for name, array in (("maps", maps), ("baseline_maps", baseline_maps)):
+        if array is not None and array.shape != (b, h, w):
+            raise ValueError(f"{name} must be (B, H, W) = {(b, h, w)}, got {array.shape}")
+    if len(titles) != b:
+        raise ValueError(f"{len(titles)} titles for {b} images")
+
+
+def attention_overlays(
+    images: torch.Tensor | np.ndarray,
+    recons: torch.Tensor | np.ndarray,
+    maps: torch.Tensor | np.ndarray,
+    titles: Sequence[str],
+    path: str | Path,
+    baseline_maps: torch.Tensor | np.ndarray | None = None,
+) -> Path:
+    """One PNG, one row per image: input | reconstruction | attention [| recon. error].
+
+    Args:
+        images: (B, C, H, W) inputs in [0, 1], C = 1 or 3.
+        recons: (B, C, H, W) reconstructions in [0, 1].
+        maps: (B, H, W) attention maps at image resolution, any scale: each is normalised on
+            its own for display, then drawn as a jet heatmap over the grayscale input.
+        titles: B row labels, e.g. ``"inlier 1"``, ``"outlier 7"``.
+        path: where to write the PNG (parent folders are created).
+        baseline_maps: optional (B, H, W) baseline maps (e.g. squared reconstruction error),
+            drawn like ``maps`` in a fourth column so the two can be compared side by side.
+
+    Returns:
+        ``path``, as a ``Path``.
+    """
+    images, recons, maps = _to_numpy(images), _to_numpy(recons), _to_numpy(maps)
+    baseline = None if baseline_maps is None else _to_numpy(baseline_maps)
+    _check_shapes(images, recons, maps, titles, baseline)
+
+    columns = [
+        ("input", _for_display(images), None),
+        ("reconstruction", _for_display(recons), None),
+    ]
+    columns.append(("attention", _grayscale(images), _normalise(maps)))
+    if baseline is not None:
+        columns.append(("recon. error", _grayscale(images), _normalise(baseline)))
+
+    rows = len(images)
+    figure = Figure(figsize=(CELL_INCHES * len(columns), CELL_INCHES * rows), dpi=DPI)
+    axes = figure.subplots(rows, len(columns), squeeze=False)
+    for row in range(rows):
+        for col, (name, background, heat) in enumerate(columns):
+            ax = axes[row, col]
+            # Nearest interpolation: an 8x8 digit stays 64 honest squares, not a blur.
+            ax.imshow(background[row], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if heat is not None:
+                ax.imshow(
+                    heat[row],
+                    cmap=HEATMAP,
+                    vmin=0.0,
+                    vmax=1.0,
+                    alpha=OVERLAY_ALPHA,
+                    interpolation="nearest",
+                )
+            # Ticks off but axes kept (set_axis_off would also hide the row label).
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(titles[row], fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def compare_trials(
+    names: list[str],
+    values: dict[str, list[float]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    reference: float | None = 0.5,
+) -> Path:
+    """A grouped bar chart: one group per trial, one bar per series, e.g. image AUROC of the
+    attention score against the reconstruction baseline.
+
+    Args:
+        names: T trial names (the x tick labels).
+        values: series name -> T values; NaN (a failed trial) draws no bar but an "n/a" mark.
+        path: where to write the PNG (parent folders are created).
+        title, ylabel: the figure's title and y-axis label.
+        reference: where to draw a dashed reference line: 0.5 is chance level for AUROC;
+            None for none (e.g. a chart of losses).
+
+    Returns:
+        ``path``, as a ``Path``.
+    """
+    if not names:
+        raise ValueError("no trials to compare")
+    if not values:
+        raise ValueError("no series to plot")
+    for series, numbers in values.items():
+        if len(numbers) != len(names):
+            raise ValueError(f"series {series!r} has {len(numbers)} values for {len(names)} trials")
+
+    x = np.arange(len(names))
+    width = 0.8 / len(values)  # the group fills 80% of a slot, leaving a gap between trials
+    # Constrained layout makes room for the legend outside the axes, where it hides no bar.
+    figure = Figure(
+        figsize=(max(4.0, 0.6 * len(names) * len(values) + 3.0), 4.0), dpi=DPI, layout="constrained"
+    )
+    ax = figure.subplots()
+    for i, (series, numbers) in enumerate(values.items()):
+        heights = np.array([math.nan if v is None else float(v) for v in numbers])
+        offsets = x - 0.4 + width * (i + 0.5)
+        bars = ax.bar(offsets, np.nan_to_num(heights, nan=0.0), width, label=series)
+        for bar, height, offset in zip(bars, heights, offsets, strict=True):
+            if not np.isfinite(height):
+                bar.set_visible(False)
+                ax.annotate(
+                    "n/a",
+                    (offset, 0.0),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90,
+                )
+    if reference is not None:
+        label = "chance (0.5)" if reference == 0.5 else f"reference ({reference:g})"
+        ax.axhline(reference, color="gray", linestyle="--", linewidth=1, label=label)
+    finite = np.array([float(v) for vs in values.values() for v in vs if v is not None])
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
+        ax.set_ylim(0.0, 1.05)  # AUROC-like scores: keep the full [0, 1] scale for honesty
+    ax.set_xticks(x)
+    ax.set_xticklabels(
+        names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center"
+    )
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path

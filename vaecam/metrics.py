@@ -1,0 +1,300 @@
+"""Anomaly-detection metrics: exact AUROC and average precision, numpy only.
+
+Every function accepts numpy arrays or torch tensors (converted to numpy on the CPU) and
+returns plain Python floats. Higher scores mean *more anomalous*; positives (label 1 /
+``True``) are the anomalous samples or pixels.
+
+``auroc`` is the Mann-Whitney statistic with ties counted as one half,
+
+    AUROC = (#(pos > neg) + 0.5 * #(pos == neg)) / (n_pos * n_neg),
+
+which equals the area under the (trapezoidal) ROC curve that scikit-learn computes. It is
+built to pool tens of millions of pixels (MVTec AD, UCSD Ped) with no ``argsort`` and no
+float64 copy: in the input dtype (float32 stays float32), the smaller class is copied out
+and sorted, all scores are sorted once with ``np.sort`` (SIMD), and the pairs are counted
+with ``np.searchsorted`` of the smaller class's distinct values in bounded chunks. On 20M
+float32 pixels with 5% positives this is ~25x faster than ``sklearn.metrics.roc_auc_score``
+at ~1/10 of its peak memory (see ``bench/auroc.py``). ``average_precision`` uses the same
+sorted arrays instead of sorting scores with their labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "anomaly_metrics",
+    "auroc",
+    "average_precision",
+    "one_vs_each",
+    "pixel_auroc",
+]
+
+# Keys counted per ``np.searchsorted`` call: bounds the int64 temporaries (8 MiB each).
+_CHUNK = 2**20
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """Return ``x`` as a numpy array; torch tensors are detached and moved to the CPU."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        t = x.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            t = t.float()
+        return np.asarray(t)
+    return np.asarray(x)
+
+
+def _check_scores(scores: np.ndarray) -> None:
+    if scores.dtype.kind not in "biuf":
+        raise ValueError(f"scores must be real numbers, got dtype {scores.dtype}")
+
+
+def _check_same_shape(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{a_name} and {b_name} must have the same shape, "
+            f"got {a_name} {a.shape} and {b_name} {b.shape}"
+        )
+
+
+def _binary_mask(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as a bool array; only bool or 0/1 values are accepted."""
+    if labels.dtype == np.bool_:
+        return labels
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be bool or 0/1, got dtype {labels.dtype}")
+    mask = labels == 1
+    n_zero = np.count_nonzero(labels == 0)
+    if np.count_nonzero(mask) + n_zero != labels.size:
+        raise ValueError(f"{name} must be binary (bool or 0/1)")
+    return mask
+
+
+def _check_no_nan(*sorted_parts: np.ndarray) -> None:
+    # np.sort puts NaN last, so the last element of each sorted part is enough to check.
+    for part in sorted_parts:
+        if part.size and part.dtype.kind == "f" and np.isnan(part[-1]):
+            raise ValueError("scores contain NaN")
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start index and length of each run of equal values in the ascending, non-empty ``keys``."""
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return starts, np.diff(np.append(starts, keys.size))
+
+
+def _sum_left_right(keys: np.ndarray, table: np.ndarray, keys_in_table: bool) -> int:
+    """Sum over the ``keys`` k of ``2 * #(table < k) + #(table == k)``, exact (int64).
+
+    Both arrays are ascending. Per chunk of ``_CHUNK`` keys, each run of tied keys is searched
+    once and weighted by its length (a coarse score grid costs almost nothing); a run cut by a
+    chunk border is just counted in two parts. The int64 temporaries stay bounded.
+
+    With ``keys_in_table`` (``table`` holds every key), the run of a value k in ``table`` has
+    at least the ``count`` tied keys of the chunk, so ``#(table <= k) = left + count`` unless
+    ``table[left + count] == k``; only those values (ties with the other class, or a run cut by
+    the chunk border) need the second, ``side="right"``, search.
+    """
+    total = 0
+    for lo in range(0, keys.size, _CHUNK):
+        chunk = keys[lo : lo + _CHUNK]
+        starts, counts = _groups(chunk)
+        values = chunk[starts]
+        left = np.searchsorted(table, values, side="left")  # #(table < k)
+        if keys_in_table:
+            right = left + counts
+            inside = np.flatnonzero(right < table.size)
+            longer = inside[table[right[inside]] == values[inside]]
+            right[longer] = np.searchsorted(table, values[longer], side="right")
+        else:
+            right = np.searchsorted(table, values, side="right")  # #(table <= k)
+        # left + right = 2 * #(table < k) + #(table == k)
+        total += int(np.dot(left + right, counts))  # integer dot: exact
+    return total
+
+
+def _auroc_pooled(scores: np.ndarray, mask: np.ndarray) -> float:
+    """AUROC of ``scores`` with positives ``mask`` (same shape), counted over pairs.
+
+    Only the smaller class is copied out; the other class is never extracted: it is counted
+    in a sorted copy of *all* scores, whose part due to the smaller class itself is known,
+
+        sum over keys k of 2 * #(keys < k) + #(keys == k) = n_keys ** 2,
+
+    (every ordered pair of keys is counted 2 if strictly ordered, else 1 each way).
+    """
+    n_pos = int(np.count_nonzero(mask))
+    n_neg = mask.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"AUROC needs both classes, got {n_pos} positive and {n_neg} negative labels"
+        )
+    keys_are_pos = n_pos <= n_neg
+    keys = scores[mask] if keys_are_pos else scores[~mask]  # a fresh copy: sort in place
+    keys.sort()
+    table = np.sort(scores, axis=None)  # flattened sorted copy, in the input dtype
+    _check_no_nan(table)
+    # 2 * #(other < key) + #(other == key), summed over the keys.
+    total = _sum_left_right(keys, table, keys_in_table=True) - keys.size**2
+    return _auc_from_total(total, n_pos, n_neg, keys_are_pos)
+
+
+def _auc_from_total(total: int, n_pos: int, n_neg: int, keys_are_pos: bool) -> float:
+    """AUROC from ``total = sum over keys of 2 * #(other class < key) + #(ties)``."""
+    pairs2 = 2 * n_pos * n_neg
+    if not keys_are_pos:
+        # total counted 2 * #(pos < neg) + #(pos == neg); flip to 2 * #(pos > neg) + ties.
+        total = pairs2 - total
+    return total / pairs2  # Python ints: one correctly rounded division
+
+
+def auroc(scores: Any, labels: Any) -> float:
+    """Exact area under the ROC curve, ties counted as one half.
+
+    Args:
+        scores: anomaly scores of any shape ``S`` (e.g. ``(N,)`` or ``(N, H, W)``), any real
+            dtype; higher means more anomalous. Flattened; NaN is rejected, +-inf is allowed.
+        labels: shape ``S``, bool or 0/1; ``True``/1 marks a positive (anomalous) entry.
+
+    Returns:
+        ``(#(pos > neg) + 0.5 * #(pos == neg)) / (n_pos * n_neg)``, identical (up to float
+        rounding) to ``sklearn.metrics.roc_auc_score(labels.ravel(), scores.ravel())``.
+
+    Raises:
+        ValueError: shapes differ, labels are not binary, only one class is present, or the
+            scores contain NaN.
+    """
+    scores, labels = _to_numpy(scores), _to_numpy(labels)
+    _check_same_shape(scores, labels, "scores", "labels")
+    _check_scores(scores)
+    return _auroc_pooled(scores, _binary_mask(labels))
+
+
+def pixel_auroc(maps: Any, masks: Any) -> float:
+    """Pixel-level AUROC of anomaly maps against ground-truth masks, all pixels pooled.
+
+    Args:
+        maps: ``(N, H, W)`` per-pixel anomaly scores (any shape works if ``masks`` matches).
+        masks: ``(N, H, W)`` ground truth, bool or 0/1; ``True``/1 marks an anomalous pixel.
+
+    Returns:
+        ``auroc(maps, masks)`` over the ``N * H * W`` pooled pixels.
+
+    Raises:
+        ValueError: shapes differ, masks are not binary, only one class is present, or the
+            maps contain NaN.
+    """
+    maps, masks = _to_numpy(maps), _to_numpy(masks)
+    _check_same_shape(maps, masks, "maps", "masks")
+    _check_scores(maps)
+    return _auroc_pooled(maps, _binary_mask(masks, "masks"))
+
+
+def average_precision(scores: Any, labels: Any) -> float:
+    """Average precision, exactly as ``sklearn.metrics.average_precision_score``.
+
+    ``AP = sum_n (R_n - R_{n-1}) * P_n`` over the distinct score thresholds taken from high
+    to low (tied scores form one threshold), with ``R_0 = 0``. Only thresholds equal to a
+    positive score raise the recall, so with ``TP(v) = #(pos >= v)``, ``FP(v) = #(neg >= v)``
+    and ``c(v) = #(pos == v)``:  ``AP = sum_v c(v) / n_pos * TP(v) / (TP(v) + FP(v))``.
+
+    Args:
+        scores: any shape ``S``, real dtype; higher means more anomalous. NaN is rejected.
+        labels: shape ``S``, bool or 0/1; ``True``/1 marks a positive (anomalous) entry.
+
+    Returns:
+        Average precision in ``[0, 1]``; 1.0 when there are no negatives.
+
+    Raises:
+        ValueError: shapes differ, labels are not binary, there is no positive label, or the
+            scores contain NaN.
+    """
+    scores, labels = _to_numpy(scores), _to_numpy(labels)
+    _check_same_shape(scores, labels, "scores", "labels")
+    _check_scores(scores)
+    mask = _binary_mask(labels)
+    pos = scores[mask]  # a fresh copy: sort in place
+    if pos.size == 0:
+        raise ValueError("average precision needs at least one positive label, got none")
+    pos.sort()
+    table = np.sort(scores, axis=None)  # all scores; negatives = all minus positives
+    _check_no_nan(table)
+    n_pos = pos.size
+    n_neg = table.size - n_pos
+    starts, counts = _groups(pos)  # distinct positive values v, ascending
+    values = pos[starts]
+    tp = n_pos - starts  # #(pos >= v)
+    fp = n_neg - (np.searchsorted(table, values, side="left") - starts)  # #(neg >= v)
+    precision = tp / (tp + fp)
+    return float(np.sum(counts / n_pos * precision))
+
+
+def _classes_and_scores(scores: Any, classes: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores, classes = _to_numpy(scores), _to_numpy(classes)
+    _check_same_shape(scores, classes, "scores", "classes")
+    _check_scores(scores)
+    return scores.reshape(-1), classes.reshape(-1)
+
+
+def one_vs_each(scores: Any, classes: Any, inlier: int) -> dict[int, float]:
+    """Image-level AUROC of the inlier class against each outlier class on its own.
+
+    Args:
+        scores: ``(N,)`` anomaly scores; higher means more anomalous.
+        classes: ``(N,)`` class of each sample (e.g. the digit of an MNIST image).
+        inlier: the normal class; its samples are the negatives.
+
+    Returns:
+        ``{c: AUROC(inlier samples as negatives vs class-c samples as positives)}`` for each
+        class ``c != inlier`` present in ``classes``, keys in ascending order.
+
+    Raises:
+        ValueError: shapes differ, ``inlier`` or every outlier class is absent, or NaN.
+    """
+    scores, classes = _classes_and_scores(scores, classes)
+    is_inlier = classes == inlier
+    neg = np.sort(scores[is_inlier])
+    if neg.size == 0:
+        raise ValueError(f"inlier class {inlier!r} is absent from classes")
+    outliers = np.unique(classes[~is_inlier])
+    if outliers.size == 0:
+        raise ValueError(f"no outlier class present besides inlier class {inlier!r}")
+    _check_no_nan(neg)
+    result: dict[int, float] = {}
+    for c in outliers:
+        pos = np.sort(scores[classes == c])
+        _check_no_nan(pos)
+        total = _sum_left_right(pos, neg, keys_in_table=False)  # 2 * #(neg < pos) + ties
+        result[c.item()] = _auc_from_total(total, pos.size, neg.size, keys_are_pos=True)
+    return result
+
+
+def anomaly_metrics(scores: Any, classes: Any, inlier: int, prefix: str = "") -> dict[str, float]:
+    """Image-level anomaly metrics with the inlier class normal and every other class anomalous.
+
+    Args:
+        scores: ``(N,)`` anomaly scores; higher means more anomalous.
+        classes: ``(N,)`` class of each sample.
+        inlier: the normal class (negatives); every other class is an outlier (positive).
+        prefix: prepended to every key, e.g. ``"test/"``.
+
+    Returns:
+        ``{f"{prefix}image_auroc": AUROC inlier vs all outliers,
+        f"{prefix}average_precision": AP with the outliers positive,
+        f"{prefix}image_auroc_vs_{c}": AUROC inlier vs outlier class c, for each c present}``.
+
+    Raises:
+        ValueError: shapes differ, ``inlier`` or every outlier class is absent, or NaN.
+    """
+    scores, classes = _classes_and_scores(scores, classes)
+    per_class = one_vs_each(scores, classes, inlier)  # first: it names a missing class
+    is_outlier = classes != inlier
+    out = {
+        f"{prefix}image_auroc": auroc(scores, is_outlier),
+        f"{prefix}average_precision": average_precision(scores, is_outlier),
+    }
+    for c, value in per_class.items():
+        out[f"{prefix}image_auroc_vs_{c}"] = value
+    return out

@@ -1,0 +1,80 @@
+"""Seeding and the epoch loops shared by every experiment."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaecam.models import VAE
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch's global RNGs (weight initialisation draws from torch's) and
+    return a CPU generator for everything the experiment draws later (shuffling, sampling ``z``),
+    whose state goes into checkpoints so a resumed trial draws what the uninterrupted one would.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+    """Index tensors covering ``range(n)``; shuffled when a generator is given."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def train_epoch(
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    images: Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One pass over ``images`` (N, C, H, W) in shuffled mini-batches; returns per-image means of
+    the loss terms. A non-finite loss raises ``FloatingPointError`` instead of training on.
+    """
+    model.train()
+    device = next(model.parameters()).device
+
+    def steps() -> Iterator[tuple[dict[str, Tensor], int]]:
+        for index in batches(len(images), batch_size, generator):
+            x = images[index].to(device)
+            terms = model.loss(x, model(x, generator=generator))
+            if not torch.isfinite(terms["loss"]):
+                raise FloatingPointError(f"training loss became {terms['loss'].item()}")
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            yield terms, len(index)
+
+    return _per_image_means(steps())
+
+
+@torch.no_grad()
+def evaluate_loss(model: VAE, images: Tensor, batch_size: int) -> dict[str, float]:
+    """Per-image means of the loss terms on ``images`` (N, C, H, W) with ``z = mu``, so that
+    validation (model selection, early stopping) is deterministic."""
+    model.eval()
+    device = next(model.parameters()).device
+    steps = (
+        (model.loss(x, model(x, sample=False)), len(x))
+        for x in (images[index].to(device) for index in batches(len(images), batch_size))
+    )
+    return _per_image_means(steps)
+
+
+def _per_image_means(steps: Iterable[tuple[dict[str, Tensor], int]]) -> dict[str, float]:
+    """Per-image means of batch-mean loss terms, from ``(terms, batch size)`` pairs."""
+    totals: dict[str, float] = {}
+    count = 0
+    for terms, size in steps:
+        count += size
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + value.item() * size
+    return {name: total / count for name, total in totals.items()}
