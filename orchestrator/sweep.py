@@ -26,7 +26,7 @@ from mlflow import MlflowClient  # noqa: E402
 from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 
-from orchestrator.tracking import ERROR_TAG, TRIAL_TAG, Tracking, start_sweep  # noqa: E402
+from orchestrator.tracking import ERROR_TAG, TRIAL_TAG, Tracking, sqlite_path, start_sweep  # noqa: E402
 from orchestrator.trainable import train_trial  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from vaecam.data import DataNotFoundError  # noqa: E402
@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = summarise(results, tracking, search_space, space)
     publish(table, results, tracking, search_space)
-    db = tracking.uri.removeprefix("sqlite:///")
-    if db != tracking.uri:
+    db = sqlite_path(tracking.uri)
+    if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
     print(f"then open {tracking.ui_link()}")
     failed = table[table.status == "ERROR"]

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
@@ -41,13 +40,18 @@ class Tracking:
         return f"{base}/#/experiments/{self.experiment_id}/runs"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (SQLAlchemy's: four slashes before an
+    absolute path, three before a relative one), else None."""
+    prefix = "sqlite:///"
+    return Path(uri.removeprefix(prefix)).resolve() if uri.startswith(prefix) else None
+
+
 def _artifact_location(uri: str, experiment: str) -> str | None:
     """Artifacts of a local sqlite store live beside the database, whatever the working
     directory of the process that created the experiment; a server decides for itself."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
-    return (Path(parsed.path).parent / "mlruns" / experiment).as_uri()
+    db = sqlite_path(uri)
+    return (db.parent / "mlruns" / experiment).as_uri() if db else None
 
 
 def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]) -> Tracking:

@@ -19,7 +19,7 @@ CONFIG = mnist.CONFIG | {
 SPACE = CONFIG | {key: mnist.SPACE[key] for key in ("inlier", "formulation", "latent_dim", "lr")}
 NUM_SAMPLES = 1
 
-QUICK = CONFIG | {"formulation": tune.grid_search(["per_dim", "authors"]), "epochs": 8}
+QUICK = CONFIG | {"formulation": tune.grid_search(["per_dim", "authors"]), "epochs": 30}
 QUICK_NUM_SAMPLES = 1
 
 SUMMARY = mnist.SUMMARY

@@ -49,9 +49,8 @@ NUM_SAMPLES = 1  # samples of the random dimensions per grid point
 #: seed, so they train the same model and differ only in how the attention is formed.
 QUICK = CONFIG | {
     "formulation": tune.grid_search(["per_dim", "authors"]),
-    "epochs": 2,
-    "max_train_images": 2000,
-    "max_test_images": 1000,
+    "epochs": 3,
+    "max_test_images": 2000,
 }
 QUICK_NUM_SAMPLES = 1
 

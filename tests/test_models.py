@@ -1,14 +1,16 @@
 import pytest
 import torch
 
-from vaecam.models import MODELS, ConvVAE, gaussian_kl
+from torchvision.models import ResNet18_Weights
+
+from vaecam.models import MODELS, ConvVAE, ResNetVAE, gaussian_kl
 from vaecam.training import evaluate_loss, seed_everything, train_epoch
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_honours_the_vae_contract(name):
-    model = MODELS[name](in_channels=3, image_size=16, latent_dim=5)
-    x = torch.rand(4, 3, 16, 16)
+    model = MODELS[name](in_channels=3, image_size=32, latent_dim=5)
+    x = torch.rand(4, 3, 32, 32)
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (4, 5)
     assert model.decode(mu).shape == x.shape
@@ -32,6 +34,25 @@ def test_authors_mnist_architecture():
 def test_image_size_must_divide_by_the_strides():
     with pytest.raises(ValueError, match="divisible by 4"):
         ConvVAE(image_size=30)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        ResNetVAE(image_size=48)
+
+
+def test_resnet_vae_exposes_torchvision_layer_names():
+    model = ResNetVAE(image_size=64, latent_dim=32)
+    assert model.get_submodule("encoder.layer2.1.conv1").out_channels == 128
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out.recon.shape == (2, 3, 64, 64) and out.mu.shape == (2, 32)
+    assert ResNetVAE(in_channels=1, image_size=32).encoder.conv1.in_channels == 1
+
+
+def test_pretrained_weights_that_cannot_load_give_a_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(ResNet18_Weights, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match="hub/checkpoints.*pretrained=False"):
+        ResNetVAE(pretrained=True)
 
 
 def test_unknown_model_lists_valid_names():

@@ -60,6 +60,10 @@ def test_digits_quick_sweep_records_nested_runs_with_metrics_and_overlays(tmp_pa
 
     client, parent, children = _runs(tmp_path, "quick")
     assert parent.info.status == "FINISHED"
+    # artifacts beside the database, wherever the trials ran
+    assert parent.info.artifact_uri == (tmp_path / "mlruns" / "digits").as_uri() + (
+        f"/{parent.info.run_id}/artifacts"
+    )
     assert {"summary.csv", "summary.md", "trials.png"} <= _artifacts(client, parent.info.run_id)
     assert len(children) >= 2
     epochs = parent.data.params["space.epochs"]

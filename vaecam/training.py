@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,9 +35,11 @@ def train_epoch(
     images: Tensor,
     batch_size: int,
     generator: torch.Generator,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``images`` (N, C, H, W) in shuffled mini-batches; returns per-image means of
-    the loss terms. A non-finite loss raises ``FloatingPointError`` instead of training on.
+    """One pass over ``images`` (N, C, H, W) in shuffled mini-batches, each passed through
+    ``augment`` when given; returns per-image means of the loss terms. A non-finite loss raises
+    ``FloatingPointError`` instead of training on.
     """
     model.train()
     device = next(model.parameters()).device
@@ -45,6 +47,8 @@ def train_epoch(
     def steps() -> Iterator[tuple[dict[str, Tensor], int]]:
         for index in batches(len(images), batch_size, generator):
             x = images[index].to(device)
+            if augment is not None:
+                x = augment(x, generator)
             terms = model.loss(x, model(x, generator=generator))
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"training loss became {terms['loss'].item()}")

@@ -8,36 +8,21 @@ error (the baseline). Runs on any dataset in ``DATASETS`` with digit labels (MNI
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
 
-from vaecam.attention import (
-    FORMULATIONS,
-    QUANTITIES,
-    LatentStats,
-    LayerActivations,
-    attention_maps,
-    latent_stats,
-)
 from vaecam.data import DATASETS, LabelledImages, OneClassSplit, one_class_split, subsample
+from vaecam.experiments.common import IMAGE_SCORES, check_names, fit, normal_stats, score_maps
 from vaecam.figures import attention_overlays
 from vaecam.metrics import anomaly_metrics
 from vaecam.models import MODELS, VAE
-from vaecam.registry import Registry
-from vaecam.training import batches, evaluate_loss, seed_everything, train_epoch
+from vaecam.training import seed_everything
 
 if TYPE_CHECKING:
     from vaecam.experiments import Reporter
-
-#: How a pixel map (B, H, W) becomes one anomaly score per image (B,).
-IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
-    "image score",
-    {"mean": lambda maps: maps.flatten(1).mean(1), "max": lambda maps: maps.flatten(1).amax(1)},
-)
 
 
 def load(config: Mapping[str, Any]) -> LabelledImages:
@@ -64,40 +49,17 @@ def run(
         image_size=config["image_size"],
         latent_dim=config["latent_dim"],
     ).to(config["device"])
-    # Bad names fail now, not after training.
-    LayerActivations(model, config["target_layer"])
-    FORMULATIONS[config["formulation"]], QUANTITIES[config["quantity"]]
-    IMAGE_SCORES[config["image_score"]]
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start = state["epoch"] + 1
-
-    metrics: dict[str, float] = {}
-    for epoch in range(start, config["epochs"]):
-        try:
-            if epoch == config["fault_nan_epoch"]:  # fault injection, for testing failure paths
-                raise FloatingPointError("training loss became nan (fault_nan_epoch)")
-            train = train_epoch(model, optimizer, split.train, config["batch_size"], generator)
-        except FloatingPointError as error:
-            raise FloatingPointError(f"epoch {epoch}: {error}") from None
-        val = evaluate_loss(model, split.val, config["batch_size"])
-        metrics = {"epoch": epoch}
-        metrics |= {f"train_{name}": value for name, value in train.items()}
-        metrics |= {f"val_{name}": value for name, value in val.items()}
-        if epoch == config["epochs"] - 1:
-            metrics |= evaluate(model, split, config, generator, reporter)
-        state = {
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-        }
-        reporter.report(metrics, state)
-    return metrics
+    check_names(model, config)
+    return fit(
+        model,
+        generator,
+        split.train,
+        split.val,
+        config,
+        reporter,
+        state,
+        evaluate=lambda: evaluate(model, split, config, generator, reporter),
+    )
 
 
 def select_data(config: Mapping[str, Any]) -> OneClassSplit:
@@ -113,46 +75,6 @@ def select_data(config: Mapping[str, Any]) -> OneClassSplit:
     return split._replace(test_images=test[0], test_labels=test[1])
 
 
-@torch.no_grad()
-def encode_all(model: VAE, images: Tensor, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """``mu`` and ``logvar`` (N, n) of ``images`` (N, C, H, W), on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    codes = [model.encode(images[i].to(device)) for i in batches(len(images), batch_size)]
-    return torch.cat([mu for mu, _ in codes]).cpu(), torch.cat([lv for _, lv in codes]).cpu()
-
-
-def score_maps(
-    model: VAE,
-    images: Tensor,
-    config: Mapping[str, Any],
-    stats: LatentStats,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Attention maps, reconstruction-error maps (both (N, H, W)) and reconstructions
-    (N, C, H, W) of ``images``, on the CPU, in batches."""
-    model.eval()
-    device = next(model.parameters()).device
-    attention, error, recons = [], [], []
-    for index in batches(len(images), config["batch_size"]):
-        x = images[index].to(device)
-        maps = attention_maps(
-            model,
-            x,
-            config["target_layer"],
-            formulation=config["formulation"],
-            quantity=config["quantity"],
-            latent_stats=stats,
-            generator=generator,
-        )
-        with torch.no_grad():
-            recon = torch.sigmoid(model(x, sample=False).recon)
-        attention.append(maps.aggregate.cpu())
-        error.append((x - recon).pow(2).mean(1).cpu())  # squared error, averaged over channels
-        recons.append(recon.cpu())
-    return torch.cat(attention), torch.cat(error), torch.cat(recons)
-
-
 def evaluate(
     model: VAE,
     split: OneClassSplit,
@@ -162,9 +84,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Test metrics of the attention score and the reconstruction baseline (inlier = normal,
     every other digit = anomalous), overlay figures and the final weights."""
-    device = next(model.parameters()).device
-    stats = LatentStats(*(t.to(device) for t in latent_stats(*encode_all(model, split.train))))
     images, labels = split.test_images, split.test_labels
+    stats = normal_stats(model, split.train)
     attention, error, recons = score_maps(model, images, config, stats, generator)
     reduce = IMAGE_SCORES[config["image_score"]]
     inlier = config["inlier"]

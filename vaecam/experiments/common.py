@@ -1,0 +1,134 @@
+"""What every experiment's trial shares: the resumable epoch loop, and scoring images by their
+attention maps and by their reconstruction error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from vaecam.attention import (
+    FORMULATIONS,
+    QUANTITIES,
+    LatentStats,
+    LayerActivations,
+    attention_maps,
+    latent_stats,
+)
+from vaecam.models import VAE
+from vaecam.registry import Registry
+from vaecam.training import batches, evaluate_loss, train_epoch
+
+if TYPE_CHECKING:
+    from vaecam.experiments import Reporter
+
+#: How a pixel map (B, H, W) becomes one anomaly score per image (B,).
+IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
+    "image score",
+    {"mean": lambda maps: maps.flatten(1).mean(1), "max": lambda maps: maps.flatten(1).amax(1)},
+)
+
+
+def check_names(model: VAE, config: Mapping[str, Any]) -> None:
+    """Fail on a bad target layer, formulation, quantity or image score now, not after
+    training: each error lists the valid names."""
+    LayerActivations(model, config["target_layer"])
+    FORMULATIONS[config["formulation"]]
+    QUANTITIES[config["quantity"]]
+    IMAGE_SCORES[config["image_score"]]
+
+
+def fit(
+    model: VAE,
+    generator: torch.Generator,
+    train: Tensor,
+    val: Tensor,
+    config: Mapping[str, Any],
+    reporter: Reporter,
+    state: dict[str, Any] | None,
+    evaluate: Callable[[], dict[str, float]],
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+) -> dict[str, float]:
+    """Adam on ``train`` (N, C, H, W) for ``config["epochs"]`` epochs, from ``state`` when
+    resuming. Each epoch reports train and validation losses (``val`` holds normal images only)
+    with the state to checkpoint; the last epoch's report adds ``evaluate()``'s test metrics.
+    Returns the last report's metrics."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start = state["epoch"] + 1
+
+    metrics: dict[str, float] = {}
+    for epoch in range(start, config["epochs"]):
+        try:
+            if epoch == config["fault_nan_epoch"]:  # fault injection, for testing failure paths
+                raise FloatingPointError("training loss became nan (fault_nan_epoch)")
+            losses = train_epoch(model, optimizer, train, config["batch_size"], generator, augment)
+        except FloatingPointError as error:
+            raise FloatingPointError(f"epoch {epoch}: {error}") from None
+        metrics = {"epoch": epoch}
+        metrics |= {f"train_{name}": value for name, value in losses.items()}
+        metrics |= {
+            f"val_{k}": v for k, v in evaluate_loss(model, val, config["batch_size"]).items()
+        }
+        if epoch == config["epochs"] - 1:
+            metrics |= evaluate()
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+        }
+        reporter.report(metrics, state)
+    return metrics
+
+
+@torch.no_grad()
+def encode_all(model: VAE, images: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """``mu`` and ``logvar`` (N, n) of ``images`` (N, C, H, W), on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    codes = [model.encode(images[i].to(device)) for i in batches(len(images), batch_size)]
+    return torch.cat([mu for mu, _ in codes]).cpu(), torch.cat([lv for _, lv in codes]).cpu()
+
+
+def normal_stats(model: VAE, train: Tensor) -> LatentStats:
+    """Latent statistics of the normal training images, on the model's device (for Eq. 4)."""
+    device = next(model.parameters()).device
+    return LatentStats(*(t.to(device) for t in latent_stats(*encode_all(model, train))))
+
+
+def score_maps(
+    model: VAE,
+    images: Tensor,
+    config: Mapping[str, Any],
+    stats: LatentStats,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Attention maps and reconstruction-error maps (both (N, H, W)) and reconstructions
+    (N, C, H, W) of ``images``, on the CPU, in batches of ``config["batch_size"]``."""
+    model.eval()
+    device = next(model.parameters()).device
+    attention, error, recons = [], [], []
+    for index in batches(len(images), config["batch_size"]):
+        x = images[index].to(device)
+        maps = attention_maps(
+            model,
+            x,
+            config["target_layer"],
+            formulation=config["formulation"],
+            quantity=config["quantity"],
+            latent_stats=stats,
+            generator=generator,
+        )
+        with torch.no_grad():
+            recon = torch.sigmoid(model(x, sample=False).recon)
+        attention.append(maps.aggregate.cpu())
+        error.append((x - recon).pow(2).mean(1).cpu())  # squared error, averaged over channels
+        recons.append(recon.cpu())
+    return torch.cat(attention), torch.cat(error), torch.cat(recons)

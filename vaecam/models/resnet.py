@@ -1,0 +1,69 @@
+"""The reproduction's MVTec AD VAE (PAPER.md section 3): a ResNet-18 encoder with a fully
+connected + transposed-conv decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18
+
+from vaecam.models.vae import VAE
+
+
+class ResNetVAE(VAE):
+    """Encoder: torchvision's ResNet-18 (from scratch unless ``pretrained``) up to its global
+    average pool, ``(B, C, H, W) -> (B, 512)``; ``mu``/``logvar`` heads of ``latent_dim``.
+    Decoder: FC to ``512 x H/32 x W/32``, then five stride-2 transposed convs back to
+    ``(B, C, H, W)`` logits.
+
+    Target layers are torchvision's names under ``encoder``, e.g. ``encoder.layer2.1.conv1``
+    (the reproduction's choice). Avoid the ``relu`` modules: ResNet blocks call one twice.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 256,
+        latent_dim: int = 32,
+        widths: Sequence[int] = (256, 128, 64, 32),
+        pretrained: bool = False,
+    ):
+        super().__init__()
+        if image_size % 32:
+            raise ValueError(f"image_size {image_size} must be divisible by 32 (ResNet's stride)")
+        self.latent_dim = latent_dim
+        self.encoder = resnet18(weights=_imagenet_weights() if pretrained else None)
+        if in_channels != 3:
+            self.encoder.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.encoder.fc = nn.Identity()  # keep the pooled 512 features
+        self.fc_mu = nn.Linear(512, latent_dim)
+        self.fc_logvar = nn.Linear(512, latent_dim)
+
+        side = image_size // 32
+        channels = [512, *widths]
+        up: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            up += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 512 * side * side),
+            nn.ReLU(),
+            nn.Unflatten(1, (512, side, side)),
+            *up,
+            nn.ConvTranspose2d(channels[-1], in_channels, 4, 2, 1),  # logits
+        )
+
+
+def _imagenet_weights() -> ResNet18_Weights:
+    """ImageNet weights, loaded (and downloaded into torch's hub cache) now, or a clear error."""
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    try:
+        weights.get_state_dict(progress=False)
+    except Exception as error:  # offline: URLError; a corrupt cache: RuntimeError
+        raise RuntimeError(
+            f"pretrained=True needs torchvision's ImageNet ResNet-18 weights ({weights.url}); "
+            f"they could not be loaded ({type(error).__name__}: {error}). Put the file in "
+            "$TORCH_HOME/hub/checkpoints (~/.cache/torch/hub/checkpoints) or train from scratch "
+            "(pretrained=False, the default)."
+        ) from None
+    return weights
