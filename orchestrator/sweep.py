@@ -29,7 +29,7 @@ from ray import tune  # noqa: E402
 from orchestrator.tracking import ERROR_TAG, TRIAL_TAG, Tracking, sqlite_path, start_sweep  # noqa: E402
 from orchestrator.trainable import train_trial  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
-from vaecam.data import DataNotFoundError  # noqa: E402
+from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
 from vaecam.experiments import EXPERIMENTS  # noqa: E402
 from vaecam.figures import compare_trials  # noqa: E402
 
@@ -85,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: EXPERIMENT-YYYYmmdd-HHMMSS)",
     )
     parser.add_argument(
+        "--categories",
+        type=lambda text: [c for c in text.split(",") if c],
+        help="comma-separated categories to sweep instead of the space's, e.g. grid,hazelnut "
+        "(for sweeps with a category dimension, such as mvtec)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         metavar="KEY=VALUE",
@@ -97,9 +103,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def apply_overrides(space: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``space`` with each ``KEY=VALUE`` applied; an unknown key lists the valid ones."""
+def apply_overrides(
+    space: dict[str, Any], overrides: list[str], categories: list[str] | None = None
+) -> dict[str, Any]:
+    """``space`` with each ``KEY=VALUE`` applied and the category grid narrowed to
+    ``categories``; an unknown key lists the valid ones."""
     space = dict(space)
+    if categories:
+        if "category" not in space:
+            raise SystemExit("--categories: this sweep has no category dimension")
+        space["category"] = tune.grid_search(categories)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or key not in space:
@@ -129,11 +142,6 @@ def run_sweep(
     args: argparse.Namespace,
 ) -> tuple[tune.ResultGrid, Tracking]:
     """Prepare the data, open the sweep's MLflow parent run, and run the Tuner."""
-    space = space | {
-        "data_root": str(args.data_root.resolve()),
-        "device": "cuda" if args.gpus_per_trial > 0 else "cpu",
-    }
-    EXPERIMENTS[space["experiment"]].prepare(space)  # missing data: one error, not N trials
     sweep_params = {
         "experiment": args.experiment,
         "quick": args.quick,
@@ -243,9 +251,44 @@ def publish(
             ylabel=" / ".join(search_space.COMPARE.values()),
         )
         client.log_artifact(run_id, str(path))
+    if hasattr(search_space, "REFERENCE"):
+        comparison = compare_with_reference(table, search_space)
+        text = comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        print(
+            f"Best trial per {search_space.GROUP_BY} (by {search_space.METRIC}) vs published "
+            f"pixel AUROC:\n{text}\n"
+        )
+        client.log_text(run_id, comparison.to_csv(index=False), "comparison.csv")
+        client.log_text(run_id, markdown(comparison), "comparison.md")
     errored = int((table.status == "ERROR").sum())
     client.set_tag(run_id, "vaecam.errored_trials", errored)
     client.set_terminated(run_id, "FAILED" if errored == len(table) else "FINISHED")
+
+
+def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.DataFrame:
+    """Per group (e.g. MVTec category): the best finished trial by the sweep's metric (never by
+    a test metric), its ``OURS`` metrics beside the ``REFERENCE`` numbers, and a mean row."""
+    finished = table[table.status == "OK"]  # already sorted best first
+    best = finished.groupby(search_space.GROUP_BY, sort=False).head(1)
+    rows = []
+    for group, reference in search_space.REFERENCE.items():
+        found = best[best[search_space.GROUP_BY] == group]
+        ours = {
+            label: (found[key].iloc[0] if len(found) else math.nan)
+            for label, key in search_space.OURS.items()
+        }
+        trial = {"trial_id": found.trial_id.iloc[0] if len(found) else ""}
+        rows.append(
+            {search_space.GROUP_BY: group}
+            | ours
+            | dict(zip(search_space.REFERENCE_COLUMNS, reference, strict=True))
+            | trial
+        )
+    comparison = pd.DataFrame(rows)
+    swept = comparison[comparison.trial_id != ""]
+    mean = {search_space.GROUP_BY: f"mean ({len(swept)} swept)"}
+    mean |= swept.drop(columns=[search_space.GROUP_BY, "trial_id"]).mean().to_dict()
+    return pd.concat([swept, pd.DataFrame([mean | {"trial_id": ""}])], ignore_index=True)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -259,16 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     search_space = SPACES[args.experiment]
     space = search_space.QUICK if args.quick else search_space.SPACE
-    space = apply_overrides(space, args.overrides)
+    space = apply_overrides(space, args.overrides, args.categories) | {
+        "data_root": str(args.data_root.resolve()),
+        "device": "cuda" if args.gpus_per_trial > 0 else "cpu",
+    }
     if args.num_samples is None:
         args.num_samples = (
             search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
         )
-    try:
-        results, tracking = run_sweep(search_space, space, args)
-    except DataNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
+    try:  # missing or bad data: one clear error now, not one per trial
+        EXPERIMENTS[space["experiment"]].prepare(space)
+    except (DataNotFoundError, DataFormatError, ValueError, KeyError) as error:
+        print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
+    results, tracking = run_sweep(search_space, space, args)
     table = summarise(results, tracking, search_space, space)
     publish(table, results, tracking, search_space)
     db = sqlite_path(tracking.uri)

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mvtec_fixture import make_mvtec
 
-from search_spaces import digits
-from vaecam.experiments import EXPERIMENTS, one_class
+from search_spaces import digits, mvtec
+from vaecam.data import DataNotFoundError
+from vaecam.experiments import EXPERIMENTS, localisation, one_class
 
 
 class Recorder:
@@ -103,3 +105,58 @@ def test_validation_uses_held_out_inliers_only(tmp_path):
     train = {tuple(x.flatten().tolist()) for x in split.train}
     assert not any(tuple(x.flatten().tolist()) in train for x in split.val)
     assert torch.equal(one_class.select_data(_config(tmp_path)).val, split.val)
+
+
+def _mvtec_config(root, **changes):
+    return (
+        mvtec.CONFIG
+        | {
+            "data_root": str(root),
+            "device": "cpu",
+            "image_size": 32,
+            "batch_size": 5,  # the fixture's 5 training images in one batch: BN needs 2+ values
+            "epochs": 2,
+            "latent_dim": 4,
+        }
+        | changes
+    )
+
+
+def test_localisation_scores_pixels_by_attention_and_reconstruction(tmp_path):
+    root = make_mvtec(tmp_path / "mvtec", categories=("bottle",), size=32)
+    recorder = Recorder()
+    final = localisation.run(_mvtec_config(root, category="bottle"), recorder)
+    assert [r["epoch"] for r in recorder.reports] == [0, 1]
+    for method in localisation.METHODS:
+        for metric in ("pixel_auroc", "aupro", "image_auroc"):
+            assert 0 <= final[f"{method}_{metric}"] <= 1
+    assert {
+        "figures/localisation_bottle.png",
+        "figures/roc_bottle.png",
+        "model/model.pt",
+    } == set(recorder.artifacts)
+
+
+@pytest.mark.parametrize("name", sorted(localisation.NORMALISATIONS))
+def test_normalisations_keep_shapes_and_do_what_they_say(name):
+    maps = torch.rand(5, 8, 8) * 10
+    val = torch.rand(3, 8, 8)
+    out = localisation.NORMALISATIONS[name](maps, val)
+    assert out.shape == maps.shape
+    if name == "none":
+        assert torch.equal(out, maps)
+    if name == "minmax":  # each image spans [0, 1]
+        assert torch.allclose(out.flatten(1).amin(1), torch.zeros(5))
+        assert torch.allclose(out.flatten(1).amax(1), torch.ones(5))
+    if name == "validation":  # a map equal to the validation mean scores 0 everywhere
+        same = localisation.NORMALISATIONS[name](val.mean(0, keepdim=True), val)
+        assert torch.allclose(same, torch.zeros(1, 8, 8), atol=1e-5)
+
+
+def test_localisation_prepare_checks_every_category_of_a_grid(tmp_path):
+    root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
+    localisation.prepare({"data_root": str(root), "category": {"grid_search": ["grid"]}})
+    with pytest.raises(DataNotFoundError, match=str(root / "bottle")):
+        localisation.prepare(
+            {"data_root": str(root), "category": {"grid_search": ["grid", "bottle"]}}
+        )

@@ -10,7 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vaecam.figures import DPI, attention_overlays, compare_trials
+from vaecam.figures import (
+    DPI,
+    attention_overlays,
+    compare_trials,
+    localisation_figure,
+    roc_figure,
+)
+from vaecam.metrics import auroc, roc_points
 
 
 def open_png(path: Path) -> Image.Image:
@@ -111,3 +118,79 @@ def test_compare_trials_single_series_and_errors(tmp_path: Path) -> None:
         compare_trials(["a", "b"], {"loss": [1.0]}, tmp_path / "x.png", "t", "y")
     with pytest.raises(ValueError, match="no trials"):
         compare_trials([], {}, tmp_path / "x.png", "t", "y")
+
+
+def defect_batch(b: int, c: int, size: int) -> tuple[torch.Tensor, np.ndarray, dict]:
+    """Images with a square defect in every image but the last (anomaly-free), and two maps."""
+    images, _, attention, errors = batch(b, c, size, seed=1)
+    masks = np.zeros((b, size, size), dtype=bool)
+    masks[:-1, size // 4 : size // 2, size // 4 : size // 2] = True
+    return images, masks, {"attention": attention, "recon. error": errors.numpy()}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_localisation_figure_png(tmp_path: Path, channels: int) -> None:
+    images, masks, maps = defect_batch(3, channels, 32)
+    path = tmp_path / "sub" / "loc.png"  # parent folders are created
+    returned = localisation_figure(images, masks, maps, ["bottle 0", "bottle 1", "good"], path)
+    assert returned == path
+    width, height = open_png(path).size
+    # image | ground truth | attention | recon. error, one ~1.6-inch cell each.
+    assert width == pytest.approx(4 * 1.6 * DPI, rel=0.05)
+    assert height == pytest.approx(3 * 1.6 * DPI, rel=0.05)
+
+
+def test_localisation_figure_draws_mask_and_heatmaps(tmp_path: Path) -> None:
+    """On a gray image: the image column stays gray, the ground truth shows red, maps colour."""
+    images = torch.full((1, 1, 16, 16), 0.5)
+    masks = np.zeros((1, 16, 16))
+    masks[0, 4:10, 4:10] = 1
+    maps = {"a": torch.rand(1, 16, 16), "b": np.linspace(0, 1, 256).reshape(1, 16, 16)}
+    path = localisation_figure(images, masks, maps, ["x"], tmp_path / "one.png")
+    pixels = np.asarray(open_png(path).convert("RGB"), dtype=np.int32)
+    quarter = pixels.shape[1] // 4
+    saturation = pixels.max(axis=2) - pixels.min(axis=2)
+    assert saturation[:, :quarter].max() < 10  # image column: gray only
+    truth = pixels[:, quarter : 2 * quarter]
+    assert np.any((truth[..., 0] - truth[..., 1:].max(axis=2)) > 60)  # red defect
+    assert saturation[:, 2 * quarter :].max() > 100  # jet heatmaps
+
+
+def test_localisation_figure_degenerate_maps_and_no_maps(tmp_path: Path) -> None:
+    images = np.full((2, 3, 8, 8), 0.5)
+    masks = np.zeros((2, 8, 8), dtype=bool)  # no defect anywhere: no outline, no warning
+    flat = np.zeros((2, 8, 8))
+    flat[1] = np.nan  # drawn as "no anomaly", labelled "not finite"
+    open_png(localisation_figure(images, masks, {"flat": flat}, ["a", "b"], tmp_path / "f.png"))
+    open_png(localisation_figure(images, masks, {}, ["a", "b"], tmp_path / "none.png"))
+
+
+def test_localisation_figure_rejects_bad_shapes(tmp_path: Path) -> None:
+    images, masks, maps = defect_batch(2, 3, 8)
+    path = tmp_path / "bad.png"
+    with pytest.raises(ValueError, match="titles"):
+        localisation_figure(images, masks, maps, ["only one"], path)
+    with pytest.raises(ValueError, match="masks"):
+        localisation_figure(images, masks[:, :4], maps, ["a", "b"], path)
+    with pytest.raises(ValueError, match="'attention'"):
+        localisation_figure(images, masks, {"attention": maps["attention"][:1]}, ["a", "b"], path)
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        localisation_figure(images[:, :2], masks, maps, ["a", "b"], path)
+    assert not path.exists()
+
+
+def test_roc_figure_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(5000) < 0.1
+    curves = {}
+    for name, shift in (("attention", 1.5), ("recon. error", 0.5)):
+        scores = rng.standard_normal(5000) + shift * labels
+        fpr, tpr = roc_points(scores, labels, max_points=200)
+        curves[name] = (fpr, tpr, auroc(scores, labels))
+    path = roc_figure(curves, tmp_path / "sub" / "roc.png", "pixel ROC")
+    width, height = open_png(path).size
+    assert width == pytest.approx(height, rel=0.05) and width > 300
+    with pytest.raises(ValueError, match="no curves"):
+        roc_figure({}, tmp_path / "x.png", "t")
+    with pytest.raises(ValueError, match="'bad'"):
+        roc_figure({"bad": (np.zeros(3), np.zeros(4), 0.5)}, tmp_path / "x.png", "t")

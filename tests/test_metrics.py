@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vaecam import metrics
-from vaecam.metrics import anomaly_metrics, auroc, average_precision, one_vs_each, pixel_auroc
+from vaecam.metrics import (
+    anomaly_metrics,
+    aupro,
+    auroc,
+    average_precision,
+    one_vs_each,
+    pixel_auroc,
+    roc_points,
+)
 
 
 def _tied_data(rng: np.random.Generator, n: int, p_pos: float, dtype) -> tuple:
@@ -212,3 +223,201 @@ def test_one_vs_each_missing_classes_raise():
         one_vs_each(scores, classes, inlier=7)
     with pytest.raises(ValueError, match="no outlier class"):
         anomaly_metrics(scores[:3], classes[:3], inlier=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# AUPRO (MVTec AD localisation metric)
+
+
+def _slow_aupro(maps: np.ndarray, masks: np.ndarray, max_fpr: float) -> float:
+    """The obvious computation: binarise at every distinct score, measure every region."""
+    structure = np.ones((3, 3), dtype=int)  # 8-connectivity, as the official MVTec AD code
+    regions = []
+    for mask in masks:
+        labeled, n = ndimage.label(mask, structure)
+        regions.append([labeled == k for k in range(1, n + 1)])
+    normal = ~masks.astype(bool)
+    curve = [(0.0, 0.0)]
+    for t in np.unique(maps)[::-1]:  # descending: the predicted set grows
+        predicted = maps >= t
+        overlaps = [
+            np.sum(predicted[i] & region) / np.sum(region)
+            for i in range(len(maps))
+            for region in regions[i]
+        ]
+        fpr = np.sum(predicted & normal) / np.sum(normal)
+        curve.append((fpr, np.mean(overlaps)))
+    # The official ``trapezoid``: cut at x_max, interpolate y there if it is not a vertex.
+    x = [c[0] for c in curve]
+    y = [c[1] for c in curve]
+    correction = 0.0
+    if max_fpr not in x:
+        i = bisect_right(x, max_fpr)
+        y_at = y[i - 1] + (y[i] - y[i - 1]) * (max_fpr - x[i - 1]) / (x[i] - x[i - 1])
+        correction = 0.5 * (y_at + y[i - 1]) * (max_fpr - x[i - 1])
+    k = sum(v <= max_fpr for v in x)  # x ascends: the vertices up to x_max form a prefix
+    area = sum(0.5 * (y[j - 1] + y[j]) * (x[j] - x[j - 1]) for j in range(1, k))
+    return (area + correction) / max_fpr
+
+
+def _aupro_data(seed: int, tied: bool) -> tuple[np.ndarray, np.ndarray]:
+    """5 images 12x12: regions of 1 to ~20 pixels (some touching only diagonally), one
+    anomaly-free image; scores weakly higher inside the masks, integer-valued when ``tied``."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((5, 12, 12), dtype=bool)
+    masks[0, 1:4, 1:5] = True  # 12 pixels
+    masks[0, 8, 8] = True  # 1 pixel
+    masks[1, 2:7, 3:7] = True  # 20 pixels
+    masks[1, 7, 7] = True  # joins the block above only through a corner: one region
+    masks[2, 0, 0:3] = True
+    masks[2, 5:7, 9:11] = True
+    masks[2, 10, 1] = True
+    # image 3 is anomaly-free: its pixels count only as normal ones
+    masks[4] = rng.random((12, 12)) < 0.15  # scattered regions of random sizes
+    noise = rng.random(masks.shape)
+    if tied:
+        maps = np.floor(noise * 6) + masks * rng.integers(0, 3, masks.shape)
+    else:
+        maps = noise + 0.4 * masks
+    return maps.astype(np.float32), masks
+
+
+@pytest.mark.parametrize("max_fpr", [0.3, 1.0, 0.05, 0.55])
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_aupro_matches_slow_reference(max_fpr, tied, seed):
+    maps, masks = _aupro_data(seed, tied)
+    expected = _slow_aupro(maps, masks, max_fpr)
+    assert aupro(maps, masks, max_fpr=max_fpr) == pytest.approx(expected, abs=1e-12)
+    assert aupro(maps, masks.astype(np.uint8), max_fpr) == pytest.approx(expected, abs=1e-12)
+
+
+def test_aupro_default_is_mvtec_limit_and_accepts_torch():
+    maps, masks = _aupro_data(3, tied=True)
+    expected = _slow_aupro(maps, masks, 0.3)
+    assert aupro(maps, masks) == pytest.approx(expected, abs=1e-12)
+    got = aupro(torch.from_numpy(maps), torch.from_numpy(masks))
+    assert got == pytest.approx(expected, abs=1e-12)
+    maps_copy, masks_copy = maps.copy(), masks.copy()
+    aupro(maps, masks)
+    np.testing.assert_array_equal(maps, maps_copy)  # inputs are not modified
+    np.testing.assert_array_equal(masks, masks_copy)
+
+
+@pytest.mark.parametrize("max_fpr", [0.3, 1.0])
+def test_aupro_perfect_and_reversed_maps(max_fpr):
+    _, masks = _aupro_data(0, tied=False)
+    perfect = masks + np.random.default_rng(0).random(masks.shape) * 0.5  # every pos > neg
+    assert aupro(perfect, masks, max_fpr) == pytest.approx(1.0, abs=1e-12)
+    assert aupro(masks.astype(float), masks, max_fpr) == pytest.approx(1.0, abs=1e-12)
+    # Every normal pixel above every anomalous one: PRO stays 0 until FPR = 1.
+    assert aupro(1.0 - perfect, masks, max_fpr) == 0.0
+    # One constant map: the curve jumps from (0, 0) to (1, 1), area 1/2 over [0, 1].
+    constant = np.zeros(masks.shape)
+    assert aupro(constant, masks, max_fpr) == pytest.approx(max_fpr / 2, abs=1e-12)
+
+
+def test_aupro_hand_computed():
+    # Two 1x4 images. Regions: R1 = image 0 pixels 0-1 (size 2), R2 = image 1 pixel 3 (size 1).
+    # Normal pixels: 0.7, 0.1 | 0.3, 0.5, 0.2 -> 5. Thresholds, descending:
+    #   0.9 (R1 half):                        FPR 0,   PRO (1/2 + 0) / 2 = 0.25
+    #   0.8 (R2):                             FPR 0,   PRO (1/2 + 1) / 2 = 0.75
+    #   0.7 (normal):                         FPR 1/5, PRO 0.75
+    #   0.5 (tie: R1's other half + normal):  FPR 2/5, PRO 1
+    #   0.3, 0.2, 0.1 (normal):               FPR 3/5, 4/5, 1, PRO 1
+    # max_fpr = 1: 0.75 * 0.2 + (0.75 + 1) / 2 * 0.2 + 1 * 0.6 = 0.15 + 0.175 + 0.6 = 0.925.
+    # max_fpr = 0.3: PRO(0.3) = 0.75 + 0.25 * 0.1 / 0.2 = 0.875 on the diagonal piece, so
+    #   (0.15 + (0.75 + 0.875) / 2 * 0.1) / 0.3 = 0.23125 / 0.3.
+    # max_fpr = 0.2 is a vertex: 0.15 / 0.2 = 0.75.
+    maps = np.array([[[0.9, 0.5, 0.7, 0.1]], [[0.3, 0.5, 0.2, 0.8]]])
+    masks = np.array([[[1, 1, 0, 0]], [[0, 0, 0, 1]]])
+    assert aupro(maps, masks, max_fpr=1.0) == pytest.approx(0.925, abs=1e-12)
+    assert aupro(maps, masks) == pytest.approx(0.23125 / 0.3, abs=1e-12)
+    assert aupro(maps, masks, max_fpr=0.2) == pytest.approx(0.75, abs=1e-12)
+
+
+def test_aupro_regions_are_8_connected():
+    # (0, 1) and (1, 2) touch at a corner: one region of 3 pixels, of which only (1, 2) scores
+    # above the normal pixels -> PRO 1/3 until FPR 1 -> AUPRO(1.0) = 1/3. With 4-connectivity
+    # it would be two regions, PRO (0 + 1) / 2 = 1/2.
+    masks = np.array([[[1, 1, 0], [0, 0, 1], [0, 0, 0]]])
+    maps = np.array([[[0.0, 0.0, 0.5], [0.5, 0.5, 1.0], [0.5, 0.5, 0.5]]])
+    assert aupro(maps, masks, max_fpr=1.0) == pytest.approx(1 / 3, abs=1e-12)
+
+
+def test_aupro_counts_anomaly_free_images_as_normal_pixels():
+    maps, masks = _aupro_data(0, tied=False)
+    # High scores on the anomaly-free image 3 are false positives and must lower the score.
+    hot = maps.copy()
+    hot[3] += 1.0
+    assert aupro(hot, masks) < aupro(maps, masks)
+    assert aupro(hot, masks) == pytest.approx(_slow_aupro(hot, masks, 0.3), abs=1e-12)
+
+
+def test_aupro_errors():
+    maps, masks = _aupro_data(0, tied=False)
+    with pytest.raises(ValueError, match="same shape"):
+        aupro(maps, masks[:, :5])
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        aupro(maps[0], masks[0])
+    with pytest.raises(ValueError, match="anomalous region"):
+        aupro(maps, np.zeros_like(masks))
+    with pytest.raises(ValueError, match="normal pixels"):
+        aupro(maps, np.ones_like(masks))
+    with pytest.raises(ValueError, match="binary"):
+        aupro(maps, masks * 2.0)
+    bad = maps.copy()
+    bad[3, 0, 0] = np.nan  # in an anomaly-free image: a normal pixel
+    with pytest.raises(ValueError, match="NaN"):
+        aupro(bad, masks)
+    bad = maps.copy()
+    bad[masks] = np.nan  # anomalous pixels
+    with pytest.raises(ValueError, match="NaN"):
+        aupro(bad, masks)
+    for max_fpr in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="max_fpr"):
+            aupro(maps, masks, max_fpr=max_fpr)
+
+
+# ---------------------------------------------------------------------------------------------
+# ROC points for plotting
+
+
+def test_roc_points_small_input_is_sklearns_full_curve():
+    rng = np.random.default_rng(4)
+    scores, labels = _tied_data(rng, 60, 0.3, np.float64)
+    fpr, tpr = roc_points(scores, labels)
+    ref_fpr, ref_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr, atol=1e-15)
+    np.testing.assert_allclose(tpr, ref_tpr, atol=1e-15)
+
+
+@pytest.mark.parametrize("max_points", [3, 10, 201])
+@pytest.mark.parametrize("p_pos", [0.02, 0.5])
+def test_roc_points_are_exact_sampled_points(max_points, p_pos):
+    rng = np.random.default_rng(9)
+    labels = rng.random(20_000) < p_pos
+    scores = (rng.standard_normal(20_000) + 1.5 * labels).astype(np.float32)
+    fpr, tpr = roc_points(scores, labels, max_points=max_points)
+    assert fpr.dtype == tpr.dtype == np.float64
+    assert fpr.shape == tpr.shape and 3 <= fpr.size <= max_points
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    # Every point is one of the exact operating points of sklearn's full curve.
+    ref_fpr, ref_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    exact = set(zip(ref_fpr.tolist(), ref_tpr.tolist(), strict=True))
+    assert all(p in exact for p in zip(fpr.tolist(), tpr.tolist(), strict=True))
+    if max_points == 201:  # points spread in FPR and TPR: the chords hug the curve
+        area = float(np.sum(0.5 * (tpr[1:] + tpr[:-1]) * np.diff(fpr)))
+        assert area == pytest.approx(auroc(scores, labels), abs=2e-3)
+
+
+def test_roc_points_errors():
+    with pytest.raises(ValueError, match="both classes"):
+        roc_points([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        roc_points([0.1, np.nan, 0.3], [0, 1, 1])
+    with pytest.raises(ValueError, match="max_points"):
+        roc_points([0.1, 0.2], [0, 1], max_points=2)
+    with pytest.raises(ValueError, match="same shape"):
+        roc_points(np.zeros(3), np.array([0, 1]))

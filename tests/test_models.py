@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from torchvision.models import ResNet18_Weights
 
 from vaecam.models import MODELS, ConvVAE, ResNetVAE, gaussian_kl

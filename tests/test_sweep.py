@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mvtec_fixture import make_mvtec
 
 from orchestrator import sweep
 
@@ -26,9 +27,9 @@ def _sweep_args(tmp_path: Path, name: str) -> list[str]:
     ]
 
 
-def _runs(tmp_path: Path, name: str):
+def _runs(tmp_path: Path, name: str, experiment: str = "digits"):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("digits")
+    experiment = client.get_experiment_by_name(experiment)
     parents = client.search_runs([experiment.experiment_id], f"tags.`vaecam.sweep` = '{name}'")
     assert len(parents) == 1
     parent = parents[0]
@@ -157,3 +158,48 @@ def test_missing_mnist_is_one_clear_error_before_anything_starts(tmp_path, capsy
     assert str(tmp_path / "data" / "MNIST" / "raw") in message
     assert "train-images-idx3-ubyte" in message and "digits" in message
     assert not (tmp_path / "mlflow.db").exists()  # nothing recorded for a sweep that never ran
+
+
+@pytest.mark.slow
+def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(tmp_path, capsys):
+    root = make_mvtec(tmp_path / "mvtec", categories=("grid", "bottle"), size=32)
+    args = _sweep_args(tmp_path, "mvtec") + ["--data-root", str(root)]
+    args += ["--categories", "grid,bottle", "--set", "image_size=32", "--set", "epochs=2"]
+    assert sweep.main(["mvtec", "--quick", *args]) == 0
+    out = capsys.readouterr().out
+    assert "vs published pixel AUROC" in out and "AE-SSIM" in out
+
+    client, parent, children = _runs(tmp_path, "mvtec", experiment="mvtec")
+    assert {child.data.params["category"] for child in children} == {"grid", "bottle"}
+    for child in children:
+        metrics = child.data.metrics
+        for method in ("attention", "recon"):
+            for metric in ("pixel_auroc", "aupro", "image_auroc"):
+                assert 0 <= metrics[f"{method}_{metric}"] <= 1
+        category = child.data.params["category"]
+        assert {f"figures/localisation_{category}.png", f"figures/roc_{category}.png"} <= (
+            _artifacts(client, child.info.run_id)
+        )
+    assert {"comparison.csv", "comparison.md"} <= _artifacts(client, parent.info.run_id)
+    comparison = client.download_artifacts(parent.info.run_id, "comparison.csv", str(tmp_path))
+    with open(comparison) as file:
+        rows = {row["category"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {"grid", "bottle", "mean (2 swept)"}
+    assert float(rows["grid"]["paper"]) == 0.73 and float(rows["bottle"]["AE-SSIM"]) == 0.93
+    by_category = {c.data.params["category"]: c for c in children}
+    assert float(rows["grid"]["attention (ours)"]) == pytest.approx(
+        by_category["grid"].data.metrics["attention_pixel_auroc"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("categories", "message"),
+    [("grid,hazlenut", "unknown MVTec AD category 'hazlenut'"), ("carpet", "carpet")],
+)
+def test_bad_mvtec_categories_fail_before_anything_starts(tmp_path, capsys, categories, message):
+    root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
+    args = _sweep_args(tmp_path, "bad") + ["--data-root", str(root), "--categories", categories]
+    assert sweep.main(["mvtec", "--quick", *args]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert not (tmp_path / "mlflow.db").exists()

@@ -1,4 +1,5 @@
-"""PNG figures: attention overlays (paper Fig. 1/4 style) and per-trial comparisons.
+"""PNG figures: attention overlays (paper Fig. 1/4 style), per-trial comparisons, MVTec AD
+localisation panels (image | ground truth | heatmaps) and ROC curves.
 
 Built on ``matplotlib.figure.Figure`` directly, never ``pyplot``: no GUI backend, no global
 figure registry to leak memory in long sweeps, and safe to call from several trial threads.
@@ -7,19 +8,22 @@ figure registry to leak memory in long sweeps, and safe to call from several tri
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["attention_overlays", "compare_trials"]
+__all__ = ["attention_overlays", "compare_trials", "localisation_figure", "roc_figure"]
 
 CELL_INCHES = 1.6  # one image panel; tiny 8x8 inputs are upscaled by nearest interpolation
 DPI = 100
 OVERLAY_ALPHA = 0.5  # heatmap over the grayscale input: both stay visible
 HEATMAP = "jet"  # the paper's (and Grad-CAM's) convention: red = most attended
+MASK_COLOUR = (1.0, 0.0, 0.0)  # ground-truth defect: red fill and outline
+MASK_ALPHA = 0.35  # the defect's texture stays visible under the fill
 
 
 def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -214,3 +218,141 @@ def compare_trials(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
     return path
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def _check_localisation(
+    images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], titles: Sequence[str]
+) -> None:
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (B, C, H, W) with C = 1 or 3, got {images.shape}")
+    if len(images) == 0:
+        raise ValueError("no images to draw")
+    b, _, h, w = images.shape
+    if masks.shape != (b, h, w):
+        raise ValueError(f"masks must be (B, H, W) = {(b, h, w)}, got {masks.shape}")
+    for name, array in maps.items():
+        if array.shape != (b, h, w):
+            raise ValueError(f"map {name!r} must be (B, H, W) = {(b, h, w)}, got {array.shape}")
+    if len(titles) != b:
+        raise ValueError(f"{len(titles)} titles for {b} images")
+
+
+def localisation_figure(
+    images: torch.Tensor | np.ndarray,
+    masks: torch.Tensor | np.ndarray,
+    maps: Mapping[str, Any],
+    titles: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """One PNG, one row per image: image | ground truth | one heatmap column per map.
+
+    The MVTec AD localisation view: the ground-truth defect is filled and outlined in red on
+    the image, and each anomaly map (e.g. attention, reconstruction error) is drawn as a jet
+    heatmap over the grayscale image, normalised per panel for display only. Because that
+    hides the maps' scales, each heatmap panel is labelled with its raw ``[min, max]``.
+
+    Args:
+        images: (B, C, H, W) in [0, 1], C = 1 or 3.
+        masks: (B, H, W) ground truth, bool or 0/1 (values > 0.5 are drawn as defect); an
+            all-zero mask (an anomaly-free image) draws no outline.
+        maps: column title -> (B, H, W) anomaly map at image resolution, any scale, e.g.
+            ``{"attention": a, "recon. error": e}``; columns follow the dict's order.
+        titles: B row labels, e.g. ``"bottle/broken_large 3"``.
+        path: where to write the PNG (parent folders are created).
+
+    Returns:
+        ``path``, as a ``Path``.
+    """
+    images, masks = _to_numpy(images), _to_numpy(masks)
+    raw = {name: _to_numpy(array) for name, array in maps.items()}
+    _check_localisation(images, masks, raw, titles)
+    defects = masks > 0.5
+    background = _grayscale(images)
+    heat = {name: _normalise(array) for name, array in raw.items()}
+
+    rows, columns = len(images), 2 + len(raw)
+    figure = Figure(figsize=(CELL_INCHES * columns, CELL_INCHES * rows), dpi=DPI)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    shown = _for_display(images)
+    gray = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if images.shape[1] == 1 else {}
+    for row in range(rows):
+        axes[row, 0].imshow(shown[row], interpolation="nearest", **gray)
+        ax = axes[row, 1]
+        ax.imshow(shown[row], interpolation="nearest", **gray)
+        fill = np.zeros(defects.shape[1:] + (4,))
+        fill[defects[row]] = (*MASK_COLOUR, MASK_ALPHA)
+        ax.imshow(fill, interpolation="nearest")
+        if defects[row].any():  # contour() warns on a constant field
+            ax.contour(defects[row], levels=[0.5], colors=[MASK_COLOUR], linewidths=0.8)
+        for col, name in enumerate(raw, start=2):
+            ax = axes[row, col]
+            ax.imshow(background[row], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.imshow(
+                heat[name][row],
+                cmap=HEATMAP,
+                vmin=0.0,
+                vmax=1.0,
+                alpha=OVERLAY_ALPHA,
+                interpolation="nearest",
+            )
+            values = raw[name][row]
+            finite = values[np.isfinite(values)]
+            scale = f"[{finite.min():.3g}, {finite.max():.3g}]" if finite.size else "not finite"
+            ax.set_xlabel(scale, fontsize=6, labelpad=1)  # the raw range behind the colours
+        for col, name in enumerate(["image", "ground truth", *raw]):
+            ax = axes[row, col]
+            # Ticks off but axes kept (set_axis_off would also hide the row and scale labels).
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+        axes[row, 0].set_ylabel(titles[row], fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def roc_figure(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path, title: str
+) -> Path:
+    """ROC curves of several methods on one square axes, with the chance diagonal.
+
+    Args:
+        curves: method name -> ``(fpr, tpr, auroc)``: the curve's points (e.g. from
+            ``vaecam.metrics.roc_points``), 1-D and of equal length, and the exact AUROC shown
+            in the legend (the plotted points may be a sample of the curve).
+        path: where to write the PNG (parent folders are created).
+        title: the axes' title, e.g. ``"MVTec AD pixel ROC, all categories"``.
+
+    Returns:
+        ``path``, as a ``Path``.
+    """
+    if not curves:
+        raise ValueError("no curves to plot")
+    for name, (fpr, tpr, _) in curves.items():
+        fpr, tpr = np.asarray(fpr), np.asarray(tpr)
+        if fpr.ndim != 1 or fpr.shape != tpr.shape:
+            raise ValueError(
+                f"curve {name!r}: fpr and tpr must be 1-D of equal length, "
+                f"got {fpr.shape} and {tpr.shape}"
+            )
+    figure = Figure(figsize=(4.5, 4.5), dpi=DPI, layout="constrained")
+    ax = figure.subplots()
+    ax.plot([0.0, 1.0], [0.0, 1.0], color="gray", linestyle="--", linewidth=1, label="chance")
+    for name, (fpr, tpr, area) in curves.items():
+        ax.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUROC {float(area):.3f})")
+    # A small margin: a perfect curve runs along x = 0 and y = 1, which the spines would hide.
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(figure, path)

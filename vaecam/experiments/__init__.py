@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from vaecam.experiments import one_class
+from vaecam.experiments import localisation, one_class
 from vaecam.registry import Registry
 
 
@@ -25,4 +25,6 @@ class Reporter(Protocol):
         """A file to keep (a figure, the final weights), optionally under a sub-folder."""
 
 
-EXPERIMENTS: Registry[ModuleType] = Registry("experiment", {"one_class": one_class})
+EXPERIMENTS: Registry[ModuleType] = Registry(
+    "experiment", {"one_class": one_class, "localisation": localisation}
+)

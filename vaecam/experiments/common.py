@@ -17,7 +17,7 @@ from vaecam.attention import (
     attention_maps,
     latent_stats,
 )
-from vaecam.models import VAE
+from vaecam.models import MODELS, VAE
 from vaecam.registry import Registry
 from vaecam.training import batches, evaluate_loss, train_epoch
 
@@ -29,6 +29,20 @@ IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
     "image score",
     {"mean": lambda maps: maps.flatten(1).mean(1), "max": lambda maps: maps.flatten(1).amax(1)},
 )
+
+
+def build_model(config: Mapping[str, Any], in_channels: int) -> VAE:
+    """``MODELS[config["model"]]`` for ``in_channels`` x ``image_size``^2 inputs and
+    ``latent_dim``, with the model's own options (``config["model_options"]``, e.g.
+    ``{"pretrained": True}``), on ``config["device"]``; bad names fail now (``check_names``)."""
+    model = MODELS[config["model"]](
+        in_channels=in_channels,
+        image_size=config["image_size"],
+        latent_dim=config["latent_dim"],
+        **config.get("model_options", {}),
+    ).to(config["device"])
+    check_names(model, config)
+    return model
 
 
 def check_names(model: VAE, config: Mapping[str, Any]) -> None:

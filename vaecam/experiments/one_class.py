@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vaecam.data import DATASETS, LabelledImages, OneClassSplit, one_class_split, subsample
-from vaecam.experiments.common import IMAGE_SCORES, check_names, fit, normal_stats, score_maps
+from vaecam.experiments.common import IMAGE_SCORES, build_model, fit, normal_stats, score_maps
 from vaecam.figures import attention_overlays
 from vaecam.metrics import anomaly_metrics
-from vaecam.models import MODELS, VAE
+from vaecam.models import VAE
 from vaecam.training import seed_everything
 
 if TYPE_CHECKING:
@@ -44,12 +44,7 @@ def run(
     Returns the last report's metrics."""
     generator = seed_everything(config["seed"])
     split = select_data(config)
-    model = MODELS[config["model"]](
-        in_channels=split.train.shape[1],
-        image_size=config["image_size"],
-        latent_dim=config["latent_dim"],
-    ).to(config["device"])
-    check_names(model, config)
+    model = build_model(config, in_channels=split.train.shape[1])
     return fit(
         model,
         generator,
