@@ -168,6 +168,7 @@ def run_sweep(
             mode=search_space.MODE,
             num_samples=args.num_samples,
             max_concurrent_trials=args.max_concurrent or None,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=args.name,
@@ -211,12 +212,14 @@ def summarise(
     return table.reset_index(drop=True)
 
 
+def trial_dirname(trial: tune.experiment.Trial) -> str:
+    """A trial's folder is named by its id: short (unix socket and path limits) and how a
+    trial that failed before its first report is still found (``trial_id_of``)."""
+    return trial.trial_id
+
+
 def trial_id_of(result: tune.Result) -> str:
-    """A trial's id, also for a trial that failed before its first report (Tune names trial
-    folders ``<trainable>_<trial_id>_<index>_...``, the trial id itself holding one ``_``)."""
-    if result.metrics and "trial_id" in result.metrics:
-        return result.metrics["trial_id"]
-    return "_".join(Path(result.path).name.split("_")[2:4])
+    return Path(result.path).name
 
 
 def publish(

@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 from mvtec_fixture import make_mvtec
+from ucsd_fixture import make_ucsd
 
-from search_spaces import digits, mvtec
+from search_spaces import digits, mvtec, ucsd
 from vaecam.data import DataNotFoundError
-from vaecam.experiments import EXPERIMENTS, localisation, one_class
+from vaecam.experiments import EXPERIMENTS, localisation, one_class, video
+from vaecam.models import ConvVAE
 
 
 class Recorder:
@@ -160,3 +162,48 @@ def test_localisation_prepare_checks_every_category_of_a_grid(tmp_path):
         localisation.prepare(
             {"data_root": str(root), "category": {"grid_search": ["grid", "bottle"]}}
         )
+
+
+def _ucsd_config(root, **changes):
+    return (
+        ucsd.CONFIG
+        | {
+            "data_root": str(root),
+            "device": "cpu",
+            "image_size": 24,
+            "val_clips": 1,
+            "model_options": {"widths": [8, 16, 16], "batch_norm": True, "hidden": 32},
+            "latent_dim": 4,
+            "batch_size": 8,
+            "epochs": 2,
+        }
+        | changes
+    )
+
+
+def test_video_scores_attention_and_both_baselines_with_every_metric(tmp_path):
+    root = make_ucsd(tmp_path / "ucsd")
+    recorder = Recorder()
+    final = video.run(_ucsd_config(root), recorder)
+    assert [r["epoch"] for r in recorder.reports] == [0, 1]
+    for method in video.METHODS:
+        for metric in ("pixel_auroc", "frame_auroc", "frame_eer"):
+            assert 0 <= final[f"{method}_{metric}"] <= 1
+        assert 0 <= final[f"{method}_pixel_criterion_eer"] <= 1
+    assert set(recorder.artifacts) == {"figures/localisation.png", "model/model.pt"}
+
+
+def test_average_recon_baseline_is_the_distance_to_the_mean_frame_reconstruction():
+    model = ConvVAE(image_size=8, widths=(4, 8), hidden=8, latent_dim=2).eval()
+    train = torch.rand(6, 1, 8, 8)
+    frames = torch.rand(5, 1, 8, 8)
+    maps = video.average_recon_maps(model, train, frames, batch_size=2)
+    reference = torch.sigmoid(model(train.mean(0, keepdim=True), sample=False).recon)
+    assert torch.allclose(maps, (frames - reference).pow(2)[:, 0])
+
+
+def test_video_prepare_names_a_missing_frame(tmp_path):
+    root = make_ucsd(tmp_path / "ucsd")
+    (root / "UCSDped1" / "Test" / "Test002" / "005.tif").unlink()
+    with pytest.raises(DataNotFoundError, match="Test002"):
+        video.prepare(_ucsd_config(root))

@@ -421,3 +421,346 @@ def test_roc_points_errors():
         roc_points([0.1, 0.2], [0, 1], max_points=2)
     with pytest.raises(ValueError, match="same shape"):
         roc_points(np.zeros(3), np.array([0, 1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Equal error rate, frame level, UCSD Ped1 pixel-level criterion (Mahadevan et al. 2010)
+
+
+def _slow_eer(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """The obvious way: walk the ROC polyline to the first point on or above the anti-diagonal
+    TPR = 1 - FPR and interpolate linearly on the segment that reaches it."""
+    for j in range(1, len(fpr)):
+        if fpr[j] + tpr[j] >= 1.0:
+            x0, y0, x1, y1 = fpr[j - 1], tpr[j - 1], fpr[j], tpr[j]
+            s = (1.0 - x0 - y0) / ((x1 - x0) + (y1 - y0))  # where x + y = 1 on the segment
+            return float(x0 + s * (x1 - x0))
+    raise AssertionError("a ROC curve ends at (1, 1)")
+
+
+def test_equal_error_rate_hand_made_cases():
+    from vaecam.metrics import equal_error_rate
+
+    labels = np.array([0, 0, 0, 1, 1])
+    assert equal_error_rate([0.1, 0.2, 0.3, 0.8, 0.9], labels) == 0.0  # perfectly separated
+    assert equal_error_rate([0.9, 0.8, 0.7, 0.2, 0.1], labels) == 1.0  # reversed
+    assert equal_error_rate([0.5] * 5, labels) == 0.5  # all tied: (0, 0) -> (1, 1)
+    # pos {3, 2, 2, 1}, neg {2, 0, 0}. ROC points (FPR, TPR): t > 3: (0, 0); t = 3: (0, 1/4);
+    # t = 2 (two pos tie one neg): (1/3, 3/4); t = 1: (1/3, 1); t = 0: (1, 1).
+    # FPR + TPR - 1 is -3/4 at (0, 1/4) and +1/12 at (1/3, 3/4): the crossing is on that
+    # segment, at s = (3/4) / (3/4 + 1/12) = 9/10 of it: FPR = 9/10 * 1/3 = 0.3 and
+    # TPR = 1/4 + 9/10 * 1/2 = 0.7, so FNR = 0.3 = FPR. EER = 0.3.
+    scores = [3, 2, 2, 1, 2, 0, 0]
+    assert equal_error_rate(scores, [1, 1, 1, 1, 0, 0, 0]) == pytest.approx(0.3, abs=1e-15)
+    # Vertical crossing: pos {0.9, 0.4}, neg {0.6, 0.3, 0.1}. Points (0, 1/2), (1/3, 1/2),
+    # (1/3, 1): FPR + TPR - 1 goes -1/6 -> +1/3 on the vertical segment at FPR = 1/3.
+    got = equal_error_rate([0.9, 0.4, 0.6, 0.3, 0.1], [1, 1, 0, 0, 0])
+    assert got == pytest.approx(1 / 3, abs=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("n", [2, 3, 17, 1000, 20_000])
+@pytest.mark.parametrize("p_pos", [0.05, 0.5, 0.9])  # keys = positives, then negatives
+def test_equal_error_rate_matches_sklearn_roc_curve_with_ties(dtype, n, p_pos):
+    from vaecam.metrics import equal_error_rate
+
+    rng = np.random.default_rng(n * 10 + int(p_pos * 100))
+    scores, labels = _tied_data(rng, n, p_pos, dtype)
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    expected = _slow_eer(fpr, tpr)
+    assert equal_error_rate(scores, labels) == pytest.approx(expected, abs=1e-12)
+    fpr, tpr, _ = roc_curve(labels, scores)  # collinear points dropped: same polyline
+    assert equal_error_rate(scores, labels.astype(np.int64)) == pytest.approx(
+        _slow_eer(fpr, tpr), abs=1e-12
+    )
+
+
+def test_equal_error_rate_continuous_torch_and_errors():
+    from vaecam.metrics import equal_error_rate
+
+    rng = np.random.default_rng(8)
+    labels = rng.random(4000) < 0.3
+    scores = (rng.standard_normal(4000) + labels).astype(np.float32)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    expected = _slow_eer(fpr, tpr)
+    assert equal_error_rate(scores, labels) == pytest.approx(expected, abs=1e-12)
+    got = equal_error_rate(torch.from_numpy(scores), torch.from_numpy(labels))
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert 0.25 < expected < 0.35  # two unit-variance normals one sigma apart: ~0.31
+    with pytest.raises(ValueError, match="both classes"):
+        equal_error_rate([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        equal_error_rate([0.1, np.nan, 0.3], [0, 1, 1])
+    with pytest.raises(ValueError, match="same shape"):
+        equal_error_rate(np.zeros(3), np.array([0, 1]))
+    with pytest.raises(ValueError, match="binary"):
+        equal_error_rate([0.1, 0.2, 0.3], [0, 1, 2])
+
+
+def test_frame_level_known_values_and_errors():
+    from vaecam.metrics import frame_level
+
+    out = frame_level(np.array([3, 2, 2, 1, 2, 0, 0]), np.array([1, 1, 1, 1, 0, 0, 0]))
+    assert set(out) == {"frame_auroc", "frame_eer"}
+    # pairs: 3 beats all 3 negatives, each 2 beats two and ties one, 1 beats two:
+    # (3 + 2.5 + 2.5 + 2) / 12.
+    assert out["frame_auroc"] == pytest.approx(10 / 12, abs=1e-15)
+    assert out["frame_eer"] == pytest.approx(0.3, abs=1e-15)
+    with pytest.raises(ValueError, match=r"\(F,\)"):
+        frame_level(np.zeros((2, 3)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"frame_labels must have shape \(3,\)"):
+        frame_level(np.zeros(3), np.zeros(4))
+
+
+def _slow_criterion(maps, masks, labels, coverage=0.4) -> tuple[float, float]:
+    """The obvious way: binarise at every distinct map value, apply the rule frame by frame,
+    build the (FPR, TPR) curve, trapezoid for the AUROC and the crossing for the EER."""
+    anomalous = [f for f in range(len(maps)) if labels[f] and masks[f].any()]  # empty: excluded
+    normal = [f for f in range(len(maps)) if not labels[f]]
+    fpr, tpr = [0.0], [0.0]  # threshold above every value
+    for t in np.unique(maps)[::-1]:
+        detected = maps >= t
+        tp = sum(detected[f][masks[f]].sum() / masks[f].sum() >= coverage for f in anomalous)
+        fp = sum(detected[f].any() for f in normal)
+        fpr.append(fp / len(normal))
+        tpr.append(tp / len(anomalous))
+    fpr, tpr = np.array(fpr), np.array(tpr)
+    area = float(np.sum(0.5 * (tpr[1:] + tpr[:-1]) * np.diff(fpr)))
+    return area, _slow_eer(fpr, tpr)
+
+
+def _criterion_example(hot_pixel: bool = True):
+    # Four 1x5 frames. A, B anomalous; C, D normal.
+    maps = np.array(
+        [
+            [[0.9, 0.8, 0.2, 0.1, 0.0]],  # A, mask: all 5 pixels -> needs ceil(2.0) = 2
+            [[0.7, 0.6, 0.5, 0.3, 0.95]],  # B, mask: first 3 -> needs ceil(1.2) = 2
+            [[0.1, 0.1, 0.65 if hot_pixel else 0.1, 0.1, 0.1]],  # C: one hot pixel
+            [[0.2, 0.3, 0.4, 0.5, 0.55]],  # D
+        ]
+    )
+    masks = np.zeros(maps.shape, dtype=bool)
+    masks[0] = True
+    masks[1, 0, :3] = True
+    return maps, masks, np.array([1, 1, 0, 0])
+
+
+def test_pixel_level_criterion_hand_made():
+    from vaecam.metrics import pixel_level_criterion
+
+    maps, masks, labels = _criterion_example()
+    # Thresholds, descending -> (FPR, TPR):
+    #   0.95: only B's pixel outside its mask: neither TP nor FP    (0, 0)
+    #   0.9:  A has 1/5 = 20% detected, < 40%                        (0, 0)
+    #   0.8:  A has 2/5 = 40%: TP                                    (0, 1/2)
+    #   0.7:  B has 1/3 < 40%                                        (0, 1/2)
+    #   0.65: C's single hot pixel: FP                               (1/2, 1/2)
+    #   0.6:  B has 2/3: TP                                          (1/2, 1)
+    #   0.55: D: FP                                                  (1, 1)
+    # AUROC = 1/2 * 1/2 + 1/2 * 1 = 0.75; FPR + TPR = 1 at the vertex (1/2, 1/2): EER 0.5.
+    out = pixel_level_criterion(maps, masks, labels)
+    assert out == {
+        "pixel_criterion_auroc": 0.75,
+        "pixel_criterion_eer": 0.5,
+        "pixel_criterion_excluded": 0,
+    }
+    assert _slow_criterion(maps, masks, labels) == (0.75, 0.5)
+    # Without C's hot pixel, C's max is 0.1: both anomalous frames are found before any FP.
+    maps, masks, labels = _criterion_example(hot_pixel=False)
+    out = pixel_level_criterion(maps, masks, labels)
+    assert (out["pixel_criterion_auroc"], out["pixel_criterion_eer"]) == (1.0, 0.0)
+    # coverage = 1: A is a TP only at t <= 0.0 and B at t <= 0.5; normal maxima 0.1 and 0.55.
+    # Points: t = 0.55 (D) (1/2, 0); t = 0.5 (B) (1/2, 1/2); t = 0.1 (C) (1, 1/2); t = 0 (1, 1).
+    # AUROC = 1/2 * 1/2 = 1/4 (only B > C); FPR + TPR = 1 at the vertex (1/2, 1/2): EER 0.5.
+    out = pixel_level_criterion(maps, masks, labels, coverage=1.0)
+    assert (out["pixel_criterion_auroc"], out["pixel_criterion_eer"]) == (0.25, 0.5)
+    assert _slow_criterion(maps, masks, labels, coverage=1.0) == (0.25, 0.5)
+
+
+@pytest.mark.parametrize(("size", "needed"), [(100, 40), (15, 6), (5, 2), (3, 2)])
+def test_pixel_level_criterion_exactly_40_percent_counts(size, needed):
+    from vaecam.metrics import pixel_level_criterion
+
+    # One anomalous frame whose mask is ``size`` pixels, ``hits`` of them at 1.0 and the rest
+    # at 0.0; one normal frame at 0.5 everywhere. With ``needed`` = ceil(0.4 * size) hits the
+    # anomalous frame is detected at t = 1 (before the normal frame: AUROC 1, EER 0); with
+    # one hit fewer (39% for 100 pixels) only at t = 0 (after it: AUROC 0, EER 1).
+    for hits, expected in ((needed, (1.0, 0.0)), (needed - 1, (0.0, 1.0))):
+        maps = np.zeros((2, 1, size + 4), dtype=np.float32)
+        maps[0, 0, :hits] = 1.0
+        maps[1] = 0.5
+        masks = np.zeros(maps.shape, dtype=bool)
+        masks[0, 0, :size] = True
+        out = pixel_level_criterion(maps, masks, [1, 0])
+        assert (out["pixel_criterion_auroc"], out["pixel_criterion_eer"]) == expected
+        assert _slow_criterion(maps, masks, [1, 0]) == expected
+
+
+def test_pixel_level_criterion_excludes_anomalous_frames_with_empty_masks():
+    from vaecam.metrics import pixel_level_criterion
+
+    maps, masks, labels = _criterion_example()
+    maps = np.concatenate((maps, np.full((2, 1, 5), 9.0)))  # would be detected first
+    masks = np.concatenate((masks, np.zeros((2, 1, 5), dtype=bool)))
+    out = pixel_level_criterion(maps, masks, np.array([1, 1, 0, 0, 1, 1]))
+    assert out == {
+        "pixel_criterion_auroc": 0.75,
+        "pixel_criterion_eer": 0.5,
+        "pixel_criterion_excluded": 2,
+    }
+
+
+def _video_data(seed: int, n_frames: int = 14, shape=(6, 7), tied: bool = True):
+    """Small frames; about half anomalous with a blob mask of 1 to ~20 pixels; some anomalous
+    frames with an empty mask; integer-valued maps (ties) when ``tied``."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(n_frames, dtype=bool)
+    labels[rng.permutation(n_frames)[: n_frames // 2]] = True
+    labels[0], labels[1] = True, False
+    masks = np.zeros((n_frames, *shape), dtype=bool)
+    h, w = shape
+    for f in np.flatnonzero(labels)[:-1]:  # the last anomalous frame keeps an empty mask
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        dy, dx = rng.integers(1, 4), rng.integers(1, 6)
+        masks[f, y : y + dy, x : x + dx] = True
+    noise = rng.random(masks.shape)
+    if tied:
+        maps = np.floor(noise * 8) + masks * rng.integers(0, 4, masks.shape)
+    else:
+        maps = noise + 0.3 * masks
+    return maps.astype(np.float32), masks, labels
+
+
+@pytest.mark.parametrize("coverage", [0.4, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pixel_level_criterion_matches_slow_reference(coverage, tied, seed):
+    from vaecam.metrics import pixel_level_criterion
+
+    maps, masks, labels = _video_data(seed, tied=tied)
+    area, eer = _slow_criterion(maps, masks, labels, coverage)
+    out = pixel_level_criterion(maps, masks, labels, coverage=coverage)
+    assert out["pixel_criterion_auroc"] == pytest.approx(area, abs=1e-12)
+    assert out["pixel_criterion_eer"] == pytest.approx(eer, abs=1e-12)
+    assert out["pixel_criterion_excluded"] == 1
+    got = pixel_level_criterion(
+        torch.from_numpy(maps), torch.from_numpy(masks), torch.from_numpy(labels), coverage
+    )
+    assert got == out
+
+
+def test_pixel_level_criterion_errors():
+    from vaecam.metrics import pixel_level_criterion
+
+    maps, masks, labels = _criterion_example()
+    wrong = masks.copy()
+    wrong[3, 0, 0] = True  # D is labelled normal
+    with pytest.raises(ValueError, match="labelled normal.*frame 3"):
+        pixel_level_criterion(maps, wrong, labels)
+    for coverage in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="coverage"):
+            pixel_level_criterion(maps, masks, labels, coverage=coverage)
+    with pytest.raises(ValueError, match="same shape"):
+        pixel_level_criterion(maps, masks[:, :, :3], labels)
+    with pytest.raises(ValueError, match=r"\(F, H, W\)"):
+        pixel_level_criterion(maps[0], masks[0], labels)
+    with pytest.raises(ValueError, match=r"frame_labels must have shape \(4,\)"):
+        pixel_level_criterion(maps, masks, labels[:3])
+    with pytest.raises(ValueError, match="normal frames"):
+        pixel_level_criterion(maps[:2], masks[:2], labels[:2])
+    with pytest.raises(ValueError, match="non-empty mask"):
+        pixel_level_criterion(maps, np.zeros_like(masks), [1, 0, 0, 0])
+    bad = maps.copy()
+    bad[0, 0, 4] = np.nan  # inside the mask of an anomalous frame
+    with pytest.raises(ValueError, match="NaN"):
+        pixel_level_criterion(bad, masks, labels)
+    bad = maps.copy()
+    bad[2, 0, 0] = np.nan  # a normal frame
+    with pytest.raises(ValueError, match="NaN"):
+        pixel_level_criterion(bad, masks, labels)
+
+
+def _video_set(seed: int):
+    """28 frames: the first 14 annotated (masks), the other 14 not (garbage masks there,
+    which must be ignored: some are on frames labelled normal)."""
+    maps, masks, labels = _video_data(seed, n_frames=28)
+    has_mask = np.arange(28) < 14
+    masks[~has_mask] = np.random.default_rng(seed).random(masks[~has_mask].shape) < 0.3
+    return maps, masks, has_mask, labels
+
+
+@pytest.mark.parametrize("image_score", ["max", "mean"])
+def test_video_anomaly_metrics_matches_its_parts(image_score):
+    from vaecam.metrics import frame_level, pixel_level_criterion, video_anomaly_metrics
+
+    maps, masks, has_mask, labels = _video_set(0)
+    maps_copy, masks_copy = maps.copy(), masks.copy()
+    out = video_anomaly_metrics(maps, masks, has_mask, labels, image_score=image_score)
+    np.testing.assert_array_equal(maps, maps_copy)  # the in-place sort is on our own copy
+    np.testing.assert_array_equal(masks, masks_copy)
+    assert list(out) == [
+        "pixel_auroc",
+        "frame_auroc",
+        "frame_eer",
+        "pixel_criterion_auroc",
+        "pixel_criterion_eer",
+        "pixel_criterion_excluded",
+    ]
+    assert out["pixel_auroc"] == pytest.approx(
+        roc_auc_score(masks[has_mask].ravel(), maps[has_mask].ravel()), abs=1e-12
+    )
+    frame_scores = maps.max(axis=(1, 2)) if image_score == "max" else maps.mean(axis=(1, 2))
+    expected = frame_level(frame_scores.astype(np.float64), labels)
+    assert out["frame_auroc"] == pytest.approx(expected["frame_auroc"], abs=1e-12)
+    assert out["frame_eer"] == pytest.approx(expected["frame_eer"], abs=1e-12)
+    expected = pixel_level_criterion(maps[has_mask], masks[has_mask], labels[has_mask])
+    for key in ("pixel_criterion_auroc", "pixel_criterion_eer", "pixel_criterion_excluded"):
+        assert out[key] == expected[key]
+    got = video_anomaly_metrics(
+        torch.from_numpy(maps), torch.from_numpy(masks), has_mask.astype(int), labels, image_score
+    )
+    assert got == pytest.approx(out, abs=1e-12)
+
+
+def test_video_anomaly_metrics_pixel_metrics_ignore_unannotated_frames():
+    from vaecam.metrics import video_anomaly_metrics
+
+    maps, masks, has_mask, labels = _video_set(1)
+    out = video_anomaly_metrics(maps, masks, has_mask, labels)
+    changed = maps.copy()
+    rng = np.random.default_rng(5)
+    changed[~has_mask] = rng.random(changed[~has_mask].shape) * 20  # new maps, new maxima
+    new = video_anomaly_metrics(changed, masks, has_mask, labels)
+    pixel_keys = ("pixel_auroc", "pixel_criterion_auroc", "pixel_criterion_eer")
+    for key in (*pixel_keys, "pixel_criterion_excluded"):
+        assert new[key] == out[key]
+    assert new["frame_auroc"] != out["frame_auroc"]
+    assert new["frame_eer"] != out["frame_eer"]
+    # Every frame annotated: the maps are not copied, and still not modified.
+    all_masks = masks.copy()
+    all_masks[~has_mask] = False
+    all_masks[~has_mask & labels, 0, 0] = True  # anomalous frames need a pixel
+    maps_copy = maps.copy()
+    out = video_anomaly_metrics(maps, all_masks, np.ones(28, dtype=bool), labels)
+    np.testing.assert_array_equal(maps, maps_copy)
+    assert out["pixel_auroc"] == pytest.approx(
+        roc_auc_score(all_masks.ravel(), maps.ravel()), abs=1e-12
+    )
+
+
+def test_video_anomaly_metrics_errors():
+    from vaecam.metrics import video_anomaly_metrics
+
+    maps, masks, has_mask, labels = _video_set(2)
+    with pytest.raises(ValueError, match="image_score"):
+        video_anomaly_metrics(maps, masks, has_mask, labels, image_score="median")
+    with pytest.raises(ValueError, match="has_mask is all False"):
+        video_anomaly_metrics(maps, masks, np.zeros(28, dtype=bool), labels)
+    with pytest.raises(ValueError, match=r"has_mask must have shape \(28,\)"):
+        video_anomaly_metrics(maps, masks, has_mask[:5], labels)
+    with pytest.raises(ValueError, match="same shape"):
+        video_anomaly_metrics(maps, masks[:, :3], has_mask, labels)
+    bad = maps.copy()
+    bad[20, 0, 0] = np.nan  # an unannotated frame: still a frame score
+    with pytest.raises(ValueError, match="NaN"):
+        video_anomaly_metrics(bad, masks, has_mask, labels, image_score="mean")

@@ -31,10 +31,23 @@ def test_authors_mnist_architecture():
 
 
 def test_image_size_must_divide_by_the_strides():
-    with pytest.raises(ValueError, match="divisible by 4"):
-        ConvVAE(image_size=30)
+    with pytest.raises(ValueError, match="too small"):
+        ConvVAE(image_size=2, widths=(4, 8))
     with pytest.raises(ValueError, match="divisible by 32"):
         ResNetVAE(image_size=48)
+
+
+@pytest.mark.parametrize("size", [28, 30, 96, 100])
+def test_conv_vae_restores_sides_that_do_not_halve_evenly(size):
+    # UCSD Ped1 in the reproduction: 100 -> 50 -> 25 -> 12 and back to 100
+    model = ConvVAE(image_size=size, widths=(4, 8, 16), hidden=8, latent_dim=3, batch_norm=True)
+    assert model(torch.rand(2, 1, size, size)).recon.shape == (2, 1, size, size)
+
+
+def test_conv_vae_with_batch_norm_names_its_third_conv_block():
+    model = ConvVAE(image_size=100, widths=(64, 128, 256), batch_norm=True)
+    assert model.get_submodule("encoder.6").out_channels == 256
+    assert isinstance(model.get_submodule("encoder.7"), torch.nn.BatchNorm2d)
 
 
 def test_resnet_vae_exposes_torchvision_layer_names():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from mvtec_fixture import make_mvtec
+from ucsd_fixture import make_ucsd
 
 from orchestrator import sweep
 
@@ -203,3 +204,17 @@ def test_bad_mvtec_categories_fail_before_anything_starts(tmp_path, capsys, cate
     error = capsys.readouterr().err
     assert message in error
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path):
+    root = make_ucsd(tmp_path / "ucsd", n_test=3, masked_clips=(1, 2))
+    args = _sweep_args(tmp_path, "ucsd") + ["--data-root", str(root)]
+    args += ["--set", "image_size=24", "--set", "epochs=2", "--set", "val_clips=1"]
+    assert sweep.main(["ucsd", "--quick", *args]) == 0
+    client, parent, children = _runs(tmp_path, "ucsd", experiment="ucsd")
+    (child,) = children
+    for method in ("attention", "recon", "average_recon"):
+        for metric in ("pixel_auroc", "frame_auroc", "frame_eer", "pixel_criterion_eer"):
+            assert 0 <= child.data.metrics[f"{method}_{metric}"] <= 1
+    assert "figures/localisation.png" in _artifacts(client, child.info.run_id)

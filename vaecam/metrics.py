@@ -22,10 +22,17 @@ curve up to a false-positive rate of 0.3); it labels the ground-truth regions wi
 ``scipy.ndimage.label`` (scipy ships with scikit-learn) and, like ``auroc``, sorts only what it
 must: the anomalous pixels are argsorted, the (many more) normal pixels only ``np.sort``-ed.
 ``roc_points`` samples an exact ROC curve for plotting.
+
+``equal_error_rate`` is exact on the full ROC curve from the same two sorted arrays, and the
+UCSD Ped1 video evaluation builds on it: ``frame_level`` (frame AUROC and EER),
+``pixel_level_criterion`` (the 40%-coverage criterion of Mahadevan et al., CVPR 2010, reduced
+to one score per frame, so it is an ordinary ROC curve) and ``video_anomaly_metrics`` (all of
+them for one method's maps, pixel metrics on the annotated frames only).
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -36,9 +43,13 @@ __all__ = [
     "aupro",
     "auroc",
     "average_precision",
+    "equal_error_rate",
+    "frame_level",
     "one_vs_each",
     "pixel_auroc",
+    "pixel_level_criterion",
     "roc_points",
+    "video_anomaly_metrics",
 ]
 
 # Keys counted per ``np.searchsorted`` call: bounds the int64 temporaries (8 MiB each).
@@ -124,7 +135,7 @@ def _sum_left_right(keys: np.ndarray, table: np.ndarray, keys_in_table: bool) ->
     return total
 
 
-def _auroc_pooled(scores: np.ndarray, mask: np.ndarray) -> float:
+def _auroc_pooled(scores: np.ndarray, mask: np.ndarray, overwrite: bool = False) -> float:
     """AUROC of ``scores`` with positives ``mask`` (same shape), counted over pairs.
 
     Only the smaller class is copied out; the other class is never extracted: it is counted
@@ -133,6 +144,8 @@ def _auroc_pooled(scores: np.ndarray, mask: np.ndarray) -> float:
         sum over keys k of 2 * #(keys < k) + #(keys == k) = n_keys ** 2,
 
     (every ordered pair of keys is counted 2 if strictly ordered, else 1 each way).
+    With ``overwrite`` (``scores`` is the caller's own contiguous copy) it is sorted in place
+    instead of copied, which saves one copy of the scores at the peak.
     """
     n_pos = int(np.count_nonzero(mask))
     n_neg = mask.size - n_pos
@@ -143,7 +156,11 @@ def _auroc_pooled(scores: np.ndarray, mask: np.ndarray) -> float:
     keys_are_pos = n_pos <= n_neg
     keys = scores[mask] if keys_are_pos else scores[~mask]  # a fresh copy: sort in place
     keys.sort()
-    table = np.sort(scores, axis=None)  # flattened sorted copy, in the input dtype
+    if overwrite and scores.flags.c_contiguous:
+        table = scores.reshape(-1)  # a view: sorted in place
+        table.sort()
+    else:
+        table = np.sort(scores, axis=None)  # flattened sorted copy, in the input dtype
     _check_no_nan(table)
     # 2 * #(other < key) + #(other == key), summed over the keys.
     total = _sum_left_right(keys, table, keys_in_table=True) - keys.size**2
@@ -490,3 +507,341 @@ def roc_points(scores: Any, labels: Any, max_points: int = 1000) -> tuple[np.nda
     tpr = (pos.size - np.searchsorted(pos, thresholds, side="left")) / pos.size
     fpr = (neg.size - np.searchsorted(neg, thresholds, side="left")) / neg.size
     return np.concatenate(([0.0], fpr)), np.concatenate(([0.0], tpr))
+
+
+# ---------------------------------------------------------------------------------------------
+# Equal error rate and the UCSD Ped1 video evaluation
+
+
+def _roc_counts(scores: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Exact vertices of the ROC curve as counts ``(fp, tp)``, ``(0, 0)`` to ``(n_neg, n_pos)``.
+
+    Like ``_pro_curve``, only the smaller class ("keys") is copied out and sorted; the other
+    class is counted in a sorted copy of all scores minus the keys. Between two consecutive
+    distinct key values only the other class enters, so the operating points there lie on one
+    straight (horizontal or vertical) segment and dropping them changes neither the trapezoidal
+    area nor a linear interpolation. The exact vertices are thus, for each distinct key value
+    ``v`` (descending), the points at ``score > v`` and at ``score >= v``, then the last point.
+
+    Args:
+        scores: any shape ``S``, real dtype, NaN-free is checked here.
+        mask: shape ``S``, bool; ``True`` marks a positive.
+
+    Returns:
+        ``fp``, ``tp`` (int64, both non-decreasing, length ``2 * n_distinct_keys + 2``),
+        ``n_pos``, ``n_neg``.
+    """
+    n_pos = int(np.count_nonzero(mask))
+    n_neg = mask.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"a ROC curve needs both classes, got {n_pos} positive and {n_neg} negative labels"
+        )
+    keys_are_pos = n_pos <= n_neg
+    keys = scores[mask] if keys_are_pos else scores[~mask]  # a fresh copy: sort in place
+    keys.sort()
+    table = np.sort(scores, axis=None)
+    _check_no_nan(table)
+    starts, counts = _groups(keys)
+    starts, counts = starts[::-1], counts[::-1]  # distinct key values, descending
+    values = keys[starts]
+    key_ge = keys.size - starts  # #(keys >= v)
+    key_gt = key_ge - counts  # #(keys > v)
+    other_ge = table.size - np.searchsorted(table, values, side="left") - key_ge
+    other_gt = table.size - np.searchsorted(table, values, side="right") - key_gt
+    n_keys, n_other = (n_pos, n_neg) if keys_are_pos else (n_neg, n_pos)
+    key_counts = np.empty(2 * values.size + 2, dtype=np.int64)
+    other_counts = np.empty_like(key_counts)
+    key_counts[0], other_counts[0] = 0, 0  # threshold above every score
+    key_counts[1:-1:2], other_counts[1:-1:2] = key_gt, other_gt
+    key_counts[2:-1:2], other_counts[2:-1:2] = key_ge, other_ge
+    key_counts[-1], other_counts[-1] = n_keys, n_other  # down to the lowest score
+    if keys_are_pos:
+        return other_counts, key_counts, n_pos, n_neg
+    return key_counts, other_counts, n_pos, n_neg
+
+
+def _eer_from_counts(fp: np.ndarray, tp: np.ndarray, n_pos: int, n_neg: int) -> float:
+    """FPR where the ROC polyline through ``(fp / n_neg, tp / n_pos)`` meets TPR = 1 - FPR.
+
+    ``g = FPR + TPR - 1``, scaled by ``n_pos * n_neg`` to the exact integer
+    ``fp * n_pos + tp * n_neg - n_pos * n_neg``, is non-decreasing along the curve, from
+    ``-n_pos * n_neg`` at ``(0, 0)`` to ``+n_pos * n_neg`` at ``(1, 1)``. Its first vertex
+    ``i`` with ``g >= 0`` and the one before bracket the crossing; the crossing's FP count is
+    ``fp0 + (fp1 - fp0) * (-g0) / (g1 - g0)``, formed as one ratio of Python ints, so the
+    result is correctly rounded. (A crossing on a vertex, ``g1 = 0``, gives ``fp1`` exactly.)
+    """
+    g = fp * n_pos + tp * n_neg - n_pos * n_neg  # int64: exact below ~3e9 samples
+    i = int(np.searchsorted(g, 0, side="left"))  # 1 <= i < len(g): g[0] < 0 < g[-1]
+    g0, g1 = int(g[i - 1]), int(g[i])
+    fp0, fp1 = int(fp[i - 1]), int(fp[i])
+    return (fp0 * (g1 - g0) - (fp1 - fp0) * g0) / ((g1 - g0) * n_neg)
+
+
+def equal_error_rate(scores: Any, labels: Any) -> float:
+    """Exact equal error rate: the rate at which FPR = FNR (= 1 - TPR) on the ROC curve.
+
+    The ROC curve has one operating point per distinct score ``t`` (flagged when
+    ``score >= t``; ties form one threshold), ``(FPR(t), TPR(t))``, plus ``(0, 0)``, joined by
+    straight segments (the curve whose trapezoidal area is the AUROC). It starts below the
+    anti-diagonal ``TPR = 1 - FPR`` and ends above it, so it crosses it exactly once; the EER
+    is the FPR of that crossing, linearly interpolated between the two operating points that
+    bracket it (as the common ``brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)`` on
+    scikit-learn's ``roc_curve`` does, up to that root finder's tolerance). Perfectly
+    separating scores give 0, reversed ones 1, a constant score 0.5.
+
+    Args:
+        scores: any shape ``S``, real dtype; higher means more anomalous. NaN is rejected.
+        labels: shape ``S``, bool or 0/1; ``True``/1 marks a positive (anomalous) entry.
+
+    Returns:
+        The EER in ``[0, 1]``.
+
+    Raises:
+        ValueError: shapes differ, labels are not binary, only one class is present, or the
+            scores contain NaN.
+    """
+    scores, labels = _to_numpy(scores), _to_numpy(labels)
+    _check_same_shape(scores, labels, "scores", "labels")
+    _check_scores(scores)
+    return _eer_from_counts(*_roc_counts(scores, _binary_mask(labels)))
+
+
+def _check_frame_labels(labels: Any, n_frames: int, name: str) -> np.ndarray:
+    """``labels`` as a ``(F,)`` bool array, checked against the number of frames."""
+    labels = _to_numpy(labels)
+    if labels.shape != (n_frames,):
+        raise ValueError(f"{name} must have shape ({n_frames},), got {labels.shape}")
+    return _binary_mask(labels, name)
+
+
+def frame_level(frame_scores: Any, frame_labels: Any) -> dict[str, float]:
+    """Frame-level criterion of the UCSD benchmark: a frame is flagged when its score >= t.
+
+    Args:
+        frame_scores: ``(F,)`` one anomaly score per frame (e.g. the max of its map).
+        frame_labels: ``(F,)`` bool or 0/1; ``True``/1 marks an anomalous frame.
+
+    Returns:
+        ``{"frame_auroc": auroc, "frame_eer": equal_error_rate}`` of the frame scores.
+
+    Raises:
+        ValueError: the scores are not ``(F,)``, the labels not ``(F,)`` binary, only one
+            class is present, or NaN.
+    """
+    frame_scores = _to_numpy(frame_scores)
+    if frame_scores.ndim != 1:
+        raise ValueError(f"frame_scores must be (F,), got shape {frame_scores.shape}")
+    labels = _check_frame_labels(frame_labels, frame_scores.shape[0], "frame_labels")
+    return {
+        "frame_auroc": auroc(frame_scores, labels),
+        "frame_eer": equal_error_rate(frame_scores, labels),
+    }
+
+
+def _check_maps_masks(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
+    maps, masks = _to_numpy(maps), _to_numpy(masks)
+    _check_same_shape(maps, masks, "maps", "masks")
+    if maps.ndim != 3:
+        raise ValueError(f"maps and masks must be (F, H, W), got shape {maps.shape}")
+    _check_scores(maps)
+    return maps, _binary_mask(masks, "masks")
+
+
+def _check_coverage(coverage: float) -> Fraction:
+    """``coverage`` as the exact fraction it is written as (0.4 -> 2/5), in ``(0, 1]``."""
+    if not 0.0 < coverage <= 1.0:  # also rejects NaN
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    # From the shortest decimal repr, not the binary float: ceil(2/5 * n) is then exact for
+    # every mask size n, whatever the rounding of coverage * n in float64.
+    return Fraction(repr(float(coverage)))
+
+
+def _criterion_scores(
+    maps: np.ndarray,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    frames: np.ndarray,
+    frame_max: np.ndarray,
+    coverage: Fraction,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One score per frame whose ROC curve is the pixel-level criterion's (FPR, TPR) curve.
+
+    Args:
+        maps: ``(F, H, W)`` scores; masks: ``(F, H, W)`` bool; labels: ``(F,)`` bool.
+        frames: ``(M,)`` indices of the frames to evaluate (those with a ground-truth mask).
+        frame_max: ``(M,)`` the max of each of those frames' maps (NaN-free is checked here).
+        coverage: the fraction of a frame's anomalous pixels that must be detected.
+
+    Returns:
+        ``scores`` (anomalous frames first, then normal ones), ``is_anomalous`` (bool, same
+        length) and the number of anomalous frames excluded for an empty mask.
+    """
+    if frame_max.size and frame_max.dtype.kind == "f" and np.isnan(frame_max).any():
+        raise ValueError("maps contain NaN")
+    sizes = np.array([np.count_nonzero(masks[f]) for f in frames], dtype=np.int64)
+    is_anom = labels[frames]
+    wrong = np.flatnonzero(~is_anom & (sizes > 0))
+    if wrong.size:
+        f = int(frames[wrong[0]])
+        raise ValueError(
+            f"{wrong.size} frame(s) labelled normal have anomalous mask pixels, e.g. frame {f} "
+            f"({sizes[wrong[0]]} pixels); frame labels and masks must agree"
+        )
+    kept = np.flatnonzero(is_anom & (sizes > 0))
+    n_excluded = int(np.count_nonzero(is_anom)) - kept.size
+    detect_at = np.empty(kept.size, dtype=maps.dtype)
+    for i, j in enumerate(kept):
+        f = frames[j]
+        inside = maps[f][masks[f]]  # (|mask_f|,) a fresh copy: partition in place
+        n = inside.size
+        k = -((-n * coverage.numerator) // coverage.denominator)  # ceil(coverage * n), exact
+        # d_f = the k-th largest value inside the mask: at any t <= d_f at least k of the
+        # masked pixels are >= t (detected), at any t > d_f fewer than k are.
+        inside.partition(n - k)
+        detect_at[i] = inside[n - k]
+    normal_max = frame_max[~is_anom]  # a normal frame is a false positive once max >= t
+    scores = np.concatenate((detect_at, normal_max))
+    is_anomalous = np.zeros(scores.size, dtype=bool)
+    is_anomalous[: kept.size] = True
+    return scores, is_anomalous, n_excluded
+
+
+def _criterion_metrics(
+    scores: np.ndarray, is_anomalous: np.ndarray, n_excluded: int
+) -> dict[str, float]:
+    n_anom = int(np.count_nonzero(is_anomalous))
+    if n_anom == 0 or n_anom == is_anomalous.size:
+        raise ValueError(
+            "the pixel-level criterion needs anomalous frames with a non-empty mask and normal "
+            f"frames, got {n_anom} and {is_anomalous.size - n_anom} ({n_excluded} anomalous "
+            "frames with an empty mask excluded)"
+        )
+    fp, tp, n_pos, n_neg = _roc_counts(scores, is_anomalous)
+    return {
+        "pixel_criterion_auroc": auroc(scores, is_anomalous),
+        "pixel_criterion_eer": _eer_from_counts(fp, tp, n_pos, n_neg),
+        "pixel_criterion_excluded": n_excluded,
+    }
+
+
+def pixel_level_criterion(
+    maps: Any, masks: Any, frame_labels: Any, coverage: float = 0.4
+) -> dict[str, float]:
+    """AUROC and EER of the pixel-level criterion of the UCSD Ped1 benchmark.
+
+    Mahadevan, Li, Bhalodia and Vasconcelos, "Anomaly detection in crowded scenes", CVPR 2010:
+    at a threshold ``t`` the pixels with ``map >= t`` are detected, and
+
+    * an anomalous frame is a true positive iff at least ``coverage`` (40%) of its
+      ground-truth anomalous pixels are detected;
+    * a normal frame is a false positive iff any of its pixels is detected (its max >= t);
+
+    ``TPR(t) = #TP / #anomalous frames`` and ``FPR(t) = #FP / #normal frames``. Computed
+    exactly over all thresholds: an anomalous frame ``f`` is a TP exactly when ``t <= d_f``,
+    the k-th largest map value inside its mask with ``k = ceil(coverage * |mask_f|)``, and a
+    normal frame is an FP exactly when ``t <= max_f``; so the curve is the ROC curve of these
+    per-frame scores and its AUROC (trapezoidal area) and EER are those of ``auroc`` and
+    ``equal_error_rate`` on them. Detected pixels outside the mask of an anomalous frame
+    neither help nor hurt, as in the original criterion.
+
+    An anomalous frame with an empty mask (labelled anomalous, no annotated pixel) could never
+    meet a coverage rule and would cap the TPR below 1; it is excluded and counted in
+    ``"pixel_criterion_excluded"``. Pass only frames that have ground-truth masks (in UCSD
+    Ped1, the frames of the clips with pixel annotations): a frame of an unannotated clip
+    would be taken as normal (empty mask) or excluded.
+
+    Args:
+        maps: ``(F, H, W)`` per-pixel anomaly scores, any real dtype; higher means more
+            anomalous. NaN is rejected, +-inf is allowed.
+        masks: ``(F, H, W)`` ground truth, bool (or 0/1); ``True`` marks an anomalous pixel.
+        frame_labels: ``(F,)`` bool or 0/1; ``True``/1 marks an anomalous frame. A normal
+            frame must have an empty mask.
+        coverage: the fraction in ``(0, 1]`` of its anomalous pixels a frame must have
+            detected; read as the decimal it is written as (0.4 = 2/5 exactly).
+
+    Returns:
+        ``{"pixel_criterion_auroc": float, "pixel_criterion_eer": float,
+        "pixel_criterion_excluded": int}`` (the last one the number of excluded frames).
+
+    Raises:
+        ValueError: shapes differ or are not ``(F, H, W)`` / ``(F,)``, masks or labels are not
+            binary, a normal frame has mask pixels, there is no normal frame or no anomalous
+            frame with a non-empty mask, NaN, or ``coverage`` not in ``(0, 1]``.
+    """
+    fraction = _check_coverage(coverage)
+    maps, masks = _check_maps_masks(maps, masks)
+    labels = _check_frame_labels(frame_labels, maps.shape[0], "frame_labels")
+    frames = np.arange(maps.shape[0])
+    frame_max = maps.max(axis=(1, 2))
+    return _criterion_metrics(*_criterion_scores(maps, masks, labels, frames, frame_max, fraction))
+
+
+def video_anomaly_metrics(
+    maps: Any, masks: Any, has_mask: Any, frame_labels: Any, image_score: str = "max"
+) -> dict[str, float]:
+    """Every UCSD Ped1 metric of one method's anomaly maps over a test set of video frames.
+
+    * ``pixel_auroc``: ``pixel_auroc`` over the pooled pixels of the frames with a mask
+      (normal frames of annotated clips included: all their pixels are normal);
+    * ``frame_auroc``, ``frame_eer``: ``frame_level`` over all frames, a frame's score being
+      the ``max`` or ``mean`` of its map (``image_score``);
+    * ``pixel_criterion_auroc``, ``pixel_criterion_eer``, ``pixel_criterion_excluded``:
+      ``pixel_level_criterion`` (Mahadevan et al., CVPR 2010; 40% coverage) over the frames
+      with a mask.
+
+    Memory-lean for the full test set (7,200 frames of 158x238): no float64 copy of the maps
+    is made (the mean is accumulated in float64 by a buffered reduction); the largest
+    temporary is one copy of the annotated frames' maps, sorted in place for the pixel AUROC.
+
+    Args:
+        maps: ``(F, H, W)`` per-pixel anomaly scores (float32 is fine), higher = more
+            anomalous. NaN is rejected.
+        masks: ``(F, H, W)`` bool ground truth; ignored for frames without a mask.
+        has_mask: ``(F,)`` bool or 0/1; ``True`` where the frame has a pixel-level ground truth.
+        frame_labels: ``(F,)`` bool or 0/1; ``True``/1 marks an anomalous frame.
+        image_score: ``"max"`` or ``"mean"``, how a frame's map becomes its frame score.
+
+    Returns:
+        The six keys above; ``pixel_criterion_excluded`` is an int.
+
+    Raises:
+        ValueError: as ``pixel_level_criterion`` and ``frame_level``; also when no frame has
+            a mask or ``image_score`` is unknown.
+    """
+    if image_score not in ("max", "mean"):
+        raise ValueError(f"image_score must be 'max' or 'mean', got {image_score!r}")
+    maps, masks = _check_maps_masks(maps, masks)
+    n_frames = maps.shape[0]
+    labels = _check_frame_labels(frame_labels, n_frames, "frame_labels")
+    annotated = np.flatnonzero(_check_frame_labels(has_mask, n_frames, "has_mask"))
+    if annotated.size == 0:
+        raise ValueError("no frame has a ground-truth mask (has_mask is all False)")
+
+    if image_score == "max":
+        frame_scores = maps.max(axis=(1, 2))
+        annotated_max = frame_scores[annotated]
+    else:
+        frame_scores = maps.mean(axis=(1, 2), dtype=np.float64)  # buffered: no full copy
+        annotated_max = np.array([maps[f].max() for f in annotated], dtype=maps.dtype)
+    out = frame_level(frame_scores, labels)
+    out.update(
+        _criterion_metrics(
+            *_criterion_scores(maps, masks, labels, annotated, annotated_max, _check_coverage(0.4))
+        )
+    )
+    if annotated.size == n_frames:
+        out["pixel_auroc"] = _auroc_pooled(maps, masks)
+    else:  # our own copy of the annotated frames: sort it in place
+        out["pixel_auroc"] = _auroc_pooled(maps[annotated], masks[annotated], overwrite=True)
+    return {key: out[key] for key in _VIDEO_KEYS}
+
+
+_VIDEO_KEYS = (
+    "pixel_auroc",
+    "frame_auroc",
+    "frame_eer",
+    "pixel_criterion_auroc",
+    "pixel_criterion_eer",
+    "pixel_criterion_excluded",
+)

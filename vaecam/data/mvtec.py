@@ -1,0 +1,413 @@
+"""MVTec AD (Bergmann et al., CVPR 2019) in its real on-disk layout, decoded once into tensors.
+
+One model is trained per category (PAPER.md section 3) on ``train/good`` and evaluated by
+pixel AUROC on ``test`` against the ``ground_truth`` masks::
+
+    <root>/<category>/train/good/000.png ...
+    <root>/<category>/test/good/000.png ...             (no masks: every pixel is normal)
+    <root>/<category>/test/<defect>/000.png ...
+    <root>/<category>/ground_truth/<defect>/000_mask.png ...   (0 normal / 255 defect)
+
+``load_mvtec`` decodes every PNG of a category once, in a thread pool (Pillow releases the GIL
+while decoding and resizing), into float tensors held in memory: those tensors are the cache, so
+a trial never decodes a PNG again, whatever the number of epochs. At 256x256 a category is at
+most ~400 images x 0.75 MiB = ~300 MiB of float32.
+
+``Augment`` holds the optional training-time augmentation (flips, a small rotation) that runs on
+batches of those tensors, on whatever device they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal, NamedTuple, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
+
+__all__ = [
+    "CATEGORIES",
+    "MVTEC_URL",
+    "TEXTURES",
+    "Augment",
+    "DataFormatError",
+    "MVTecCategory",
+    "load_mvtec",
+    "read_image",
+    "read_mask",
+]
+
+#: The 15 categories: 5 textures (carpet, grid, leather, tile, wood) and 10 objects.
+CATEGORIES = (
+    "bottle",
+    "cable",
+    "capsule",
+    "carpet",
+    "grid",
+    "hazelnut",
+    "leather",
+    "metal_nut",
+    "pill",
+    "screw",
+    "tile",
+    "toothbrush",
+    "transistor",
+    "wood",
+    "zipper",
+)
+TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
+MVTEC_URL = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
+
+GOOD = "good"  # the defect-free folder name, in train/ and test/
+MASK_SUFFIX = "_mask"  # ground_truth/<defect>/<stem>_mask.png marks test/<defect>/<stem>.png
+MASK_THRESHOLD = 127  # masks are 0/255; anything brighter than mid-grey counts as defect
+
+_LAYOUT = (
+    "expected layout: <root>/<category>/train/good/*.png, <root>/<category>/test/<defect>/*.png "
+    "and <root>/<category>/ground_truth/<defect>/<name>_mask.png (none for test/good)"
+)
+
+
+class MVTecCategory(NamedTuple):
+    """One MVTec AD category, decoded and resized to ``S x S``, in sorted (deterministic) order.
+
+    Images are float32 in [0, 1] with 3 channels: the grayscale categories (grid, screw,
+    zipper) have their one channel repeated, so every category fits the same model.
+    """
+
+    train: Tensor  # (N, 3, S, S) float32: all of train/good
+    test_images: Tensor  # (M, 3, S, S) float32: all of test/, folders in sorted order
+    test_masks: Tensor  # (M, S, S) bool: True on defect pixels; all False for test/good
+    test_defects: list[str]  # (M,) "good" or the defect type (the test/ subfolder name)
+    test_paths: list[str]  # (M,) the test PNGs the rows were decoded from
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def _open(path: Path, kind: str) -> Image.Image:
+    """Open and fully decode one PNG; any failure becomes one ``DataFormatError`` naming it.
+
+    Pillow opens lazily, so ``load()`` is what surfaces truncated or corrupt data. Its errors
+    vary with the damage: ``UnidentifiedImageError``/``OSError`` (not an image, truncated),
+    ``SyntaxError`` (broken PNG chunks), ``ValueError``, ``DecompressionBombError``.
+    """
+    try:
+        # Not ``with``: ``Image.close()`` discards the pixels (checked on Pillow 13), and a
+        # single-frame PNG's ``load()`` already closes the file once the pixels are read.
+        image = Image.open(path)
+        try:
+            image.load()
+        except BaseException:
+            image.close()
+            raise
+        return image
+    except FileNotFoundError:
+        raise DataNotFoundError(f"MVTec AD: {kind} {path} does not exist") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DataFormatError(
+            f"MVTec AD: cannot read {kind} {path} ({type(error).__name__}: {error}); "
+            "the file is corrupt or not an image: replace it with the original"
+        ) from None
+
+
+def _resized(image: Image.Image, image_size: int, resample: Image.Resampling) -> np.ndarray:
+    """``image`` as a uint8 array (H, W) or (H, W, C) at ``image_size x image_size``.
+
+    Pillow's BILINEAR widens its filter by the shrink factor, i.e. it is antialiased like
+    ``F.interpolate(..., antialias=True)`` (1024 -> 256 would alias the grid's lines otherwise),
+    and its NEAREST samples at pixel centres, so masks stay aligned with the images.
+    Resizing the 8-bit image in Pillow keeps the work GIL-free and 4x smaller than in float.
+    """
+    if image.size != (image_size, image_size):  # native size: bit-exact, no resampling
+        image = image.resize((image_size, image_size), resample)
+    return np.array(image)  # a writable copy: torch.from_numpy warns on Pillow's read-only view
+
+
+def _image_pixels(image: Image.Image) -> Image.Image:
+    """8-bit gray ("L") or RGB: palette, alpha, CMYK... are converted to RGB."""
+    return image if image.mode in ("L", "RGB") else image.convert("RGB")
+
+
+def _to_image_tensor(pixels: np.ndarray) -> Tensor:
+    """uint8 (S, S) or (S, S, 3) -> float32 (3, S, S) in [0, 1]; gray is repeated 3 times."""
+    tensor = torch.from_numpy(pixels)
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    # contiguous: ``float()`` would keep the permuted (channels-last) strides of RGB input
+    return tensor.expand(3, -1, -1).contiguous().float().div_(255.0)
+
+
+def _to_mask_tensor(pixels: np.ndarray) -> Tensor:
+    """uint8 (S, S) 0/255 -> bool (S, S)."""
+    return torch.from_numpy(pixels > MASK_THRESHOLD)
+
+
+def read_image(path: Path, image_size: int) -> Tensor:
+    """One MVTec PNG as float32 (3, S, S) in [0, 1], ``S = image_size``.
+
+    Resized bilinearly with antialiasing (a no-op at the native size); grayscale images get
+    their channel repeated. Raises ``DataFormatError`` naming the file if it cannot be decoded.
+    """
+    _check_image_size(image_size)
+    image = _image_pixels(_open(Path(path), "image"))
+    return _to_image_tensor(_resized(image, image_size, Image.Resampling.BILINEAR))
+
+
+def read_mask(path: Path, image_size: int) -> Tensor:
+    """One ground-truth mask PNG (0 normal, 255 defect) as bool (S, S), resized by NEAREST
+    neighbour (interpolating would invent partial labels at the defect's edge)."""
+    _check_image_size(image_size)
+    mask = _open(Path(path), "mask").convert("L")
+    return _to_mask_tensor(_resized(mask, image_size, Image.Resampling.NEAREST))
+
+
+def _read_pair(image_path: Path, mask_path: Path | None, image_size: int) -> tuple[Tensor, Tensor]:
+    """A test image (3, S, S) and its mask (S, S) bool, resized together; ``mask_path`` None
+    (test/good) gives an all-False mask. Checks that the mask matches the image's size."""
+    image = _image_pixels(_open(image_path, "image"))
+    if mask_path is None:
+        mask = torch.zeros(image_size, image_size, dtype=torch.bool)
+    else:
+        mask_image = _open(mask_path, "mask").convert("L")
+        if mask_image.size != image.size:
+            raise DataFormatError(
+                f"MVTec AD: mask {mask_path} is {_size(mask_image)} but its image {image_path} "
+                f"is {_size(image)}; a mask must have its image's size, pixel for pixel"
+            )
+        mask = _to_mask_tensor(_resized(mask_image, image_size, Image.Resampling.NEAREST))
+    return _to_image_tensor(_resized(image, image_size, Image.Resampling.BILINEAR)), mask
+
+
+def _size(image: Image.Image) -> str:
+    width, height = image.size
+    return f"{width}x{height} (width x height)"
+
+
+# --------------------------------------------------------------------------------------------
+# The category loader
+# --------------------------------------------------------------------------------------------
+
+
+def _pngs(folder: Path) -> list[Path]:
+    """The PNGs in ``folder``, sorted by name (listing order is filesystem-dependent)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    if not files:
+        raise DataNotFoundError(f"MVTec AD: no .png files in {folder}; {_LAYOUT}")
+    return files
+
+
+def _not_found(path: Path, what: str) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"MVTec AD: {what} {path} not found.\n"
+        f"  {_LAYOUT}.\n"
+        f"  MVTec AD is obtained (free for non-commercial use) from {MVTEC_URL}; "
+        "extract the archive so that each category is a folder of the root."
+    )
+
+
+def _test_items(category_dir: Path) -> list[tuple[str, Path, Path | None]]:
+    """``(defect, image, mask or None)`` for every test image, defect folders sorted by name.
+    Every mask is checked to exist before anything is decoded, so the error comes at once."""
+    test_dir = category_dir / "test"
+    if not test_dir.is_dir():
+        raise _not_found(test_dir, "test folder")
+    defects = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
+    if not defects:
+        raise DataNotFoundError(f"MVTec AD: no defect folders (good, ...) in {test_dir}; {_LAYOUT}")
+    items: list[tuple[str, Path, Path | None]] = []
+    for defect in defects:
+        for image_path in _pngs(test_dir / defect):
+            mask_path = None
+            if defect != GOOD:
+                mask_path = (
+                    category_dir / "ground_truth" / defect / f"{image_path.stem}{MASK_SUFFIX}.png"
+                )
+                if not mask_path.is_file():
+                    raise DataNotFoundError(
+                        f"MVTec AD: defective test image {image_path} has no mask: expected "
+                        f"{mask_path} (pixel AUROC needs every defect's mask; an image scored "
+                        "without one would silently count as all-normal)"
+                    )
+            items.append((defect, image_path, mask_path))
+    return items
+
+
+R = TypeVar("R")
+
+
+def _run_all(pool: ThreadPoolExecutor, tasks: Sequence[Callable[[], R]]) -> list[R]:
+    """Results of ``tasks`` run in ``pool``, in order; on the first error the queued tasks are
+    cancelled (a corrupt first file should not wait for 400 decodes) and it is re-raised."""
+    futures: list[Future[R]] = [pool.submit(task) for task in tasks]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def check_category(
+    root: Path, category: str
+) -> tuple[list[Path], list[tuple[str, Path, Path | None]]]:
+    """Check ``<root>/<category>`` without decoding anything (cheap enough to run for all 15
+    categories before a sweep starts): its name, folders, and a mask for every defective test
+    image. Returns the training PNGs and ``(defect, image, mask or None)`` per test image.
+    Raises as :func:`load_mvtec` does."""
+    if category not in CATEGORIES:
+        raise ValueError(
+            f"unknown MVTec AD category {category!r}; valid names: {', '.join(CATEGORIES)}"
+        )
+    category_dir = Path(root).expanduser() / category
+    if not category_dir.is_dir():
+        raise _not_found(category_dir, f"category {category!r}: folder")
+    train_dir = category_dir / "train" / GOOD
+    if not train_dir.is_dir():
+        raise _not_found(train_dir, "training folder")
+    return _pngs(train_dir), _test_items(category_dir)
+
+
+def load_mvtec(
+    root: Path, category: str, image_size: int = 256, *, workers: int | None = None
+) -> MVTecCategory:
+    """Decode one MVTec AD category from ``<root>/<category>`` into memory (see the module doc
+    for the layout), resized to ``image_size x image_size``: images bilinearly with
+    antialiasing, masks by nearest neighbour, each mask from its image's original size.
+
+    Returns train (N, 3, S, S), test images (M, 3, S, S), masks (M, S, S) bool, and the defect
+    name and path of each test image, all in sorted order. ``workers`` threads decode the PNGs
+    (default: one per CPU; Pillow releases the GIL, so they decode in parallel).
+
+    Raises ``ValueError`` for a category name that is not one of ``CATEGORIES``;
+    ``DataNotFoundError`` for a missing category, ``train/good`` or ``test`` folder, an empty
+    folder or a defective test image without its mask; ``DataFormatError`` for a file that
+    cannot be decoded or a mask whose size differs from its image's. Each names the path.
+    """
+    _check_image_size(image_size)
+    train_paths, items = check_category(root, category)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        train = _run_all(pool, [partial(read_image, path, image_size) for path in train_paths])
+        pairs = _run_all(
+            pool, [partial(_read_pair, image, mask, image_size) for _, image, mask in items]
+        )
+    return MVTecCategory(
+        train=torch.stack(train),
+        test_images=torch.stack([image for image, _ in pairs]),
+        test_masks=torch.stack([mask for _, mask in pairs]),
+        test_defects=[defect for defect, _, _ in items],
+        test_paths=[str(image) for _, image, _ in items],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------------
+
+PaddingMode = Literal["zeros", "border", "reflection"]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random flips and rotation of a batch of images, drawn per image from a generator.
+
+    ``rotation_degrees`` is the largest absolute rotation, in DEGREES: each image is rotated by
+    an angle uniform in ``[-rotation_degrees, rotation_degrees]``. (PAPER.md section 6: a public
+    reproduction wrote ``RandomRotation(np.pi / 6)`` meaning 30 degrees, but torchvision reads
+    degrees, so it rotated by at most 0.52 degrees.) ``hflip`` / ``vflip`` each flip an image
+    with probability 1/2.
+
+    Rotation resamples bilinearly (``affine_grid`` + ``grid_sample``, about the image centre);
+    the corners it uncovers are filled by ``padding_mode``: ``"reflection"`` (default) mirrors
+    the image, which continues a texture (carpet, grid...) and an object's plain background
+    without inventing dark corners the VAE would learn as normal; ``"border"`` repeats the edge
+    pixels; ``"zeros"`` fills black.
+
+    The default ``Augment()`` is the identity: it returns ``x`` itself and draws nothing.
+    Randomness is drawn on the CPU from ``generator`` (so one seeded CPU generator serves a
+    model on any device) and then moved to ``x``'s device.
+    """
+
+    hflip: bool = False
+    vflip: bool = False
+    rotation_degrees: float = 0.0
+    padding_mode: PaddingMode = "reflection"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rotation_degrees) and 0.0 <= self.rotation_degrees <= 180.0):
+            raise ValueError(
+                f"rotation_degrees must be in [0, 180] degrees, got {self.rotation_degrees}"
+            )
+        if self.padding_mode not in ("zeros", "border", "reflection"):
+            raise ValueError(
+                f"padding_mode must be 'zeros', 'border' or 'reflection', got {self.padding_mode!r}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.hflip or self.vflip or self.rotation_degrees > 0.0)
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Augment a float batch ``(B, C, H, W)``; returns a new ``(B, C, H, W)`` tensor (or
+        ``x`` itself when this is the identity). Each image gets its own flips and angle."""
+        if self.is_identity:
+            return x
+        if x.ndim != 4:
+            raise ValueError(f"Augment expects a batch (B, C, H, W), got shape {tuple(x.shape)}")
+        batch = x.shape[0]
+        if self.hflip:
+            x = self._flip(x, self._coins(batch, generator, x.device), dim=-1)
+        if self.vflip:
+            x = self._flip(x, self._coins(batch, generator, x.device), dim=-2)
+        if self.rotation_degrees > 0.0:
+            # Uniform in [-max, max], per image, then to radians for cos/sin.
+            degrees = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2 - 1) * (
+                self.rotation_degrees
+            )
+            x = self._rotate(x, torch.deg2rad(degrees))
+        return x
+
+    @staticmethod
+    def _coins(batch: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """(B,) bool, each True with probability 1/2 (drawn on the CPU)."""
+        return (torch.rand(batch, generator=generator) < 0.5).to(device)
+
+    @staticmethod
+    def _flip(x: Tensor, which: Tensor, dim: int) -> Tensor:
+        """Flip the images ``which`` (B,) bool along ``dim``; the others are kept exactly."""
+        return torch.where(which.view(-1, 1, 1, 1), x.flip(dim), x)
+
+    def _rotate(self, x: Tensor, radians: Tensor) -> Tensor:
+        """Rotate each image (B, C, H, W) about its centre by ``radians`` (B,).
+
+        ``affine_grid`` maps each output pixel to the input in coordinates normalised to
+        [-1, 1] per axis, so for H != W the off-diagonal terms are scaled by the aspect ratio
+        to keep it a rotation in pixels rather than a rotation + shear.
+        """
+        _, _, height, width = x.shape
+        cos, sin = torch.cos(radians), torch.sin(radians)
+        zero = torch.zeros_like(cos)
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin * height / width, zero], dim=1),
+                torch.stack([sin * width / height, cos, zero], dim=1),
+            ],
+            dim=1,
+        ).to(device=x.device, dtype=x.dtype)  # (B, 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False
+        )
