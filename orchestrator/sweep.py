@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import tempfile
 import time
@@ -85,6 +86,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: EXPERIMENT-YYYYmmdd-HHMMSS)",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep --name (default: the latest EXPERIMENT sweep in "
+        "--storage-path): finished trials are kept, errored ones continue from their last "
+        "checkpoint, each in its own MLflow run",
+    )
+    parser.add_argument(
+        "--restart-errored",
+        action="store_true",
+        help="with --resume: start errored trials over instead of from their checkpoints",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=0,
+        help="retries of a failed trial, each from its last checkpoint (-1: unlimited)",
+    )
+    parser.add_argument(
         "--categories",
         type=lambda text: [c for c in text.split(",") if c],
         help="comma-separated categories to sweep instead of the space's, e.g. grid,hazelnut "
@@ -99,8 +118,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override one setting of every trial, e.g. --set epochs=5 (VALUE is JSON, else text)",
     )
     args = parser.parse_args(argv)
+    if args.restart_errored and not args.resume:
+        parser.error("--restart-errored needs --resume")
+    if args.resume and not args.name:
+        args.name = latest_sweep(args.storage_path, args.experiment)
+        if not args.name:
+            parser.error(
+                f"--resume: no {args.experiment} sweep in {args.storage_path}; pass --name"
+            )
     args.name = args.name or f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
     return args
+
+
+def latest_sweep(storage_path: str, experiment: str) -> str | None:
+    """The newest ``EXPERIMENT-*`` sweep folder in a local ``storage_path``, if any."""
+    folders = Path(storage_path).glob(f"{experiment}-*") if "://" not in storage_path else []
+    folders = sorted((f for f in folders if f.is_dir()), key=lambda f: f.stat().st_mtime)
+    return folders[-1].name if folders else None
 
 
 def apply_overrides(
@@ -160,6 +194,17 @@ def run_sweep(
         tune.with_parameters(train_trial, tracking=tracking),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
+    path = f"{args.storage_path.rstrip('/')}/{args.name}"
+    if args.resume:
+        if not tune.Tuner.can_restore(path):
+            raise SystemExit(f"--resume: no sweep to resume at {path}")
+        tuner = tune.Tuner.restore(
+            path,
+            trainable,
+            resume_errored=not args.restart_errored,
+            restart_errored=args.restart_errored,
+        )
+        return tuner.fit(), tracking
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -174,6 +219,7 @@ def run_sweep(
             name=args.name,
             storage_path=args.storage_path,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=args.max_failures),
             verbose=1,
         ),
     )
@@ -197,8 +243,11 @@ def summarise(
         trial_id = trial_id_of(result)
         run = runs.get(trial_id)
         error = run.data.tags.get(ERROR_TAG, "") if run else ""
-        if result.error and not error:  # died before MLflow heard of it
+        if result.error and not error:  # the process died (a crash, a lost node)
             error = str(result.error).strip().splitlines()[-1]
+            if run:  # it could not close its own run
+                client.set_tag(run.info.run_id, ERROR_TAG, error[:5000])
+                client.set_terminated(run.info.run_id, "FAILED")
         rows.append(
             {"trial_id": trial_id, "status": "ERROR" if result.error else "OK"}
             | {key: result.config.get(key) for key in searched_keys(space)}
@@ -301,6 +350,16 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The exact command that resumes this sweep."""
+    parts = ["python", "-m", "orchestrator.sweep", args.experiment, "--resume"]
+    parts += ["--name", args.name, "--storage-path", args.storage_path]
+    parts += ["--tracking-uri", args.tracking_uri, "--data-root", str(args.data_root.resolve())]
+    parts += ["--cpus-per-trial", str(args.cpus_per_trial)]
+    parts += ["--gpus-per-trial", str(args.gpus_per_trial)]
+    return shlex.join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     search_space = SPACES[args.experiment]
@@ -328,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = table[table.status == "ERROR"]
     if len(failed):
         print(f"{len(failed)} of {len(table)} trials failed: {', '.join(failed.trial_id)}")
+        print(f"Resume them from their last checkpoints with:\n  {resume_command(args)}")
         return 1
     return 0
 

@@ -134,5 +134,11 @@ class TrialRun:
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         log_metrics(self.client, self.run_id, metrics, step)
 
+    def log_missing(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Log ``metrics`` at ``step`` unless already there (a checkpointed epoch whose
+        metrics a crash kept from MLflow), so the per-epoch history stays contiguous."""
+        if not any(m.step == step for m in self.client.get_metric_history(self.run_id, "epoch")):
+            self.log_metrics(metrics, step)
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)

@@ -38,10 +38,12 @@ class TuneReporter:
         self.run = run
 
     def report(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
-        self.run.log_metrics(metrics, step=int(metrics["epoch"]))
+        # The checkpoint first: a crash between the two leaves an epoch that the restored
+        # trial logs from its checkpoint (``TrialRun.log_missing``), never one logged twice.
         with tempfile.TemporaryDirectory() as tmp:
             save_state(state, Path(tmp))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.run.log_metrics(metrics, step=int(metrics["epoch"]))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.run.log_artifact(path, artifact_path)
@@ -58,4 +60,6 @@ def train_trial(config: dict[str, Any], tracking: Tracking) -> None:
     trial_name = context.get_trial_name() or trial_id
     with TrialRun(tracking, trial_id, trial_name, config) as run:
         state = load_state(tune.get_checkpoint())
+        if state is not None:  # a retry or restore
+            run.log_missing(state["metrics"], step=state["epoch"])
         EXPERIMENTS[config["experiment"]].run(config, TuneReporter(run), state)

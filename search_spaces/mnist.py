@@ -33,6 +33,7 @@ CONFIG = {
     "figure_examples": 4,  # overlay rows per digit
     "seed": 0,
     "fault_nan_epoch": None,  # fault injection for tests: the loss turns NaN in this epoch
+    "fault_exit_epoch": None,  # fault injection: the process dies at this epoch unless resumed
 }
 
 #: The full sweep, sized for a GPU cluster: every inlier digit x every formulation.

@@ -37,6 +37,7 @@ CONFIG = {
     "figure_examples": 2,  # test images per defect type in the localisation figure
     "seed": 0,
     "fault_nan_epoch": None,  # fault injection for tests: the loss turns NaN in this epoch
+    "fault_exit_epoch": None,  # fault injection: the process dies at this epoch unless resumed
 }
 
 #: The full sweep, for a GPU cluster (e.g. ``--gpus-per-trial 0.5``: two trials per GPU, a

@@ -26,7 +26,8 @@ CONFIG = {
     "image_score": "max",  # frame score from the map: max | mean
     "figure_examples": 3,  # anomalous and normal frames in the figure
     "seed": 0,
-    "fault_nan_epoch": None,
+    "fault_nan_epoch": None,  # fault injection for tests: the loss turns NaN in this epoch
+    "fault_exit_epoch": None,  # fault injection: the process dies at this epoch unless resumed
 }
 
 SPACE = CONFIG | {

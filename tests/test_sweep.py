@@ -218,3 +218,31 @@ def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path):
         for metric in ("pixel_auroc", "frame_auroc", "frame_eer", "pixel_criterion_eer"):
             assert 0 <= child.data.metrics[f"{method}_{metric}"] <= 1
     assert "figures/localisation.png" in _artifacts(client, child.info.run_id)
+
+
+@pytest.mark.slow
+def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
+    args = _sweep_args(tmp_path, "crash")
+    faults = ["--set", "formulation=authors", "--set", "epochs=4"]
+    faults += ["--set", 'fault_exit_epoch={"grid_search": [null, 2]}']  # one trial dies
+    assert sweep.main(["digits", "--quick", *faults, *args]) == 1
+    out = capsys.readouterr().out
+    assert "python -m orchestrator.sweep digits --resume --name crash" in out
+
+    client, parent, before = _runs(tmp_path, "crash")
+    status = {c.data.tags["ray.trial_id"]: c.info.status for c in before}
+    assert sorted(status.values()) == ["FAILED", "FINISHED"]
+    crashed = next(c for c in before if c.info.status == "FAILED")
+    assert [m.step for m in client.get_metric_history(crashed.info.run_id, "val_loss")] == [0, 1]
+    finished = next(c for c in before if c.info.status == "FINISHED")
+
+    assert sweep.main(["digits", "--resume", *args]) == 0
+    client, parent_after, after = _runs(tmp_path, "crash")
+    assert parent_after.info.run_id == parent.info.run_id  # the sweep stays one parent run
+    assert sorted(c.info.run_id for c in after) == sorted(c.info.run_id for c in before)
+    for child in after:
+        assert child.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert sorted(steps) == [0, 1, 2, 3]  # contiguous, nothing logged twice
+    again = next(c for c in after if c.info.run_id == finished.info.run_id)
+    assert again.info.end_time == finished.info.end_time  # the finished trial did not rerun

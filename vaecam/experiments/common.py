@@ -3,6 +3,7 @@ attention maps and by their reconstruction error."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,14 @@ def check_names(model: VAE, config: Mapping[str, Any]) -> None:
     IMAGE_SCORES[config["image_score"]]
 
 
+def inject_faults(config: Mapping[str, Any], epoch: int, resumed: bool) -> None:
+    """Deterministic faults for testing the failure paths, off unless configured:
+    ``fault_exit_epoch`` kills the process at the start of that epoch (a node or worker dying)
+    unless the trial was resumed from a checkpoint, so a retry or restore then finishes."""
+    if epoch == config["fault_exit_epoch"] and not resumed:
+        os._exit(17)
+
+
 def fit(
     model: VAE,
     generator: torch.Generator,
@@ -70,8 +79,8 @@ def fit(
     with the state to checkpoint; the last epoch's report adds ``evaluate()``'s test metrics.
     Returns the last report's metrics."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    start = 0
-    if state is not None:
+    start, resumed = 0, state is not None
+    if resumed:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -79,8 +88,9 @@ def fit(
 
     metrics: dict[str, float] = {}
     for epoch in range(start, config["epochs"]):
+        inject_faults(config, epoch, resumed)
         try:
-            if epoch == config["fault_nan_epoch"]:  # fault injection, for testing failure paths
+            if epoch == config["fault_nan_epoch"]:
                 raise FloatingPointError("training loss became nan (fault_nan_epoch)")
             losses = train_epoch(model, optimizer, train, config["batch_size"], generator, augment)
         except FloatingPointError as error:
@@ -94,6 +104,7 @@ def fit(
             metrics |= evaluate()
         state = {
             "epoch": epoch,
+            "metrics": metrics,  # so a restore can log what a crash kept from the tracker
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(),
