@@ -32,7 +32,7 @@ from orchestrator.trainable import train_trial  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
 from vaecam.experiments import EXPERIMENTS  # noqa: E402
-from vaecam.figures import compare_trials  # noqa: E402
+from vaecam.figures import compare_trials, scatter_figure  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -276,6 +276,7 @@ def publish(
     results: tune.ResultGrid,
     tracking: Tracking,
     search_space: ModuleType,
+    space: dict[str, Any],
 ) -> None:
     """Print the summary, write it as CSV beside the Ray results, and put it (CSV, markdown and
     a figure comparing trials) on the sweep's parent run, which is then closed."""
@@ -312,6 +313,23 @@ def publish(
         )
         client.log_text(run_id, comparison.to_csv(index=False), "comparison.csv")
         client.log_text(run_id, markdown(comparison), "comparison.md")
+    if hasattr(search_space, "AGGREGATE"):
+        seeds = aggregate_over_seeds(table, search_space, space)
+        text = seeds.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        print(f"Mean and std over {search_space.AGGREGATE_OVER}s per configuration:\n{text}\n")
+        client.log_text(run_id, seeds.to_csv(index=False), "seeds.csv")
+        client.log_text(run_id, markdown(seeds), "seeds.md")
+        x, y = search_space.SCATTER
+        keys = [k for k in searched_keys(space) if k != search_space.AGGREGATE_OVER]
+        finished = table[table.status == "OK"]
+        points = {
+            ", ".join(map(str, label if isinstance(label, tuple) else (label,))): (g[x], g[y])
+            for label, g in (finished.groupby(keys, sort=False) if keys else [("all", finished)])
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            title = f"{y} against {x}, one point per trial"
+            path = scatter_figure(points, Path(tmp) / "scatter.png", title, x, y)
+            client.log_artifact(run_id, str(path))
     errored = int((table.status == "ERROR").sum())
     client.set_tag(run_id, "vaecam.errored_trials", errored)
     client.set_terminated(run_id, "FAILED" if errored == len(table) else "FINISHED")
@@ -341,6 +359,27 @@ def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.
     mean = {search_space.GROUP_BY: f"mean ({len(swept)} swept)"}
     mean |= swept.drop(columns=[search_space.GROUP_BY, "trial_id"]).mean().to_dict()
     return pd.concat([swept, pd.DataFrame([mean | {"trial_id": ""}])], ignore_index=True)
+
+
+def aggregate_over_seeds(
+    table: pd.DataFrame, search_space: ModuleType, space: dict[str, Any]
+) -> pd.DataFrame:
+    """Per configuration (the searched settings but ``AGGREGATE_OVER``, e.g. the seed): mean and
+    standard deviation of the ``AGGREGATE`` metrics over its finished trials, the number of
+    them, and the ``REFERENCE`` numbers of its ``REFERENCE_BY`` value."""
+    keys = [k for k in searched_keys(space) if k != search_space.AGGREGATE_OVER]
+    finished = table[table.status == "OK"]
+    grouped = finished.groupby(keys, sort=False) if keys else [((), finished)]
+    rows = []
+    for values, group in grouped:
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
+        row[f"n_{search_space.AGGREGATE_OVER}s"] = len(group)
+        for metric in search_space.AGGREGATE:
+            row[f"{metric}_mean"] = group[metric].mean()
+            row[f"{metric}_std"] = group[metric].std(ddof=1) if len(group) > 1 else math.nan
+        reference = search_space.REFERENCE.get(row.get(search_space.REFERENCE_BY), {})
+        rows.append(row | reference)
+    return pd.DataFrame(rows)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -379,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results, tracking = run_sweep(search_space, space, args)
     table = summarise(results, tracking, search_space, space)
-    publish(table, results, tracking, search_space)
+    publish(table, results, tracking, search_space, space)
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")

@@ -5,7 +5,9 @@ and ``COMPARE`` (the trial-comparison figure's pair). Sweeps that compare agains
 numbers add ``GROUP_BY`` (e.g. the category), ``OURS`` (label -> metric), ``REFERENCE_COLUMNS``
 and ``REFERENCE`` (group -> published values). Data only: no training code."""
 
-from search_spaces import digits, mnist, mvtec, ucsd
+from search_spaces import digits, dsprites, mnist, mvtec, ucsd
 from vaecam.registry import Registry
 
-SPACES = Registry("sweep", {"mnist": mnist, "digits": digits, "mvtec": mvtec, "ucsd": ucsd})
+SPACES = Registry(
+    "sweep", {"mnist": mnist, "digits": digits, "mvtec": mvtec, "ucsd": ucsd, "dsprites": dsprites}
+)

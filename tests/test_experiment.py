@@ -7,9 +7,9 @@ import torch
 from mvtec_fixture import make_mvtec
 from ucsd_fixture import make_ucsd
 
-from search_spaces import digits, mvtec, ucsd
+from search_spaces import digits, dsprites, mvtec, ucsd
 from vaecam.data import DataNotFoundError
-from vaecam.experiments import EXPERIMENTS, localisation, one_class, video
+from vaecam.experiments import EXPERIMENTS, disentanglement, localisation, one_class, video
 from vaecam.models import ConvVAE
 
 
@@ -64,7 +64,7 @@ def test_one_class_reports_every_epoch_then_test_metrics_figures_and_weights(tmp
         f"overlays/outlier_{d}.png" for d in range(10) if d != 1
     }
     assert "model/model.pt" in recorder.artifacts
-    assert set(recorder.states[-1]) == {"epoch", "model", "optimizer", "generator"}
+    assert set(recorder.states[-1]) == {"epoch", "metrics", "model", "optimizer", "generator"}
 
 
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_trial(tmp_path):
@@ -207,3 +207,60 @@ def test_video_prepare_names_a_missing_frame(tmp_path):
     (root / "UCSDped1" / "Test" / "Test002" / "005.tif").unlink()
     with pytest.raises(DataNotFoundError, match="Test002"):
         video.prepare(_ucsd_config(root))
+
+
+def _dsprites_config(**changes):
+    return (
+        dsprites.QUICK
+        | {
+            "data_root": "unused",
+            "device": "cpu",
+            "seed": 0,
+            "model": "ad_factor_vae",
+            "model_options": {"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16},
+            "latent_dim": 3,
+            "batch_size": 8,
+            "iterations": 4,
+            "eval_every": 2,
+            "metric_every": 1,
+            "val_size": 16,
+            "metric_num_train": 20,
+            "metric_num_eval": 10,
+            "metric_num_variance": 64,
+            "mig_num_train": 64,
+            "figure_examples": 2,
+        }
+        | changes
+    )
+
+
+def test_disentanglement_reports_metrics_traversals_and_per_dim_maps():
+    recorder = Recorder()
+    final = disentanglement.run(_dsprites_config(), recorder)
+    assert [(r["epoch"], r["iteration"]) for r in recorder.reports] == [(0, 2), (1, 4)]
+    for report in recorder.reports:  # metric_every=1: every report has them
+        assert 0 <= report["factor_vae_score"] <= 1 and 0 <= report["mig"] <= 1
+    assert final["recon_error"] == final["val_recon"] > 0
+    assert "train_ad" in final and "train_tc" in final
+    assert set(recorder.artifacts) == {
+        "figures/traversals.png",
+        "figures/attention_per_dim.png",
+        "model/model.pt",
+    }
+
+
+def test_disentanglement_resume_reproduces_the_uninterrupted_trial():
+    straight = Recorder()
+    disentanglement.run(_dsprites_config(model="factor_vae"), straight)
+    first = Recorder()
+    disentanglement.run(_dsprites_config(model="factor_vae", iterations=2), first)
+    resumed = Recorder()
+    disentanglement.run(_dsprites_config(model="factor_vae"), resumed, state=first.states[0])
+    assert resumed.reports == straight.reports[1:]
+
+
+def test_traversals_sweep_one_latent_dim_per_row():
+    model = ConvVAE(image_size=16, widths=(4, 8), hidden=8, latent_dim=3)
+    images = disentanglement.traversals(model, torch.rand(1, 1, 16, 16))
+    assert images.shape == (3, disentanglement.TRAVERSAL_STEPS, 1, 16, 16)
+    assert not torch.allclose(images[0, 0], images[0, -1])  # the row changes along its sweep

@@ -1,10 +1,12 @@
 """The sweep CLI end to end: real Ray Tune trials recorded in a real (sqlite) MLflow store."""
 
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mvtec_fixture import make_mvtec
@@ -246,3 +248,49 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
         assert sorted(steps) == [0, 1, 2, 3]  # contiguous, nothing logged twice
     again = next(c for c in after if c.info.run_id == finished.info.run_id)
     assert again.info.end_time == finished.info.end_time  # the finished trial did not rerun
+
+
+def test_seed_table_gives_mean_and_std_per_configuration_beside_the_references():
+    from search_spaces import dsprites
+
+    space = dsprites.QUICK
+    table = pd.DataFrame(
+        {
+            "status": ["OK", "OK", "OK", "ERROR"],
+            "model": ["factor_vae", "factor_vae", "ad_factor_vae", "ad_factor_vae"],
+            "seed": [0, 1, 0, 1],
+            "factor_vae_score": [0.6, 0.8, 0.9, math.nan],
+            "mig": [0.1, 0.3, 0.2, math.nan],
+            "recon_error": [30.0, 40.0, 35.0, math.nan],
+        }
+    )
+    assert isinstance(space["seed"], dict) and isinstance(space["model"], dict)
+    seeds = sweep.aggregate_over_seeds(table, dsprites, space).set_index("model")
+    assert seeds.loc["factor_vae", "n_seeds"] == 2
+    assert seeds.loc["factor_vae", "factor_vae_score_mean"] == pytest.approx(0.7)
+    assert seeds.loc["factor_vae", "factor_vae_score_std"] == pytest.approx(0.1414213, rel=1e-5)
+    assert seeds.loc["ad_factor_vae", "n_seeds"] == 1  # the errored seed is left out
+    assert math.isnan(seeds.loc["ad_factor_vae", "mig_std"])
+    assert seeds.loc["factor_vae", "reproduction"].startswith("0.805")
+
+
+def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
+    from search_spaces import mvtec
+
+    table = pd.DataFrame(
+        {  # sorted best first by val_loss, as summarise returns it
+            "trial_id": ["a", "b", "c"],
+            "status": ["OK", "OK", "OK"],
+            "category": ["grid", "grid", "bottle"],
+            "val_loss": [1.0, 2.0, 1.5],
+            "attention_pixel_auroc": [0.6, 0.9, 0.7],  # b is better on the test, not selected
+            "recon_pixel_auroc": [0.5, 0.5, 0.8],
+            "attention_aupro": [0.2, 0.3, 0.4],
+            "recon_aupro": [0.1, 0.1, 0.3],
+        }
+    )
+    comparison = sweep.compare_with_reference(table, mvtec).set_index("category")
+    assert comparison.loc["grid", "trial_id"] == "a"
+    assert comparison.loc["grid", "attention (ours)"] == 0.6
+    assert comparison.loc["grid", "paper"] == 0.73
+    assert comparison.loc["mean (2 swept)", "attention (ours)"] == pytest.approx(0.65)

@@ -16,7 +16,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["attention_overlays", "compare_trials", "localisation_figure", "roc_figure"]
+__all__ = [
+    "attention_overlays",
+    "compare_trials",
+    "image_grid",
+    "localisation_figure",
+    "roc_figure",
+    "scatter_figure",
+]
 
 CELL_INCHES = 1.6  # one image panel; tiny 8x8 inputs are upscaled by nearest interpolation
 DPI = 100
@@ -355,4 +362,53 @@ def roc_figure(
     ax.set_ylabel("true positive rate")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
+    return _save(figure, path)
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray,
+    path: str | Path,
+    row_titles: Sequence[str],
+    column_titles: Sequence[str] = (),
+    maps: torch.Tensor | np.ndarray | None = None,
+) -> Path:
+    """A grid of grayscale images ``(R, K, C, H, W)`` (e.g. latent traversals: one row per
+    latent dim, one column per value), optionally overlaid with heatmaps ``(R, K, H, W)``
+    (e.g. per-dimension attention maps: one row per latent dim, one column per image),
+    each normalised per panel for display."""
+    images = _grayscale(_to_numpy(images).reshape(-1, *np.shape(images)[-3:]))
+    rows, cols = len(row_titles), len(images) // len(row_titles)
+    heat = None if maps is None else _normalise(_to_numpy(maps).reshape(-1, *images.shape[-2:]))
+    figure = Figure(figsize=(0.9 * cols + 1.0, 0.9 * rows + 0.5), dpi=DPI, layout="constrained")
+    axes = np.atleast_2d(figure.subplots(rows, cols, squeeze=False))
+    for index, ax in enumerate(axes.flat):
+        ax.imshow(images[index], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if heat is not None:
+            ax.imshow(heat[index], cmap=HEATMAP, alpha=OVERLAY_ALPHA, interpolation="bilinear")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, title in zip(axes[:, 0], row_titles, strict=True):
+        ax.set_ylabel(title, fontsize=8)
+    for ax, title in zip(axes[0], column_titles, strict=False):
+        ax.set_title(title, fontsize=8)
+    return _save(figure, path)
+
+
+def scatter_figure(
+    points: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> Path:
+    """Labelled point clouds, e.g. the paper's Fig. 8: disentanglement metric (y) against
+    reconstruction error (x), one colour per model configuration."""
+    figure = Figure(figsize=(6.0, 4.5), dpi=DPI, layout="constrained")
+    ax = figure.subplots()
+    for label, (x, y) in points.items():
+        ax.scatter(x, y, label=label, s=30, alpha=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from vaecam.experiments import localisation, one_class, video
+from vaecam.experiments import disentanglement, localisation, one_class, video
 from vaecam.registry import Registry
 
 
@@ -26,5 +26,11 @@ class Reporter(Protocol):
 
 
 EXPERIMENTS: Registry[ModuleType] = Registry(
-    "experiment", {"one_class": one_class, "localisation": localisation, "video": video}
+    "experiment",
+    {
+        "one_class": one_class,
+        "localisation": localisation,
+        "video": video,
+        "disentanglement": disentanglement,
+    },
 )

@@ -3,6 +3,7 @@ attention maps and by their reconstruction error."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,25 +35,39 @@ IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
 
 def build_model(config: Mapping[str, Any], in_channels: int) -> VAE:
     """``MODELS[config["model"]]`` for ``in_channels`` x ``image_size``^2 inputs and
-    ``latent_dim``, with the model's own options (``config["model_options"]``, e.g.
-    ``{"pretrained": True}``), on ``config["device"]``; bad names fail now (``check_names``)."""
-    model = MODELS[config["model"]](
+    ``latent_dim``, on ``config["device"]``. Architecture options come from
+    ``config["model_options"]`` (e.g. ``{"pretrained": True}``); the model's other constructor
+    arguments found in the config are passed too, so a regulariser weight such as ``gamma`` is
+    a plain, sweepable setting (a model ignores the ones it does not take). Bad names fail now
+    (``check_names``)."""
+    cls = MODELS[config["model"]]
+    given = {"in_channels", "image_size", "latent_dim", *config.get("model_options", {})}
+    own = {
+        k: config[k] for k in inspect.signature(cls).parameters if k in config and k not in given
+    }
+    model = cls(
         in_channels=in_channels,
         image_size=config["image_size"],
         latent_dim=config["latent_dim"],
         **config.get("model_options", {}),
+        **own,
     ).to(config["device"])
     check_names(model, config)
     return model
 
 
 def check_names(model: VAE, config: Mapping[str, Any]) -> None:
-    """Fail on a bad target layer, formulation, quantity or image score now, not after
-    training: each error lists the valid names."""
-    LayerActivations(model, config["target_layer"])
-    FORMULATIONS[config["formulation"]]
-    QUANTITIES[config["quantity"]]
-    IMAGE_SCORES[config["image_score"]]
+    """Fail on a bad target layer, formulation, quantity or image score in ``config`` now,
+    not after training: each error lists the valid names."""
+    if "target_layer" in config:
+        LayerActivations(model, config["target_layer"])
+    for key, registry in (
+        ("formulation", FORMULATIONS),
+        ("quantity", QUANTITIES),
+        ("image_score", IMAGE_SCORES),
+    ):
+        if key in config:
+            registry[config[key]]
 
 
 def inject_faults(config: Mapping[str, Any], epoch: int, resumed: bool) -> None:
