@@ -28,15 +28,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import subprocess
 import sys
-import time
-import tracemalloc
 
 import numpy as np
-
-MB = 2**20
+from measure import MB, measure
 
 
 def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,14 +61,6 @@ def _method(name: str):
     return lambda s, y: roc_auc_score(y, s)
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def worker(name: str, n: int, seed: int, repeats: int) -> dict:
     """Run in a fresh process: build the data, time one method, measure its peak memory."""
     fn = _method(name)
@@ -81,41 +69,11 @@ def worker(name: str, n: int, seed: int, repeats: int) -> dict:
     gc.collect()
 
     # Peak RSS of one call, measured first, before anything else has run at full size.
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM (peak RSS) to the current RSS
-        rss_method = "VmHWM reset via /proc/self/clear_refs"
-        rss_before_kb = _status_kb("VmRSS")
-    except OSError:
-        rss_method = "ru_maxrss after call - ru_maxrss after building data"
-        rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    value = fn(scores, labels)
-    if rss_method.startswith("VmHWM"):
-        peak_kb = _status_kb("VmHWM")
-    else:
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mb = (peak_kb - rss_before_kb) / 1024
-    gc.collect()
-
-    tracemalloc.start()
-    fn(scores, labels)
-    traced_mb = tracemalloc.get_traced_memory()[1] / MB
-    tracemalloc.stop()
-    gc.collect()
-
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(scores, labels)
-        times.append(time.perf_counter() - t0)
+    measured = measure(fn, scores, labels, repeats=repeats)
     return {
         "method": name,
-        "auc": value,
-        "seconds": min(times),
-        "all_seconds": times,
-        "peak_rss_mb": rss_mb,
-        "peak_traced_mb": traced_mb,
-        "rss_method": rss_method,
+        "auc": measured.pop("value"),
+        **measured,
         "data_mb": (scores.nbytes + labels.nbytes) / MB,
         "n_pos": int(np.count_nonzero(labels)),
     }

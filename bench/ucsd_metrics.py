@@ -40,15 +40,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import subprocess
 import sys
-import time
-import tracemalloc
 
 import numpy as np
+from measure import MB, measure
 
-MB = 2**20
 HEIGHT, WIDTH = 158, 238
 # The UCSD Ped1 clips with pixel-level ground truth (Test003, 004, 014, 018, 019, 021, 022,
 # 023, 024, 032), 0-based; the benchmark only needs 10 of the 36 clips to be annotated.
@@ -156,14 +153,6 @@ def _method(name: str):
     return sklearn_metrics
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def worker(name: str, args: argparse.Namespace, repeats: int) -> dict:
     """Run in a fresh process: build the data, time one method, measure its peak memory."""
     fn = _method(name)
@@ -174,42 +163,12 @@ def worker(name: str, args: argparse.Namespace, repeats: int) -> dict:
     fn(tiny, tiny_masks, np.ones(4, dtype=bool), np.array([True, False, False, True]))
     gc.collect()  # import/first-call costs are out of the measurements
 
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM (peak RSS) to the current RSS
-        rss_method = "VmHWM reset via /proc/self/clear_refs"
-        rss_before_kb = _status_kb("VmRSS")
-    except OSError:
-        rss_method = "ru_maxrss after call - ru_maxrss after building data"
-        rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    values = fn(*data)
-    if rss_method.startswith("VmHWM"):
-        peak_kb = _status_kb("VmHWM")
-    else:
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mb = (peak_kb - rss_before_kb) / 1024
-    gc.collect()
-
-    tracemalloc.start()
-    fn(*data)
-    traced_mb = tracemalloc.get_traced_memory()[1] / MB
-    tracemalloc.stop()
-    gc.collect()
-
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*data)
-        times.append(time.perf_counter() - t0)
+    measured = measure(fn, *data, repeats=repeats)
     maps, masks, has_mask, labels = data
     return {
         "method": name,
-        "values": values,
-        "seconds": min(times),
-        "all_seconds": times,
-        "peak_rss_mb": rss_mb,
-        "peak_traced_mb": traced_mb,
-        "rss_method": rss_method,
+        "values": measured.pop("value"),
+        **measured,
         "data_mb": (maps.nbytes + masks.nbytes) / MB,
         "n_frames": int(maps.shape[0]),
         "n_annotated": int(np.count_nonzero(has_mask)),

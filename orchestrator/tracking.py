@@ -134,6 +134,16 @@ class TrialRun:
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         log_metrics(self.client, self.run_id, metrics, step)
 
+    def record_node(self, node_id: str) -> None:
+        """Tag where this attempt runs (``ray.node_id``) and every node the trial has run on
+        (``ray.node_ids``, in order): a retry after a lost node moves the trial elsewhere."""
+        tags = self.client.get_run(self.run_id).data.tags
+        nodes = [n for n in tags.get("ray.node_ids", "").split(",") if n]
+        if not nodes or nodes[-1] != node_id:
+            nodes.append(node_id)
+        self.client.set_tag(self.run_id, "ray.node_id", node_id)
+        self.client.set_tag(self.run_id, "ray.node_ids", ",".join(nodes))
+
     def log_missing(self, metrics: Mapping[str, Any], step: int) -> None:
         """Log ``metrics`` at ``step`` unless already there (a checkpointed epoch whose
         metrics a crash kept from MLflow), so the per-epoch history stays contiguous."""

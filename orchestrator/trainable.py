@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -59,6 +60,8 @@ def train_trial(config: dict[str, Any], tracking: Tracking) -> None:
     trial_id = context.get_trial_id() or config.get("trial_id", "local")
     trial_name = context.get_trial_name() or trial_id
     with TrialRun(tracking, trial_id, trial_name, config) as run:
+        if ray.is_initialized():
+            run.record_node(ray.get_runtime_context().get_node_id())
         state = load_state(tune.get_checkpoint())
         if state is not None:  # a retry or restore
             run.log_missing(state["metrics"], step=state["epoch"])
