@@ -279,60 +279,71 @@ def publish(
     space: dict[str, Any],
 ) -> None:
     """Print the summary, write it as CSV beside the Ray results, and put it (CSV, markdown and
-    a figure comparing trials) on the sweep's parent run, which is then closed."""
+    a figure comparing trials) on the sweep's parent run with the search space's comparison
+    with published numbers or its aggregate over seeds; then close the parent run."""
     client = MlflowClient(tracking.uri)
-    text = table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    print(f"\nSummary, best first by {search_space.METRIC} ({search_space.MODE}):\n{text}\n")
-
+    run_id = tracking.parent_run_id
+    heading = f"Summary, best first by {search_space.METRIC} ({search_space.MODE})"
+    post_table(client, run_id, "summary", table, heading, digits=4)
     filesystem, folder = fs.FileSystem.from_uri(results.experiment_path)
-    csv = table.to_csv(index=False)
     with filesystem.open_output_stream(f"{folder}/summary.csv") as stream:
-        stream.write(csv.encode())
+        stream.write(table.to_csv(index=False).encode())
     print(f"Summary CSV: {results.experiment_path}/summary.csv")
 
-    run_id = tracking.parent_run_id
-    client.log_text(run_id, csv, "summary.csv")
-    client.log_text(run_id, markdown(table), "summary.md")
     with tempfile.TemporaryDirectory() as tmp:
         names = [f"{row.trial_id} ({row.status})" for row in table.itertuples()]
         values = {label: table[key].tolist() for label, key in search_space.COMPARE.items()}
-        path = compare_trials(
-            names,
-            values,
-            Path(tmp) / "trials.png",
-            title=f"{len(table)} trials, best {search_space.METRIC} first",
-            ylabel=" / ".join(search_space.COMPARE.values()),
-        )
+        title = f"{len(table)} trials, best {search_space.METRIC} first"
+        ylabel = " / ".join(search_space.COMPARE.values())
+        path = compare_trials(names, values, Path(tmp) / "trials.png", title, ylabel)
         client.log_artifact(run_id, str(path))
-    if hasattr(search_space, "REFERENCE"):
+
+    if hasattr(search_space, "REFERENCE_COLUMNS"):
+        heading = f"Best trial per {search_space.GROUP_BY} (by {search_space.METRIC}) vs published"
         comparison = compare_with_reference(table, search_space)
-        text = comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}")
-        print(
-            f"Best trial per {search_space.GROUP_BY} (by {search_space.METRIC}) vs published "
-            f"pixel AUROC:\n{text}\n"
-        )
-        client.log_text(run_id, comparison.to_csv(index=False), "comparison.csv")
-        client.log_text(run_id, markdown(comparison), "comparison.md")
+        post_table(client, run_id, "comparison", comparison, heading)
     if hasattr(search_space, "AGGREGATE"):
-        seeds = aggregate_over_seeds(table, search_space, space)
-        text = seeds.to_string(index=False, float_format=lambda v: f"{v:.3f}")
-        print(f"Mean and std over {search_space.AGGREGATE_OVER}s per configuration:\n{text}\n")
-        client.log_text(run_id, seeds.to_csv(index=False), "seeds.csv")
-        client.log_text(run_id, markdown(seeds), "seeds.md")
+        heading = f"Mean and std over {search_space.AGGREGATE_OVER}s per configuration"
+        post_table(
+            client, run_id, "seeds", aggregate_over_seeds(table, search_space, space), heading
+        )
         x, y = search_space.SCATTER
-        keys = [k for k in searched_keys(space) if k != search_space.AGGREGATE_OVER]
-        finished = table[table.status == "OK"]
         points = {
-            ", ".join(map(str, label if isinstance(label, tuple) else (label,))): (g[x], g[y])
-            for label, g in (finished.groupby(keys, sort=False) if keys else [("all", finished)])
+            ", ".join(map(str, label)): (group[x], group[y])
+            for label, group in configurations(table[table.status == "OK"], search_space, space)
         }
         with tempfile.TemporaryDirectory() as tmp:
             title = f"{y} against {x}, one point per trial"
             path = scatter_figure(points, Path(tmp) / "scatter.png", title, x, y)
             client.log_artifact(run_id, str(path))
+
     errored = int((table.status == "ERROR").sum())
     client.set_tag(run_id, "vaecam.errored_trials", errored)
     client.set_terminated(run_id, "FAILED" if errored == len(table) else "FINISHED")
+
+
+def post_table(
+    client: MlflowClient, run_id: str, name: str, table: pd.DataFrame, heading: str, digits: int = 3
+) -> None:
+    """Print ``table`` under ``heading`` and log it as ``name``.csv and ``name``.md."""
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.{digits}f}")
+    print(f"\n{heading}:\n{text}\n")
+    client.log_text(run_id, table.to_csv(index=False), f"{name}.csv")
+    client.log_text(run_id, markdown(table), f"{name}.md")
+
+
+def configurations(
+    finished: pd.DataFrame, search_space: ModuleType, space: dict[str, Any]
+) -> list[tuple[tuple, pd.DataFrame]]:
+    """Trials grouped by configuration: the searched settings other than ``AGGREGATE_OVER``
+    (e.g. every seed of one model), as ``(values, rows)`` pairs."""
+    keys = [k for k in searched_keys(space) if k != search_space.AGGREGATE_OVER]
+    if not keys:
+        return [(("all",), finished)]
+    return [
+        (values if isinstance(values, tuple) else (values,), group)
+        for values, group in finished.groupby(keys, sort=False)
+    ]
 
 
 def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.DataFrame:
@@ -368,17 +379,14 @@ def aggregate_over_seeds(
     standard deviation of the ``AGGREGATE`` metrics over its finished trials, the number of
     them, and the ``REFERENCE`` numbers of its ``REFERENCE_BY`` value."""
     keys = [k for k in searched_keys(space) if k != search_space.AGGREGATE_OVER]
-    finished = table[table.status == "OK"]
-    grouped = finished.groupby(keys, sort=False) if keys else [((), finished)]
     rows = []
-    for values, group in grouped:
-        row = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
+    for values, group in configurations(table[table.status == "OK"], search_space, space):
+        row = dict(zip(keys, values, strict=False))
         row[f"n_{search_space.AGGREGATE_OVER}s"] = len(group)
         for metric in search_space.AGGREGATE:
             row[f"{metric}_mean"] = group[metric].mean()
             row[f"{metric}_std"] = group[metric].std(ddof=1) if len(group) > 1 else math.nan
-        reference = search_space.REFERENCE.get(row.get(search_space.REFERENCE_BY), {})
-        rows.append(row | reference)
+        rows.append(row | search_space.REFERENCE.get(row.get(search_space.REFERENCE_BY), {}))
     return pd.DataFrame(rows)
 
 

@@ -170,7 +170,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(tmp_pat
     args += ["--categories", "grid,bottle", "--set", "image_size=32", "--set", "epochs=2"]
     assert sweep.main(["mvtec", "--quick", *args]) == 0
     out = capsys.readouterr().out
-    assert "vs published pixel AUROC" in out and "AE-SSIM" in out
+    assert "vs published" in out and "AE-SSIM" in out
 
     client, parent, children = _runs(tmp_path, "mvtec", experiment="mvtec")
     assert {child.data.params["category"] for child in children} == {"grid", "bottle"}

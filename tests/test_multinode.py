@@ -1,0 +1,339 @@
+"""A real two-node Ray cluster on this machine: a sweep survives losing a worker node.
+
+The head and a worker node are two ``ray start --block`` processes on 127.0.0.1 (each with its
+own temp dir, 1 CPU, free ports), with token authentication (``RAY_AUTH_MODE=token`` and a
+fresh ``RAY_AUTH_TOKEN`` in their environment and the sweep's, never ``~/.ray/auth_token``). An
+MLflow server (sqlite, artifacts proxied) records the sweep. The ``digits`` sweep runs as a
+subprocess connected to the cluster by ``RAY_ADDRESS``, one trial per node; once the worker's
+trial has logged two epochs, every process of the worker node is SIGKILLed (a machine lost).
+The sweep must retry that trial on the head from its last checkpoint and finish with one
+complete MLflow run per trial. Figures: one JSON line on stdout (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = "multinode"
+EPOCHS = 12  # long enough to kill the worker mid-trial, short enough to keep the test quick
+
+NODES_SCRIPT = """
+import json, time, ray
+ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+deadline = time.time() + 60
+while True:
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    if len(nodes) >= 2 or time.time() > deadline:
+        break
+    time.sleep(0.2)
+print(json.dumps({n["NodeID"]: "node:__internal_head__" in n["Resources"] for n in nodes}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every live process, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0] != "Z":  # a zombie is dead already
+            table[int(entry)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every live process below it (Ray's workers get process groups of their
+    own, so a process group alone does not find them)."""
+    table = _proc_table()
+    found, frontier = set(), {root} & set(table)
+    while frontier:
+        found |= frontier
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+    return found
+
+
+def _kill(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Cluster:
+    """The processes this test starts, each in a session of its own; ``stop`` ends them all
+    and everything they spawned, and reports any that survive."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.known: set[int] = set()  # every pid seen under our processes, for the stray check
+        self.temp_dirs = [tempfile.mkdtemp(prefix="r", dir="/tmp") for _ in range(2)]
+        self.gcs_port = _free_port()
+        self.address = f"127.0.0.1:{self.gcs_port}"
+        self.mlflow_port = _free_port()
+        self.tracking_uri = f"http://127.0.0.1:{self.mlflow_port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
+        self.env |= {
+            "RAY_AUTH_MODE": "token",  # Ray 2.59+: a token, passed to every process explicitly
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # SIGTERM stops a node at once
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self, name: str, command: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(
+            command,
+            cwd=self.tmp_path,
+            env=self.env | env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        return (self.tmp_path / f"{name}.log").read_text(errors="replace")[-tail:]
+
+    def wait_for(self, name: str, ready, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert self.procs[name].poll() is None, f"{name} exited:\n{self.log(name)}"
+            assert time.monotonic() < deadline, f"{name} not ready in {timeout}s:\n{self.log(name)}"
+            time.sleep(0.2)
+
+    def ray_start(self, name: str, temp_dir: str, *args: str) -> None:
+        command = ["ray", "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+        command += ["--object-store-memory=100000000", "--disable-usage-stats"]
+        command += [f"--temp-dir={temp_dir}", "--min-worker-port=0", "--max-worker-port=0"]
+        command += [f"--dashboard-agent-listen-port={_free_port()}", *args]
+        self.start(name, command)
+
+    def start_all(self) -> None:
+        db = self.tmp_path / "mlflow.db"
+        self.start(
+            "mlflow",
+            ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port)]
+            + ["--workers", "1", "--backend-store-uri", f"sqlite:///{db}"]
+            + ["--artifacts-destination", str(self.tmp_path / "artifacts")],
+        )
+        head_args = [f"--port={self.gcs_port}", "--include-dashboard=false"]
+        self.ray_start("head", self.temp_dirs[0], "--head", *head_args)
+        self.wait_for("head", lambda: _answers(self.gcs_port), timeout=60)
+        self.ray_start("worker", self.temp_dirs[1], f"--address={self.address}")
+        self.wait_for("mlflow", lambda: _healthy(f"{self.tracking_uri}/health"), timeout=90)
+
+    def node_ids(self) -> tuple[str, str]:
+        """(head, worker) node ids, once both nodes are up."""
+        done = subprocess.run(
+            [sys.executable, "-c", NODES_SCRIPT],
+            env=self.env | {"RAY_ADDRESS": self.address},
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        nodes = json.loads(done.stdout.strip().splitlines()[-1])
+        heads = [node for node, head in nodes.items() if head]
+        workers = [node for node, head in nodes.items() if not head]
+        assert len(heads) == 1 and len(workers) == 1, (nodes, self.log("worker"))
+        return heads[0], workers[0]
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL every process of a node at once, as when its machine is lost."""
+        pids = _descendants(self.procs[name].pid)
+        self.known |= pids
+        _kill(pids, signal.SIGKILL)
+        self.procs[name].wait(timeout=10)
+
+    def stop(self) -> list[str]:
+        """End everything, the sweep first and the head last; the survivors, described."""
+        for name in ("sweep", "worker", "head", "mlflow"):
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
+            t0 = time.monotonic()
+            pids = _descendants(proc.pid)
+            self.known |= pids
+            # a node stops its own processes in order; the rest, whole process trees
+            _kill({proc.pid} if name in ("head", "worker") else pids, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+            deadline = time.monotonic() + 5
+            while _proc_table().keys() & pids and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _kill(pids | _descendants(proc.pid), signal.SIGKILL)
+            proc.wait(timeout=10)
+            print(f"DEBUG stop {name} {time.monotonic()-t0:.1f}s", file=sys.stderr)
+        time.sleep(0.5)
+        table = _proc_table()
+        strays = [
+            f"{pid}: {_cmdline(pid)}"
+            for pid in table
+            if pid in self.known or any(d in _cmdline(pid) for d in self.temp_dirs)
+        ]
+        for temp_dir in self.temp_dirs:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        return strays
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = Cluster(tmp_path)
+    try:
+        t0 = time.monotonic()
+        cluster.start_all()
+        print(f"DEBUG start {time.monotonic()-t0:.1f}s", file=sys.stderr)
+        yield cluster
+    finally:
+        strays = cluster.stop()
+        assert not strays, "processes left running:\n" + "\n".join(strays)
+
+
+def _children(client: MlflowClient) -> list:
+    experiment = client.get_experiment_by_name("digits")
+    if experiment is None:
+        return []
+    ids = [experiment.experiment_id]
+    parents = client.search_runs(ids, f"tags.`vaecam.sweep` = '{SWEEP}'")
+    if not parents:
+        return []
+    return client.search_runs(ids, f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+
+
+@pytest.mark.slow
+def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
+    started = time.monotonic()
+    head, worker = cluster.node_ids()
+    print(f"DEBUG nodes {time.monotonic()-started:.1f}s", file=sys.stderr)
+    command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]  # two trials
+    command += ["--set", f"epochs={EPOCHS}", "--cpus-per-trial", "1", "--max-failures", "3"]
+    command += ["--tracking-uri", cluster.tracking_uri, "--name", SWEEP]
+    command += ["--storage-path", str(tmp_path / "ray_results"), "--data-root", str(tmp_path)]
+    sweep = cluster.start("sweep", command, RAY_ADDRESS=cluster.address)
+    client = MlflowClient(cluster.tracking_uri)
+
+    def wait(condition, what: str, timeout: float = 240, every: float = 0.3):
+        deadline = time.monotonic() + timeout
+        while not (found := condition()):
+            assert sweep.poll() is None, f"sweep exited before {what}:\n{cluster.log('sweep')}"
+            assert time.monotonic() < deadline, f"no {what} in {timeout}s:\n{cluster.log('sweep')}"
+            time.sleep(every)
+        return found
+
+    def on_worker_after_two_epochs():
+        runs = [r for r in _children(client) if r.data.tags.get("ray.node_id") == worker]
+        return next((r for r in runs if r.data.metrics.get("epoch", -1) >= 1), None)
+
+    victim = wait(on_worker_after_two_epochs, "trial on the worker with two epochs")
+    run_id = victim.info.run_id
+    cluster.kill_node("worker")
+    killed_at = time.time()
+    history = client.get_metric_history(run_id, "val_loss")
+    last_before = max(m.step for m in history if m.timestamp <= killed_at * 1000)
+    assert last_before < EPOCHS - 1, "the worker's trial ended before the node was killed"
+
+    def moved_to_head():
+        run = client.get_run(run_id)
+        return run.data.tags.get("ray.node_id") == head and time.time()
+
+    moved_at = wait(moved_to_head, "retry on the head")
+
+    def next_epoch():
+        later = [m for m in client.get_metric_history(run_id, "val_loss") if m.step > last_before]
+        return min((m.timestamp for m in later), default=None)
+
+    next_epoch_ms = wait(next_epoch, "epoch after the retry")
+    try:
+        code = sweep.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"sweep still running after 300s:\n{cluster.log('sweep')}")
+    assert code == 0, cluster.log("sweep")
+
+    children = _children(client)
+    trials = [
+        path.name for path in (tmp_path / "ray_results" / SWEEP).iterdir() if path.is_dir()
+    ]
+    trial_ids = [child.data.tags["ray.trial_id"] for child in children]
+    assert len(trials) == 2 and sorted(trial_ids) == sorted(trials)  # one run per trial
+    for child in children:
+        assert child.info.status == "FINISHED", child.data.tags.get("vaecam.error")
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert sorted(steps) == list(range(EPOCHS)), steps  # contiguous, none twice
+    histories = {c.data.tags["ray.trial_id"]: c.data.tags["ray.node_ids"] for c in children}
+    per_node = Counter(node for nodes in histories.values() for node in set(nodes.split(",")))
+    assert set(per_node) == {head, worker}
+    moved = client.get_run(run_id).data.tags["ray.node_ids"]
+    assert moved == f"{worker},{head}"
+
+    figures = {
+        "test": "multinode",
+        "trials": len(trials),
+        "mlflow_runs": len(children),
+        "epochs": EPOCHS,
+        "trials_per_node": {"head": per_node[head], "worker": per_node[worker]},
+        "killed_at_epoch": last_before,
+        "seconds_to_retry_on_head": round(moved_at - killed_at, 2),
+        "seconds_to_recover": round(next_epoch_ms / 1000 - killed_at, 2),
+        "seconds_total": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(figures))
