@@ -14,6 +14,7 @@ CONFIG = {
     "experiment": "disentanglement",
     "dataset": "dsprites_procedural",  # or "dsprites": the real .npz under the data root
     "model": "ad_factor_vae",  # vae | beta_vae | factor_vae | ad_factor_vae
+    "model_options": {},  # architecture; the models default to the FactorVAE paper's dSprites one
     "image_size": 64,
     "latent_dim": 10,  # the FactorVAE paper's; the reproduction used 32
     "beta": 4.0,

@@ -294,3 +294,38 @@ def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
     assert comparison.loc["grid", "attention (ours)"] == 0.6
     assert comparison.loc["grid", "paper"] == 0.73
     assert comparison.loc["mean (2 swept)", "attention (ours)"] == pytest.approx(0.65)
+
+
+@pytest.mark.slow
+def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(tmp_path, capsys):
+    tiny = {
+        "model_options": '{"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16}',
+        "latent_dim": "3",
+        "batch_size": "8",
+        "iterations": "4",
+        "eval_every": "2",
+        "metric_every": "1",
+        "val_size": "16",
+        "metric_num_train": "20",
+        "metric_num_eval": "10",
+        "metric_num_variance": "64",
+        "mig_num_train": "64",
+        "figure_examples": "2",
+    }
+    overrides = [arg for key, value in tiny.items() for arg in ("--set", f"{key}={value}")]
+    args = _sweep_args(tmp_path, "dsprites")
+    assert sweep.main(["dsprites", "--quick", *overrides, *args]) == 0
+    assert "Mean and std over seeds" in capsys.readouterr().out
+    client, parent, children = _runs(tmp_path, "dsprites", experiment="dsprites")
+    assert len(children) == 4  # FactorVAE and AD-FactorVAE, two seeds each
+    assert {"seeds.csv", "seeds.md", "scatter.png"} <= _artifacts(client, parent.info.run_id)
+    seeds = client.download_artifacts(parent.info.run_id, "seeds.csv", str(tmp_path))
+    with open(seeds) as file:
+        rows = {row["model"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {"factor_vae", "ad_factor_vae"}
+    assert all(row["n_seeds"] == "2" for row in rows.values())
+    assert rows["ad_factor_vae"]["reproduction"].startswith("0.854")
+    for child in children:
+        assert {"figures/traversals.png", "figures/attention_per_dim.png"} <= _artifacts(
+            client, child.info.run_id
+        )
