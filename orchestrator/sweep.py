@@ -242,7 +242,7 @@ def summarise(
         metrics = result.metrics or {}
         trial_id = trial_id_of(result)
         run = runs.get(trial_id)
-        error = run.data.tags.get(ERROR_TAG, "") if run else ""
+        error = run.data.tags.get(ERROR_TAG, "") if run and result.error else ""
         if result.error and not error:  # the process died (a crash, a lost node)
             error = str(result.error).strip().splitlines()[-1]
             if run:  # it could not close its own run

@@ -108,6 +108,8 @@ class TrialRun:
         if runs:  # a retry or restore: keep logging into the trial's one run
             self.run_id = runs[0].info.run_id
             self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            if ERROR_TAG in runs[0].data.tags:  # the failure this attempt recovers from
+                self.client.delete_tag(self.run_id, ERROR_TAG)
         else:
             tags = {
                 MLFLOW_PARENT_RUN_ID: tracking.parent_run_id,

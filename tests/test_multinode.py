@@ -7,7 +7,10 @@ MLflow server (sqlite, artifacts proxied) records the sweep. The ``digits`` swee
 subprocess connected to the cluster by ``RAY_ADDRESS``, one trial per node; once the worker's
 trial has logged two epochs, every process of the worker node is SIGKILLed (a machine lost).
 The sweep must retry that trial on the head from its last checkpoint and finish with one
-complete MLflow run per trial. Figures: one JSON line on stdout (``pytest -s``).
+complete MLflow run per trial. Figures: one JSON line on stdout (``pytest -s``): trials per
+node, MLflow runs against trials, and seconds from the kill until Tune saw the failure, the
+head's CPU was free (the other trial ended), the trial ran on the head, and it logged its next
+epoch there (``seconds_to_recover``).
 """
 
 from __future__ import annotations
@@ -100,8 +103,8 @@ def _command_line(pid: int) -> str:
 
 def _using(folders: list[str], marker: bytes | None = None) -> set[int]:
     """Live processes whose working directory or an open file is in ``folders``, or whose
-    environment holds ``marker`` (a Ray agent's process title overwrites its environment,
-    a Ray worker moves its working directory: neither alone finds them all)."""
+    environment holds ``marker`` (a Ray agent's process title overwrites its environment:
+    the marker alone misses it; its log files in the node's temp dir find it)."""
 
     def inside(path: str) -> bool:
         return any(path == folder or path.startswith(f"{folder}/") for folder in folders)
@@ -237,7 +240,7 @@ class Cluster:
         (then killed too)."""
         for name in ("sweep", "worker", "head", "mlflow"):
             proc = self.procs.get(name)
-            if proc is None:
+            if proc is None or proc.poll() is not None:  # leftovers: found by ``ours`` below
                 continue
             pids = _descendants(proc.pid)
             # a node stops its own processes in order; the rest, whole process trees

@@ -244,8 +244,11 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
     assert sorted(c.info.run_id for c in after) == sorted(c.info.run_id for c in before)
     for child in after:
         assert child.info.status == "FINISHED"
+        assert "vaecam.error" not in child.data.tags  # the recovered failure is cleared
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert sorted(steps) == [0, 1, 2, 3]  # contiguous, nothing logged twice
+    with open(tmp_path / "ray_results" / "crash" / "summary.csv") as file:
+        assert all(row["status"] == "OK" and not row["error"] for row in csv.DictReader(file))
     again = next(c for c in after if c.info.run_id == finished.info.run_id)
     assert again.info.end_time == finished.info.end_time  # the finished trial did not rerun
 
