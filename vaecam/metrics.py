@@ -135,6 +135,23 @@ def _sum_left_right(keys: np.ndarray, table: np.ndarray, keys_in_table: bool) ->
     return total
 
 
+def _smaller_class(
+    scores: np.ndarray, mask: np.ndarray, what: str
+) -> tuple[np.ndarray, int, int, bool]:
+    """The smaller class's scores, sorted (a fresh 1-D copy: the only class copied out),
+    ``n_pos``, ``n_neg`` and whether those keys are the positives. Both classes must occur."""
+    n_pos = int(np.count_nonzero(mask))
+    n_neg = mask.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"{what} needs both classes, got {n_pos} positive and {n_neg} negative labels"
+        )
+    keys_are_pos = n_pos <= n_neg
+    keys = scores[mask] if keys_are_pos else scores[~mask]
+    keys.sort()
+    return keys, n_pos, n_neg, keys_are_pos
+
+
 def _auroc_pooled(scores: np.ndarray, mask: np.ndarray, overwrite: bool = False) -> float:
     """AUROC of ``scores`` with positives ``mask`` (same shape), counted over pairs.
 
@@ -147,15 +164,7 @@ def _auroc_pooled(scores: np.ndarray, mask: np.ndarray, overwrite: bool = False)
     With ``overwrite`` (``scores`` is the caller's own contiguous copy) it is sorted in place
     instead of copied, which saves one copy of the scores at the peak.
     """
-    n_pos = int(np.count_nonzero(mask))
-    n_neg = mask.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(
-            f"AUROC needs both classes, got {n_pos} positive and {n_neg} negative labels"
-        )
-    keys_are_pos = n_pos <= n_neg
-    keys = scores[mask] if keys_are_pos else scores[~mask]  # a fresh copy: sort in place
-    keys.sort()
+    keys, n_pos, n_neg, keys_are_pos = _smaller_class(scores, mask, "AUROC")
     if overwrite and scores.flags.c_contiguous:
         table = scores.reshape(-1)  # a view: sorted in place
         table.sort()
@@ -531,15 +540,7 @@ def _roc_counts(scores: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
         ``fp``, ``tp`` (int64, both non-decreasing, length ``2 * n_distinct_keys + 2``),
         ``n_pos``, ``n_neg``.
     """
-    n_pos = int(np.count_nonzero(mask))
-    n_neg = mask.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(
-            f"a ROC curve needs both classes, got {n_pos} positive and {n_neg} negative labels"
-        )
-    keys_are_pos = n_pos <= n_neg
-    keys = scores[mask] if keys_are_pos else scores[~mask]  # a fresh copy: sort in place
-    keys.sort()
+    keys, n_pos, n_neg, keys_are_pos = _smaller_class(scores, mask, "a ROC curve")
     table = np.sort(scores, axis=None)
     _check_no_nan(table)
     starts, counts = _groups(keys)
