@@ -199,3 +199,14 @@ def test_latent_stats_are_the_aggregate_posterior_moments():
     torch.testing.assert_close(stats.mu, torch.tensor([1.0, 3.0]))
     # population variance of mu (1, 1) + mean posterior variance (1, 2)
     torch.testing.assert_close(stats.var, torch.tensor([2.0, 3.0]))
+
+
+@pytest.mark.parametrize("formulation", sorted(FORMULATIONS))
+def test_maps_of_chosen_dims_equal_those_dims_of_all_maps(formulation):
+    torch.manual_seed(0)
+    model = ConvVAE(image_size=16, latent_dim=5, widths=(4, 8), hidden=16).eval()
+    x = torch.rand(3, 1, 16, 16)
+    full = attention_maps(model, x, "encoder.2", formulation=formulation)
+    some = attention_maps(model, x, "encoder.2", formulation=formulation, dims=[3, 1])
+    assert some.per_dim.shape == (2, 3, 16, 16)
+    assert torch.allclose(some.per_dim, full.per_dim[[3, 1]], atol=1e-6)

@@ -20,7 +20,7 @@ input and the model's parameters (the attention-disentanglement loss, PAPER.md s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -204,15 +204,21 @@ FORMULATIONS: Registry[Formulation] = Registry(
 # --- the entry point -----------------------------------------------------------------------
 
 
-def latent_gradients(q: Tensor, A: Tensor, create_graph: bool = False) -> Tensor:
-    """All ``n`` per-dimension gradients ``dq_i / dA`` ``(n, B, C, h, w)`` from one batched
-    backward (vmap over ``n`` one-hot cotangents), not ``n`` backward passes.
+def latent_gradients(
+    q: Tensor, A: Tensor, create_graph: bool = False, dims: Sequence[int] | None = None
+) -> Tensor:
+    """The per-dimension gradients ``dq_i / dA`` ``(k, B, C, h, w)`` for the ``k`` latent
+    dims in ``dims`` (default: all ``n``, in order) from one batched backward (vmap over ``k``
+    one-hot cotangents), not ``k`` backward passes.
 
     ``q`` is ``(B, n)``. The cotangent ``e_i`` sums over the batch, which yields per-image
     gradients because images do not interact (no batch norm in train mode).
     """
     B, n = q.shape
-    onehot = torch.eye(n, dtype=q.dtype, device=q.device).unsqueeze(1).expand(n, B, n)
+    rows = torch.eye(n, dtype=q.dtype, device=q.device)
+    if dims is not None:
+        rows = rows[list(dims)]
+    onehot = rows.unsqueeze(1).expand(len(rows), B, n)
     (grads,) = torch.autograd.grad(
         q, A, grad_outputs=onehot, is_grads_batched=True, create_graph=create_graph
     )
@@ -228,6 +234,7 @@ def attention_maps(
     latent_stats: LatentStats | None = None,
     generator: torch.Generator | None = None,
     create_graph: bool = False,
+    dims: Sequence[int] | None = None,
 ) -> AttentionMaps:
     """Attention maps of images ``x`` ``(B, C, H, W)`` at the encoder's ``target_layer``.
 
@@ -238,6 +245,8 @@ def attention_maps(
 
     The model's train/eval mode is left as it is: put models with batch norm in eval mode, or
     an image's map depends on its batch-mates. ``generator`` seeds the sampled quantities.
+    ``dims`` restricts the work to those latent dims (``per_dim`` then holds their maps in
+    that order, and ``aggregate`` is formed from them only): the AD loss needs two of ``n``.
     """
     form, quant = FORMULATIONS[formulation], QUANTITIES[quantity]  # bad names fail before work
     with torch.enable_grad():
@@ -246,7 +255,8 @@ def attention_maps(
         A = layer.activations
         if A is None or A.dim() != 4:
             raise ValueError(f"target_layer {target_layer!r} must output (B, C, h, w) in encode")
-        grads = latent_gradients(quant(mu, logvar, latent_stats, generator), A, create_graph)
+        q = quant(mu, logvar, latent_stats, generator)
+        grads = latent_gradients(q, A, create_graph, dims)
         if not create_graph:
             A = A.detach()
         return form(A, grads, tuple(x.shape[-2:]))
