@@ -4,7 +4,8 @@
                                 [--image-size 256] [--batch 16] [--min-seconds 10]
 
 ``ResNetVAE()`` (ResNet-18 encoder, latent 32, 256x256), Adam 1e-4, batch 16, loss
-``model.loss`` (Bernoulli BCE + KL), on the CPU, trained on ``<category>/train/good``:
+``model.loss`` (Bernoulli BCE + KL), on ``--device`` (default the CPU; with cuda the last line also
+gives the peak GPU memory of one trial), trained on ``<category>/train/good``:
 
 * cached: ``load_mvtec`` decodes the category once (timed separately: the one-time cost);
   each batch is then an index into the in-memory (N, 3, S, S) tensor;
@@ -56,6 +57,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-seconds", type=float, default=10.0, help="per variant")
     parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cuda: also reports peak GPU memory, to size how many trials share one GPU",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     return parser.parse_args()
 
@@ -96,7 +102,7 @@ class Variant:
     def __init__(self, name: str, images: Callable[[Tensor], Tensor], args: argparse.Namespace):
         self.name, self.images, self.args = name, images, args
         torch.manual_seed(args.seed)  # same initial weights for both variants
-        self.model = ResNetVAE(image_size=args.image_size)
+        self.model = ResNetVAE(image_size=args.image_size).to(args.device)
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.generator = torch.Generator().manual_seed(args.seed)  # same shuffles and z draws
@@ -108,7 +114,7 @@ class Variant:
     def step(self, index: Tensor) -> float:
         """One optimisation step on the images ``index``; returns seconds spent loading them."""
         start = time.perf_counter()
-        x = self.images(index)
+        x = self.images(index).to(self.args.device)
         loaded = time.perf_counter() - start
         terms = self.model.loss(x, self.model(x, generator=self.generator))
         self.optimizer.zero_grad(set_to_none=True)
@@ -156,11 +162,12 @@ def main() -> None:
         f"masks included, thread pool)"
     )
     print(
-        f"model: ResNetVAE() latent 32, batch {args.batch}, Adam {args.lr}, CPU, "
+        f"model: ResNetVAE() latent 32, batch {args.batch}, Adam {args.lr}, {args.device}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}"
     )
 
-    cached = Variant("cached", lambda index: train[index], args)
+    cache = train.to(args.device)  # on a GPU the cache can live in its memory
+    cached = Variant("cached", lambda index: cache[index], args)
     uncached = Variant(
         "uncached",
         lambda index: torch.stack([read_image(paths[i], size) for i in index.tolist()]),
@@ -195,6 +202,12 @@ def main() -> None:
         json.dumps(
             {
                 "speedup": round(speedup, 4),
+                "device": args.device,
+                "peak_gpu_memory_mb": (
+                    round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                    if args.device.startswith("cuda")
+                    else None
+                ),
                 "images_per_second_cached": round(rate["cached"], 3),
                 "images_per_second_uncached": round(rate["uncached"], 3),
                 "image_size": size,
@@ -210,7 +223,6 @@ def main() -> None:
                 "data": source,
                 "category": args.category,
                 "threads": torch.get_num_threads(),
-                "device": "cpu",
             }
         )
     )
