@@ -92,6 +92,16 @@ def _binary_mask(labels: np.ndarray, name: str = "labels") -> np.ndarray:
     return mask
 
 
+def _scores_and_mask(
+    scores: Any, labels: Any, names: tuple[str, str] = ("scores", "labels")
+) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` and ``labels`` as numpy arrays of one shape, real scores and a bool mask."""
+    scores, labels = _to_numpy(scores), _to_numpy(labels)
+    _check_same_shape(scores, labels, *names)
+    _check_scores(scores)
+    return scores, _binary_mask(labels, names[1])
+
+
 def _check_no_nan(*sorted_parts: np.ndarray) -> None:
     # np.sort puts NaN last, so the last element of each sorted part is enough to check.
     for part in sorted_parts:
@@ -201,10 +211,7 @@ def auroc(scores: Any, labels: Any) -> float:
         ValueError: shapes differ, labels are not binary, only one class is present, or the
             scores contain NaN.
     """
-    scores, labels = _to_numpy(scores), _to_numpy(labels)
-    _check_same_shape(scores, labels, "scores", "labels")
-    _check_scores(scores)
-    return _auroc_pooled(scores, _binary_mask(labels))
+    return _auroc_pooled(*_scores_and_mask(scores, labels))
 
 
 def pixel_auroc(maps: Any, masks: Any) -> float:
@@ -221,10 +228,7 @@ def pixel_auroc(maps: Any, masks: Any) -> float:
         ValueError: shapes differ, masks are not binary, only one class is present, or the
             maps contain NaN.
     """
-    maps, masks = _to_numpy(maps), _to_numpy(masks)
-    _check_same_shape(maps, masks, "maps", "masks")
-    _check_scores(maps)
-    return _auroc_pooled(maps, _binary_mask(masks, "masks"))
+    return _auroc_pooled(*_scores_and_mask(maps, masks, ("maps", "masks")))
 
 
 def average_precision(scores: Any, labels: Any) -> float:
@@ -246,10 +250,7 @@ def average_precision(scores: Any, labels: Any) -> float:
         ValueError: shapes differ, labels are not binary, there is no positive label, or the
             scores contain NaN.
     """
-    scores, labels = _to_numpy(scores), _to_numpy(labels)
-    _check_same_shape(scores, labels, "scores", "labels")
-    _check_scores(scores)
-    mask = _binary_mask(labels)
+    scores, mask = _scores_and_mask(scores, labels)
     pos = scores[mask]  # a fresh copy: sort in place
     if pos.size == 0:
         raise ValueError("average precision needs at least one positive label, got none")
@@ -493,10 +494,7 @@ def roc_points(scores: Any, labels: Any, max_points: int = 1000) -> tuple[np.nda
     """
     if max_points < 3:
         raise ValueError(f"max_points must be at least 3, got {max_points}")
-    scores, labels = _to_numpy(scores), _to_numpy(labels)
-    _check_same_shape(scores, labels, "scores", "labels")
-    _check_scores(scores)
-    mask = _binary_mask(labels)
+    scores, mask = _scores_and_mask(scores, labels)
     pos, neg = scores[mask], scores[~mask]  # fresh copies: sort in place
     if pos.size == 0 or neg.size == 0:
         raise ValueError(
@@ -602,10 +600,7 @@ def equal_error_rate(scores: Any, labels: Any) -> float:
         ValueError: shapes differ, labels are not binary, only one class is present, or the
             scores contain NaN.
     """
-    scores, labels = _to_numpy(scores), _to_numpy(labels)
-    _check_same_shape(scores, labels, "scores", "labels")
-    _check_scores(scores)
-    return _eer_from_counts(*_roc_counts(scores, _binary_mask(labels)))
+    return _eer_from_counts(*_roc_counts(*_scores_and_mask(scores, labels)))
 
 
 def _check_frame_labels(labels: Any, n_frames: int, name: str) -> np.ndarray:
