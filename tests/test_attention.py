@@ -8,10 +8,13 @@ import torch.nn.functional as F
 
 from vaecam.attention import (
     FORMULATIONS,
+    GAP_ONLY,
     QUANTITIES,
+    SLOPES,
     LatentStats,
     LayerActivations,
     attention_maps,
+    gap_head,
     latent_gradients,
     latent_stats,
 )
@@ -210,3 +213,112 @@ def test_maps_of_chosen_dims_equal_those_dims_of_all_maps(formulation):
     some = attention_maps(model, x, "encoder.2", formulation=formulation, dims=[3, 1])
     assert some.per_dim.shape == (2, 3, 16, 16)
     assert torch.allclose(some.per_dim, full.per_dim[[3, 1]], atol=1e-6)
+
+
+def full_gradient_maps(model, x, target, formulation, quantity, stats, create_graph=False):
+    """Reference: the formulation on the full (n, B, C, h, w) gradients, never the GAP path."""
+    generator = torch.Generator().manual_seed(5)
+    with LayerActivations(model, target) as layer:
+        mu, logvar = model.encode(x)
+    q = QUANTITIES[quantity](mu, logvar, stats, generator)
+    grads = latent_gradients(q, layer.activations, create_graph)
+    A = layer.activations if create_graph else layer.activations.detach()
+    return FORMULATIONS[formulation](A, grads, tuple(x.shape[-2:]))
+
+
+def test_gap_head_finds_elementwise_then_flatten_then_linear():
+    mnist = ConvVAE()
+    relu = mnist.encoder[3]
+    assert gap_head(mnist, "encoder.2") == ((relu,), "encoder.5")  # conv, ReLU, Flatten, FC
+    assert gap_head(mnist, "encoder.3") == ((), "encoder.5")  # from the ReLU itself
+    assert gap_head(mnist, "encoder.0") is None  # a conv follows
+    assert gap_head(mnist, "encoder.5") is None  # the FC: nothing to flatten
+    assert gap_head(mnist, "encoder.99") is None
+    assert gap_head(mnist, "fc_mu") is None  # not inside a Sequential
+    with_bn = ConvVAE(image_size=16, widths=(4, 8), hidden=16, batch_norm=True)
+    assert gap_head(with_bn, "encoder.3") is None  # batch norm in train mode mixes the batch
+    bn_relu = (with_bn.encoder[4], with_bn.encoder[5])
+    assert gap_head(with_bn.eval(), "encoder.3") == (bn_relu, "encoder.7")
+    strided = ConvVAE(image_size=16, widths=(4, 8), hidden=16)
+    strided.encoder[4] = torch.nn.Flatten(start_dim=2)
+    assert gap_head(strided, "encoder.2") is None
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("quantity", list(QUANTITIES))
+@pytest.mark.parametrize("formulation", sorted(GAP_ONLY))
+def test_gap_path_equals_the_full_gradients(formulation, quantity, batch_norm):
+    torch.manual_seed(0)
+    model = ConvVAE(image_size=16, latent_dim=5, widths=(4, 8), hidden=16, batch_norm=batch_norm)
+    model.train()(torch.rand(8, 1, 16, 16))  # non-trivial batch-norm running statistics
+    model.eval()
+    target = "encoder.3" if batch_norm else "encoder.2"
+    assert gap_head(model, target) is not None
+    x = torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        stats = latent_stats(*model.encode(torch.rand(10, 1, 16, 16)))
+    got = attention_maps(
+        model, x, target, formulation, quantity, stats, torch.Generator().manual_seed(5)
+    )
+    want = full_gradient_maps(model, x, target, formulation, quantity, stats)
+    assert not got.per_dim.requires_grad  # detached by default, batch norm's weight too
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not any(module._forward_hooks for module in model.modules())  # all released
+
+
+def test_gap_path_has_the_full_gradients_second_order_terms(model, x):
+    # create_graph: d(maps)/d(parameters) and d(maps)/dx agree between the two paths
+    def grads(maps):
+        x_ = x.clone().requires_grad_()
+        out = maps(x_)
+        inputs = [x_, *model.parameters()]
+        return torch.autograd.grad((out.aggregate**2).sum(), inputs, allow_unused=True)
+
+    def ours(x_):
+        return attention_maps(
+            model, x_, TARGET, "per_dim", "z", None, torch.Generator().manual_seed(5), True
+        )
+
+    def reference(x_):
+        return full_gradient_maps(model, x_, TARGET, "per_dim", "z", None, True)
+
+    got, want = grads(ours), grads(reference)
+    assert want[0].abs().sum() > 0 and want[1].abs().sum() > 0  # x and the first conv
+    for a, b in zip(got, want, strict=True):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def elementwise_modules() -> list[torch.nn.Module]:
+    bn = torch.nn.BatchNorm2d(3)
+    bn.train()(torch.randn(8, 3, 4, 4) * 2 + 1)  # running statistics away from (0, 1)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+    modules = [torch.nn.ReLU(), torch.nn.LeakyReLU(0.1), bn, torch.nn.Identity()]
+    return [m.eval() for m in [*modules, torch.nn.Dropout(0.5)]]
+
+
+@pytest.mark.parametrize("module", elementwise_modules(), ids=lambda m: type(m).__name__)
+def test_slopes_are_the_elementwise_derivatives(module):
+    assert set(SLOPES) == {type(m) for m in elementwise_modules()}
+    a = torch.randn(2, 3, 4, 4, requires_grad=True)
+    (want,) = torch.autograd.grad(module(a).sum(), a)
+    got = torch.as_tensor(SLOPES[type(module)](module, a.detach())).expand_as(a)
+    torch.testing.assert_close(got, want)
+
+
+def test_gap_head_refuses_what_is_not_elementwise():
+    model = ConvVAE(image_size=16, widths=(4, 8), hidden=16, batch_norm=True).eval()
+    assert gap_head(model, "encoder.3") is not None
+    model.encoder[4].running_var = None  # batch statistics even in eval mode
+    assert gap_head(model, "encoder.3") is None
+    inplace = ConvVAE(image_size=16, widths=(4, 8), hidden=16).eval()
+    inplace.encoder[3] = torch.nn.ReLU(inplace=True)  # would overwrite A
+    assert gap_head(inplace, "encoder.2") is None
+    dropout = ConvVAE(image_size=16, widths=(4, 8), hidden=16)
+    dropout.encoder.insert(3, torch.nn.Dropout(0.5))
+    assert gap_head(dropout.eval(), "encoder.2") is not None
+    assert gap_head(dropout.train(), "encoder.2") is None
