@@ -78,6 +78,40 @@ def inject_faults(config: Mapping[str, Any], epoch: int, resumed: bool) -> None:
         os._exit(17)
 
 
+def training_state(
+    epoch: int,
+    metrics: dict[str, float],
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """What a trial checkpoints after each epoch: all :func:`restore` needs to go on exactly,
+    and the epoch's metrics, so a restore can log what a crash kept from the tracker."""
+    return {
+        "epoch": epoch,
+        "metrics": metrics,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+    }
+
+
+def restore(
+    state: dict[str, Any] | None,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> int:
+    """Load a :func:`training_state` into ``model``, ``optimizer`` and ``generator``; the first
+    epoch still to run (0 without a ``state``)."""
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return state["epoch"] + 1
+
+
 def fit(
     model: VAE,
     generator: torch.Generator,
@@ -94,13 +128,7 @@ def fit(
     with the state to checkpoint; the last epoch's report adds ``evaluate()``'s test metrics.
     Returns the last report's metrics."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    start, resumed = 0, state is not None
-    if resumed:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start = state["epoch"] + 1
-
+    start, resumed = restore(state, model, optimizer, generator), state is not None
     metrics: dict[str, float] = {}
     for epoch in range(start, config["epochs"]):
         inject_faults(config, epoch, resumed)
@@ -117,14 +145,7 @@ def fit(
         }
         if epoch == config["epochs"] - 1:
             metrics |= evaluate()
-        state = {
-            "epoch": epoch,
-            "metrics": metrics,  # so a restore can log what a crash kept from the tracker
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-        }
-        reporter.report(metrics, state)
+        reporter.report(metrics, training_state(epoch, metrics, model, optimizer, generator))
     return metrics
 
 

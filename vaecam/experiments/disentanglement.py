@@ -21,7 +21,7 @@ from torch import Tensor
 from vaecam.attention import attention_maps
 from vaecam.data.dsprites import GROUND_TRUTH, GroundTruthData
 from vaecam.disentanglement import factor_vae_score, mig
-from vaecam.experiments.common import build_model, inject_faults
+from vaecam.experiments.common import build_model, inject_faults, restore, training_state
 from vaecam.figures import image_grid
 from vaecam.models import VAE
 from vaecam.training import evaluate_loss, seed_everything, train_step
@@ -76,13 +76,7 @@ def run(
     # Held out: a fixed sample for the reconstruction error, never trained on.
     val = observations(data, config["val_size"], np.random.RandomState(config["seed"] + 1))
     rounds = config["iterations"] // config["eval_every"]
-    start, resumed = 0, state is not None
-    if resumed:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start = state["epoch"] + 1
-
+    start, resumed = restore(state, model, optimizer, generator), state is not None
     device = next(model.parameters()).device
     metrics: dict[str, float] = {}
     for round_ in range(start, rounds):
@@ -103,14 +97,7 @@ def run(
             metrics |= disentanglement_metrics(model, data, config)
         if last:
             log_figures(model, data, val, config, generator, reporter)
-        state = {
-            "epoch": round_,
-            "metrics": metrics,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-        }
-        reporter.report(metrics, state)
+        reporter.report(metrics, training_state(round_, metrics, model, optimizer, generator))
     return metrics
 
 
