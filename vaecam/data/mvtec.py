@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
+from vaecam.data.images import reading_image
 
 __all__ = [
     "CATEGORIES",
@@ -99,13 +100,8 @@ class MVTecCategory(NamedTuple):
 
 
 def _open(path: Path, kind: str) -> Image.Image:
-    """Open and fully decode one PNG; any failure becomes one ``DataFormatError`` naming it.
-
-    Pillow opens lazily, so ``load()`` is what surfaces truncated or corrupt data. Its errors
-    vary with the damage: ``UnidentifiedImageError``/``OSError`` (not an image, truncated),
-    ``SyntaxError`` (broken PNG chunks), ``ValueError``, ``DecompressionBombError``.
-    """
-    try:
+    """Open and fully decode one PNG; any failure is one error naming it (:func:`reading_image`)."""
+    with reading_image("MVTec AD", kind, path):
         # Not ``with``: ``Image.close()`` discards the pixels (checked on Pillow 13), and a
         # single-frame PNG's ``load()`` already closes the file once the pixels are read.
         image = Image.open(path)
@@ -115,13 +111,6 @@ def _open(path: Path, kind: str) -> Image.Image:
             image.close()
             raise
         return image
-    except FileNotFoundError:
-        raise DataNotFoundError(f"MVTec AD: {kind} {path} does not exist") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataFormatError(
-            f"MVTec AD: cannot read {kind} {path} ({type(error).__name__}: {error}); "
-            "the file is corrupt or not an image: replace it with the original"
-        ) from None
 
 
 def _resized(image: Image.Image, image_size: int, resample: Image.Resampling) -> np.ndarray:

@@ -49,6 +49,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
+from vaecam.data.images import reading_image
 
 __all__ = [
     "SCENES",
@@ -424,7 +425,7 @@ def _decode(
     (interpolating would invent partial labels at the anomaly's edge). A no-op at the native
     size, so native-resolution data is bit-exact.
     """
-    try:
+    with reading_image("UCSD", kind, path):
         # ``with`` closes the file (a TIFF keeps it open after load(), for its other pages);
         # the pixels are copied out before the image is closed.
         with Image.open(path) as image:
@@ -436,13 +437,6 @@ def _decode(
                     resample = Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR
                     gray = gray.resize((size[1], size[0]), resample)
                 pixels = np.array(gray)  # a writable copy (torch warns on read-only arrays)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"UCSD: {kind} {path} does not exist") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataFormatError(
-            f"UCSD: cannot read {kind} {path} ({type(error).__name__}: {error}); the file is "
-            "corrupt or not an image: replace it with the original"
-        ) from None
     if mode not in _EIGHT_BIT_MODES:
         raise DataFormatError(
             f"UCSD: {kind} {path} has pixel mode {mode!r}; the dataset's images are 8-bit "

@@ -1,0 +1,32 @@
+"""Reading image files with Pillow, each failure one clear error naming the file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image
+
+from vaecam.data import DataFormatError, DataNotFoundError
+
+
+@contextmanager
+def reading_image(dataset: str, kind: str, path: Path) -> Iterator[None]:
+    """Turns what Pillow raises while the block reads ``path`` into one error naming the
+    ``dataset``, what the file is (``kind``) and the path: ``DataNotFoundError`` when it does not
+    exist, ``DataFormatError`` when it cannot be decoded.
+
+    Pillow opens lazily, so ``load()`` is what surfaces truncated or corrupt data. Its errors
+    vary with the damage: ``UnidentifiedImageError``/``OSError`` (not an image, truncated),
+    ``SyntaxError`` (broken PNG chunks), ``ValueError``, ``DecompressionBombError``.
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{dataset}: {kind} {path} does not exist") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DataFormatError(
+            f"{dataset}: cannot read {kind} {path} ({type(error).__name__}: {error}); "
+            "the file is corrupt or not an image: replace it with the original"
+        ) from None
