@@ -307,11 +307,12 @@ def _derivative(phi: Sequence[nn.Module], A: Tensor) -> Tensor:
     """``phi'(A)`` ``(B, C, h, w)`` by the chain rule through the elementwise modules ``phi``
     (applied in order) with their :data:`SLOPES`: a few elementwise kernels, where a backward
     call would cost a round trip through the autograd engine (~0.3 ms on a GPU)."""
-    slope = torch.ones_like(A)
-    for module in phi:
+    slope: Tensor | float = 1.0
+    for i, module in enumerate(phi):
         slope = slope * SLOPES[type(module)](module, A)
-        A = module(A)
-    return slope
+        if i < len(phi) - 1:  # the last module's output is not needed
+            A = module(A)
+    return torch.as_tensor(slope, dtype=A.dtype, device=A.device).expand_as(A)
 
 
 def pooled_latent_gradients(
