@@ -10,7 +10,8 @@ from ucsd_fixture import make_ucsd
 from search_spaces import digits, dsprites, mvtec, ucsd
 from vaecam.data import DataNotFoundError
 from vaecam.experiments import EXPERIMENTS, disentanglement, localisation, one_class, video
-from vaecam.models import ConvVAE
+from vaecam.experiments.common import build_model
+from vaecam.models import MODELS, ConvVAE
 
 
 class Recorder:
@@ -46,6 +47,30 @@ def _config(tmp_path, **changes):
 def test_every_registered_experiment_has_prepare_and_run():
     for module in EXPERIMENTS.values():
         assert callable(module.prepare) and callable(module.run)
+
+
+TINY_DSPRITES = {"widths": [4, 4, 8, 8], "hidden": 16}
+TINY_FACTOR = TINY_DSPRITES | {"discriminator_hidden": 16}
+
+
+@pytest.mark.parametrize(
+    "model, options, settings",
+    [
+        ("beta_vae", TINY_DSPRITES, {"beta": 2.5}),
+        ("factor_vae", TINY_FACTOR, {"gamma": 7.0, "discriminator_batch": "same"}),
+        # ad_factor_vae's own arguments end in **options: gamma and the discriminator's are
+        # FactorVAE's, and must not be lost on the way (a swept gamma would be ignored)
+        ("ad_factor_vae", TINY_FACTOR, {"lam": 3.0, "gamma": 7.0, "discriminator_batch": "same"}),
+    ],
+)
+def test_build_model_passes_the_config_settings_the_model_takes(model, options, settings):
+    config = {"model": model, "image_size": 16, "latent_dim": 4, "device": "cpu"}
+    config |= {"model_options": options, "lr": 1e-3, **settings}  # lr: no model's argument
+    built = build_model(config, in_channels=1)
+    assert type(built) is MODELS[model]
+    assert built.encoder[0].out_channels == 4 and built.latent_dim == 4
+    for key, value in settings.items():
+        assert getattr(built, key) == value
 
 
 def test_one_class_reports_every_epoch_then_test_metrics_figures_and_weights(tmp_path):

@@ -33,6 +33,21 @@ IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
 )
 
 
+def constructor_arguments(cls: type) -> set[str]:
+    """The keyword arguments ``cls(...)`` takes: those of its ``__init__`` and, where that passes
+    ``**options`` on (``ADFactorVAE`` to ``FactorVAE``), of its bases' in turn. ``inspect.
+    signature(cls)`` alone would hide ``gamma`` behind ``options``."""
+    names: set[str] = set()
+    for base in cls.__mro__:
+        if "__init__" not in vars(base):
+            continue
+        parameters = list(inspect.signature(base.__init__).parameters.values())[1:]  # no self
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if all(p.kind is not p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
 def build_model(config: Mapping[str, Any], in_channels: int) -> VAE:
     """``MODELS[config["model"]]`` for ``in_channels`` x ``image_size``^2 inputs and
     ``latent_dim``, on ``config["device"]``. Architecture options come from
@@ -42,9 +57,7 @@ def build_model(config: Mapping[str, Any], in_channels: int) -> VAE:
     (``check_names``)."""
     cls = MODELS[config["model"]]
     given = {"in_channels", "image_size", "latent_dim", *config.get("model_options", {})}
-    own = {
-        k: config[k] for k in inspect.signature(cls).parameters if k in config and k not in given
-    }
+    own = {k: config[k] for k in constructor_arguments(cls) if k in config and k not in given}
     model = cls(
         in_channels=in_channels,
         image_size=config["image_size"],
