@@ -33,9 +33,14 @@ from vaecam import attention
 from vaecam.models.conv import ConvVAE
 from vaecam.models.vae import VAEOutput
 
-#: The FactorVAE paper's dSprites encoder (Kim & Mnih 2018, Table 1): conv widths, FC width.
-DSPRITES_WIDTHS: tuple[int, ...] = (32, 32, 64, 64)
-DSPRITES_HIDDEN = 128
+#: The FactorVAE paper's dSprites model (Kim & Mnih 2018, Table 1), as :class:`ConvVAE`'s
+#: arguments: the defaults of every model here, which a caller's arguments override.
+DSPRITES_MODEL: dict[str, Any] = {
+    "image_size": 64,
+    "latent_dim": 10,
+    "widths": (32, 32, 64, 64),
+    "hidden": 128,
+}
 
 
 # --- the attention-disentanglement loss (PAPER.md section 2) -------------------------------
@@ -127,20 +132,12 @@ class BetaVAE(ConvVAE):
     """beta-VAE (Higgins et al. 2017): ``loss = recon + beta * KL``. ``beta = 1`` is the VAE;
     the default 4 is Higgins et al.'s dSprites value (the paper's Fig. 8 sweeps 1..16).
 
-    Other arguments: :class:`~vaecam.models.conv.ConvVAE`'s, defaulting to the dSprites model.
+    ``options``: :class:`~vaecam.models.conv.ConvVAE`'s, defaulting to :data:`DSPRITES_MODEL`;
+    all arguments are keywords.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int = 64,
-        latent_dim: int = 10,
-        widths: Sequence[int] = DSPRITES_WIDTHS,
-        hidden: int = DSPRITES_HIDDEN,
-        batch_norm: bool = False,
-        beta: float = 4.0,
-    ):
-        super().__init__(in_channels, image_size, latent_dim, widths, hidden, batch_norm)
+    def __init__(self, *, beta: float = 4.0, **options: Any):
+        super().__init__(**DSPRITES_MODEL | options)
         self.beta = beta
 
     @property
@@ -176,26 +173,23 @@ class FactorVAE(ConvVAE):
     carries it (only tensors, dicts, lists and numbers: ``torch.load(weights_only=True)``
     loads it) and ``load_state_dict`` restores it.
 
-    ``gamma`` 40 is the reproduction's dSprites value (PAPER.md section 3). Other arguments:
-    :class:`~vaecam.models.conv.ConvVAE`'s, defaulting to the dSprites model.
+    ``gamma`` 40 is the reproduction's dSprites value (PAPER.md section 3). ``options``:
+    :class:`~vaecam.models.conv.ConvVAE`'s, defaulting to :data:`DSPRITES_MODEL`; all arguments
+    are keywords.
     """
 
     def __init__(
         self,
-        in_channels: int = 1,
-        image_size: int = 64,
-        latent_dim: int = 10,
-        widths: Sequence[int] = DSPRITES_WIDTHS,
-        hidden: int = DSPRITES_HIDDEN,
-        batch_norm: bool = False,
+        *,
         gamma: float = 40.0,
         discriminator_hidden: int = 1000,
         discriminator_layers: int = 6,
         discriminator_lr: float = 1e-4,
         discriminator_betas: Sequence[float] = (0.5, 0.9),
         discriminator_batch: Literal["split", "same"] = "split",
+        **options: Any,
     ):
-        super().__init__(in_channels, image_size, latent_dim, widths, hidden, batch_norm)
+        super().__init__(**DSPRITES_MODEL | options)
         if discriminator_batch not in ("split", "same"):
             raise ValueError(
                 f"discriminator_batch must be 'split' or 'same', got {discriminator_batch!r}"
@@ -203,7 +197,7 @@ class FactorVAE(ConvVAE):
         self.gamma = gamma
         self.discriminator_batch = discriminator_batch
         self.discriminator = tc_discriminator(
-            latent_dim, discriminator_hidden, discriminator_layers
+            self.latent_dim, discriminator_hidden, discriminator_layers
         )
         beta1, beta2 = discriminator_betas
         self.discriminator_optimizer = torch.optim.Adam(
