@@ -66,21 +66,24 @@ def _grayscale(images: np.ndarray) -> np.ndarray:
     return np.tensordot(np.array([0.299, 0.587, 0.114]), images, axes=([0], [1]))
 
 
-def _check_shapes(
-    images: np.ndarray,
-    recons: np.ndarray,
-    maps: np.ndarray,
-    titles: Sequence[str],
-    baseline_maps: np.ndarray | None,
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def _check_batch(
+    images: np.ndarray, titles: Sequence[str], pixel_maps: Mapping[str, np.ndarray | None]
 ) -> None:
+    """``images`` ``(B, C, H, W)`` with ``C`` 1 or 3 and ``B >= 1``, one title per image, and
+    each of ``pixel_maps`` (label -> array, ``None`` when absent) ``(B, H, W)``."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (B, C, H, W) with C = 1 or 3, got {images.shape}")
     if len(images) == 0:
         raise ValueError("no images to draw")
-    if recons.shape != images.shape:
-        raise ValueError(f"recons {recons.shape} must match images {images.shape}")
     b, _, h, w = images.shape
-    for name, array in (("maps", maps), ("baseline_maps", baseline_maps)):
+    for name, array in pixel_maps.items():
         if array is not None and array.shape != (b, h, w):
             raise ValueError(f"{name} must be (B, H, W) = {(b, h, w)}, got {array.shape}")
     if len(titles) != b:
@@ -112,7 +115,9 @@ def attention_overlays(
     """
     images, recons, maps = _to_numpy(images), _to_numpy(recons), _to_numpy(maps)
     baseline = None if baseline_maps is None else _to_numpy(baseline_maps)
-    _check_shapes(images, recons, maps, titles, baseline)
+    _check_batch(images, titles, {"maps": maps, "baseline_maps": baseline})
+    if recons.shape != images.shape:
+        raise ValueError(f"recons {recons.shape} must match images {images.shape}")
 
     columns = [
         ("input", _for_display(images), None),
@@ -147,10 +152,7 @@ def attention_overlays(
             if col == 0:
                 ax.set_ylabel(titles[row], fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return _save(figure, path)
 
 
 def compare_trials(
@@ -221,34 +223,7 @@ def compare_trials(
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
-
-
-def _save(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
-
-
-def _check_localisation(
-    images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], titles: Sequence[str]
-) -> None:
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (B, C, H, W) with C = 1 or 3, got {images.shape}")
-    if len(images) == 0:
-        raise ValueError("no images to draw")
-    b, _, h, w = images.shape
-    if masks.shape != (b, h, w):
-        raise ValueError(f"masks must be (B, H, W) = {(b, h, w)}, got {masks.shape}")
-    for name, array in maps.items():
-        if array.shape != (b, h, w):
-            raise ValueError(f"map {name!r} must be (B, H, W) = {(b, h, w)}, got {array.shape}")
-    if len(titles) != b:
-        raise ValueError(f"{len(titles)} titles for {b} images")
+    return _save(figure, path)
 
 
 def localisation_figure(
@@ -279,7 +254,7 @@ def localisation_figure(
     """
     images, masks = _to_numpy(images), _to_numpy(masks)
     raw = {name: _to_numpy(array) for name, array in maps.items()}
-    _check_localisation(images, masks, raw, titles)
+    _check_batch(images, titles, {"masks": masks} | {f"map {k!r}": v for k, v in raw.items()})
     defects = masks > 0.5
     background = _grayscale(images)
     heat = {name: _normalise(array) for name, array in raw.items()}
