@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
-import sys
 
 import numpy as np
-from measure import MB, measure
+from measure import MB, in_fresh_process, measure
 
 
 def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,10 +78,9 @@ def worker(name: str, n: int, seed: int, repeats: int) -> dict:
 
 
 def run_child(name: str, n: int, seed: int, repeats: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--n", str(n), "--seed", str(seed)]
-    cmd += ["--repeats", str(repeats)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return in_fresh_process(
+        __file__, "--worker", name, "--n", n, "--seed", seed, "--repeats", repeats
+    )
 
 
 def main() -> None:

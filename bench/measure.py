@@ -1,10 +1,14 @@
 """Shared by the benchmarks: time one call and measure its peak memory, in the calling
-process (run each method in a fresh subprocess so one's allocations do not hide another's)."""
+process (run each method in a fresh subprocess, :func:`in_fresh_process`, so one's allocations
+do not hide another's)."""
 
 from __future__ import annotations
 
 import gc
+import json
 import resource
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -61,3 +65,11 @@ def measure(fn: Callable[..., Any], *args: Any, repeats: int) -> dict[str, Any]:
         "peak_traced_mb": traced_mb,
         "rss_method": rss_method,
     }
+
+
+def in_fresh_process(script: str, *args: object) -> dict[str, Any]:
+    """Run ``python script *args`` in a new process and return the JSON object on the last line
+    of its output (a worker prints its :func:`measure` figures there)."""
+    cmd = [sys.executable, script, *map(str, args)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])

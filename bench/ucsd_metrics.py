@@ -40,11 +40,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
-import sys
 
 import numpy as np
-from measure import MB, measure
+from measure import MB, in_fresh_process, measure
 
 HEIGHT, WIDTH = 158, 238
 # The UCSD Ped1 clips with pixel-level ground truth (Test003, 004, 014, 018, 019, 021, 022,
@@ -170,11 +168,11 @@ def worker(name: str, args: argparse.Namespace, repeats: int) -> dict:
 
 
 def run_child(name: str, args: argparse.Namespace, repeats: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--clips", str(args.clips)]
-    cmd += ["--frames", str(args.frames), "--annotated", str(args.annotated)]
-    cmd += ["--seed", str(args.seed), "--repeats", str(repeats)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return in_fresh_process(
+        __file__,
+        *("--worker", name, "--clips", args.clips, "--frames", args.frames),
+        *("--annotated", args.annotated, "--seed", args.seed, "--repeats", repeats),
+    )
 
 
 def main() -> None:
