@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -234,21 +233,6 @@ def _test_items(category_dir: Path) -> list[tuple[str, Path, Path | None]]:
     return items
 
 
-R = TypeVar("R")
-
-
-def _run_all(pool: ThreadPoolExecutor, tasks: Sequence[Callable[[], R]]) -> list[R]:
-    """Results of ``tasks`` run in ``pool``, in order; on the first error the queued tasks are
-    cancelled (a corrupt first file should not wait for 400 decodes) and it is re-raised."""
-    futures: list[Future[R]] = [pool.submit(task) for task in tasks]
-    try:
-        return [future.result() for future in futures]
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
-
-
 def check_category(
     root: Path, category: str
 ) -> tuple[list[Path], list[tuple[str, Path, Path | None]]]:
@@ -288,11 +272,10 @@ def load_mvtec(
     _check_image_size(image_size)
     train_paths, items = check_category(root, category)
 
+    # ``map`` cancels the queued tasks once a result raises, so a corrupt file fails at once.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        train = _run_all(pool, [partial(read_image, path, image_size) for path in train_paths])
-        pairs = _run_all(
-            pool, [partial(_read_pair, image, mask, image_size) for _, image, mask in items]
-        )
+        train = list(pool.map(partial(read_image, image_size=image_size), train_paths))
+        pairs = list(pool.map(lambda item: _read_pair(item[1], item[2], image_size), items))
     return MVTecCategory(
         train=torch.stack(train),
         test_images=torch.stack([image for image, _ in pairs]),
