@@ -392,6 +392,18 @@ def test_roc_points_small_input_is_sklearns_full_curve():
     np.testing.assert_allclose(tpr, ref_tpr, atol=1e-15)
 
 
+@pytest.mark.parametrize("n_pos", [1, 2, 38, 39])
+def test_roc_points_give_a_small_class_s_unused_points_to_the_other(n_pos):
+    # 40 distinct scores and 41 points: every score is a threshold, however unbalanced
+    rng = np.random.default_rng(n_pos)
+    scores = rng.permutation(40).astype(np.float64)
+    labels = np.arange(40) < n_pos
+    fpr, tpr = roc_points(scores, labels, max_points=41)
+    ref_fpr, ref_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_array_equal(fpr, ref_fpr)
+    np.testing.assert_array_equal(tpr, ref_tpr)
+
+
 @pytest.mark.parametrize("max_points", [3, 10, 201])
 @pytest.mark.parametrize("p_pos", [0.02, 0.5])
 def test_roc_points_are_exact_sampled_points(max_points, p_pos):

@@ -471,8 +471,9 @@ def roc_points(scores: Any, labels: Any, max_points: int = 1000) -> tuple[np.nda
     """Points of the ROC curve for plotting: each one exact, at most ``max_points`` of them.
 
     The thresholds are the scores at evenly spaced ranks of the positives (half of them) and of
-    the negatives (the other half), so the points are spread evenly in both TPR and FPR, where a
-    curve on all-score quantiles would leave a rare class's steep part with a few points. At a
+    the negatives (the other half; a class with fewer scores leaves the rest to the other), so
+    the points are spread evenly in both TPR and FPR, where a curve on all-score quantiles
+    would leave a rare class's steep part with a few points. At a
     threshold ``t`` (flagged when ``score >= t``), ``TPR = #(pos >= t) / n_pos`` and
     ``FPR = #(neg >= t) / n_neg``, counted exactly by ``np.searchsorted`` in the two sorted
     classes (two ``np.sort``, no argsort: fine for tens of millions of pixels). When
@@ -505,7 +506,8 @@ def roc_points(scores: Any, labels: Any, max_points: int = 1000) -> tuple[np.nda
     neg.sort()
     _check_no_nan(pos, neg)
     n_thresholds = max_points - 1  # (0, 0) is the extra point
-    n_pos_picks = n_thresholds // 2
+    # half each, but what one class cannot use (it has fewer scores) goes to the other
+    n_pos_picks = min(pos.size, max(n_thresholds // 2, n_thresholds - neg.size))
     picks = np.concatenate(
         (_quantile_picks(pos, n_pos_picks), _quantile_picks(neg, n_thresholds - n_pos_picks))
     )
