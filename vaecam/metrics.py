@@ -417,6 +417,19 @@ def _trapezoid_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return area
 
 
+def _check_maps_masks(
+    maps: Any, masks: Any, shape: str = "(N, H, W)"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``maps`` of the 3-d ``shape`` (NaN-free) and ``masks`` of that shape as a bool array
+    (``shape`` names the dims in the error: images, or frames ``(F, H, W)``)."""
+    maps, masks = _to_numpy(maps), _to_numpy(masks)
+    _check_same_shape(maps, masks, "maps", "masks")
+    if maps.ndim != 3:
+        raise ValueError(f"maps and masks must be {shape}, got shape {maps.shape}")
+    _check_scores(maps)
+    return maps, _binary_mask(masks, "masks")
+
+
 def aupro(maps: Any, masks: Any, max_fpr: float = 0.3) -> float:
     """Normalised area under the per-region-overlap (PRO) curve up to ``max_fpr``.
 
@@ -451,12 +464,7 @@ def aupro(maps: Any, masks: Any, max_fpr: float = 0.3) -> float:
     """
     if not 0.0 < max_fpr <= 1.0:  # also rejects NaN
         raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}")
-    maps, masks = _to_numpy(maps), _to_numpy(masks)
-    _check_same_shape(maps, masks, "maps", "masks")
-    if maps.ndim != 3:
-        raise ValueError(f"maps and masks must be (N, H, W), got shape {maps.shape}")
-    _check_scores(maps)
-    fpr, pro = _pro_curve(maps, _binary_mask(masks, "masks"))
+    fpr, pro = _pro_curve(*_check_maps_masks(maps, masks))
     return float(_trapezoid_up_to(fpr, pro, float(max_fpr)) / max_fpr)
 
 
@@ -637,15 +645,6 @@ def frame_level(frame_scores: Any, frame_labels: Any) -> dict[str, float]:
     }
 
 
-def _check_maps_masks(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
-    maps, masks = _to_numpy(maps), _to_numpy(masks)
-    _check_same_shape(maps, masks, "maps", "masks")
-    if maps.ndim != 3:
-        raise ValueError(f"maps and masks must be (F, H, W), got shape {maps.shape}")
-    _check_scores(maps)
-    return maps, _binary_mask(masks, "masks")
-
-
 def _check_coverage(coverage: float) -> Fraction:
     """``coverage`` as the exact fraction it is written as (0.4 -> 2/5), in ``(0, 1]``."""
     if not 0.0 < coverage <= 1.0:  # also rejects NaN
@@ -768,7 +767,7 @@ def pixel_level_criterion(
             frame with a non-empty mask, NaN, or ``coverage`` not in ``(0, 1]``.
     """
     fraction = _check_coverage(coverage)
-    maps, masks = _check_maps_masks(maps, masks)
+    maps, masks = _check_maps_masks(maps, masks, "(F, H, W)")
     labels = _check_frame_labels(frame_labels, maps.shape[0], "frame_labels")
     frames = np.arange(maps.shape[0])
     frame_max = maps.max(axis=(1, 2))
@@ -809,7 +808,7 @@ def video_anomaly_metrics(
     """
     if image_score not in ("max", "mean"):
         raise ValueError(f"image_score must be 'max' or 'mean', got {image_score!r}")
-    maps, masks = _check_maps_masks(maps, masks)
+    maps, masks = _check_maps_masks(maps, masks, "(F, H, W)")
     n_frames = maps.shape[0]
     labels = _check_frame_labels(frame_labels, n_frames, "frame_labels")
     annotated = np.flatnonzero(_check_frame_labels(has_mask, n_frames, "has_mask"))
