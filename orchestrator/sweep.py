@@ -27,7 +27,14 @@ from mlflow import MlflowClient  # noqa: E402
 from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 
-from orchestrator.tracking import ERROR_TAG, TRIAL_TAG, Tracking, sqlite_path, start_sweep  # noqa: E402
+from orchestrator.tracking import (  # noqa: E402
+    ERROR_TAG,
+    TRIAL_TAG,
+    Tracking,
+    sqlite_path,
+    start_sweep,
+    sweep_params,
+)
 from orchestrator.trainable import train_trial  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
@@ -90,7 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="continue the interrupted sweep --name (default: the latest EXPERIMENT sweep in "
         "--storage-path): finished trials are kept, errored ones continue from their last "
-        "checkpoint, each in its own MLflow run",
+        "checkpoint, each in its own MLflow run; --quick, --num-samples, --categories and --set "
+        "are the sweep's own, read from its MLflow parent run",
     )
     parser.add_argument(
         "--restart-errored",
@@ -120,6 +128,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.restart_errored and not args.resume:
         parser.error("--restart-errored needs --resume")
+    if args.resume and (args.max_concurrent or args.max_failures):
+        parser.error(
+            "--max-concurrent and --max-failures have no effect with --resume: Ray restores "
+            "the sweep's own"
+        )
     if args.resume and not args.name:
         args.name = latest_sweep(args.storage_path, args.experiment)
         if not args.name:
@@ -135,6 +148,36 @@ def latest_sweep(storage_path: str, experiment: str) -> str | None:
     folders = Path(storage_path).glob(f"{experiment}-*") if "://" not in storage_path else []
     folders = sorted((f for f in folders if f.is_dir()), key=lambda f: f.stat().st_mtime)
     return folders[-1].name if folders else None
+
+
+#: The flags that define a sweep's search space, with their values when not given; the
+#: sweep's parent run records them and ``--resume`` takes them from there.
+SPACE_FLAGS = {"quick": False, "num_samples": None, "categories": None, "overrides": []}
+
+
+def restore_space_flags(args: argparse.Namespace) -> None:
+    """On ``--resume``, set :data:`SPACE_FLAGS` in ``args`` as the sweep started with them.
+
+    Ray restores every trial's config itself, but the driver's data check and summary build the
+    space from these flags: without them, resuming an ``mvtec --quick --categories grid`` sweep
+    would check all 15 categories. A flag given again must have its recorded value."""
+    recorded = sweep_params(args.tracking_uri, args.experiment, args.name)
+    if recorded is None:
+        raise SystemExit(
+            f"--resume: no MLflow parent run of sweep {args.name!r} in {args.tracking_uri}; "
+            "pass the --tracking-uri it was recorded in"
+        )
+    for flag, unset in SPACE_FLAGS.items():
+        if flag not in recorded:  # a sweep recorded before the flag was
+            continue
+        given = getattr(args, flag)
+        if given != unset and given != recorded[flag]:
+            option = "--set" if flag == "overrides" else "--" + flag.replace("_", "-")
+            raise SystemExit(
+                f"--resume: {option} {given!r} differs from the sweep's {recorded[flag]!r}; "
+                "leave it out: the sweep resumes as it started"
+            )
+        setattr(args, flag, recorded[flag])
 
 
 def apply_overrides(
@@ -176,17 +219,16 @@ def run_sweep(
     args: argparse.Namespace,
 ) -> tuple[tune.ResultGrid, Tracking]:
     """Prepare the data, open the sweep's MLflow parent run, and run the Tuner."""
-    sweep_params = {
+    params = {
         "experiment": args.experiment,
-        "quick": args.quick,
-        "num_samples": args.num_samples,
+        **{flag: getattr(args, flag) for flag in SPACE_FLAGS},
         "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial,
         "storage_path": args.storage_path,
         "metric": search_space.METRIC,
         "mode": search_space.MODE,
     } | {f"space.{key}": value for key, value in space.items()}
-    tracking = start_sweep(args.tracking_uri, args.experiment, args.name, sweep_params)
+    tracking = start_sweep(args.tracking_uri, args.experiment, args.name, params)
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False)
@@ -409,6 +451,8 @@ def resume_command(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.resume:
+        restore_space_flags(args)
     search_space = SPACES[args.experiment]
     space = search_space.QUICK if args.quick else search_space.SPACE
     space = apply_overrides(space, args.overrides, args.categories) | {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 SWEEP_TAG = "vaecam.sweep"
@@ -54,6 +54,20 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.parent / "mlruns" / experiment).as_uri() if db else None
 
 
+def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
+    runs = client.search_runs([experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
+    return runs[0] if runs else None
+
+
+def sweep_params(uri: str, experiment: str, sweep: str) -> dict[str, Any] | None:
+    """The params the parent run of ``sweep`` was started with (as :func:`start_sweep` got
+    them, JSON-decoded where they are JSON), or None when there is no such run."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    run = _sweep_run(client, found.experiment_id, sweep) if found else None
+    return None if run is None else {k: _unparam(v) for k, v in run.data.params.items()}
+
+
 def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]) -> Tracking:
     """Create (or reuse) the MLflow experiment and the sweep's parent run, on the driver before
     trials start: concurrent creation races on sqlite. A sweep name seen before reuses its
@@ -65,9 +79,9 @@ def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]
         if found
         else client.create_experiment(experiment, _artifact_location(uri, experiment))
     )
-    runs = client.search_runs([experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
-    if runs:
-        run_id = runs[0].info.run_id
+    run = _sweep_run(client, experiment_id, sweep)
+    if run:
+        run_id = run.info.run_id
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     else:
         run_id = client.create_run(
@@ -80,6 +94,13 @@ def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]
 def _param(value: Any) -> str:
     """MLflow params are strings of at most 6000 characters; search-space domains print short."""
     return (json.dumps(value, default=str) if not isinstance(value, str) else value)[:6000]
+
+
+def _unparam(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a string param, logged as it is
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:

@@ -154,6 +154,15 @@ def test_unknown_setting_lists_the_valid_ones():
         sweep.apply_overrides({"inlier": 1}, ["inliers=3"])
 
 
+def test_resume_refuses_what_ray_would_ignore_and_a_sweep_it_cannot_find(tmp_path, capsys):
+    args = _sweep_args(tmp_path, "gone")
+    with pytest.raises(SystemExit) as exit_:
+        sweep.parse_args(["digits", "--resume", "--max-failures", "2", *args])
+    assert exit_.value.code == 2 and "Ray restores the sweep's own" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no MLflow parent run of sweep 'gone'"):
+        sweep.main(["digits", "--resume", *args])
+
+
 def test_missing_mnist_is_one_clear_error_before_anything_starts(tmp_path, capsys):
     args = _sweep_args(tmp_path, "nodata") + ["--set", "download=false"]
     assert sweep.main(["mnist", "--quick", *args]) == 2
@@ -237,8 +246,14 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
     crashed = next(c for c in before if c.info.status == "FAILED")
     assert [m.step for m in client.get_metric_history(crashed.info.run_id, "val_loss")] == [0, 1]
     finished = next(c for c in before if c.info.status == "FINISHED")
+    summary = tmp_path / "ray_results" / "crash" / "summary.csv"
+    columns = summary.read_text().splitlines()[0]
 
+    with pytest.raises(SystemExit, match="--set .* differs from the sweep's"):
+        sweep.main(["digits", "--resume", "--set", "epochs=9", *args])
+    # the printed command has no --quick nor --set: the sweep's own come from its parent run
     assert sweep.main(["digits", "--resume", *args]) == 0
+    assert summary.read_text().splitlines()[0] == columns  # the same space, fault_exit_epoch
     client, parent_after, after = _runs(tmp_path, "crash")
     assert parent_after.info.run_id == parent.info.run_id  # the sweep stays one parent run
     assert sorted(c.info.run_id for c in after) == sorted(c.info.run_id for c in before)
@@ -247,7 +262,7 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
         assert "vaecam.error" not in child.data.tags  # the recovered failure is cleared
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert sorted(steps) == [0, 1, 2, 3]  # contiguous, nothing logged twice
-    with open(tmp_path / "ray_results" / "crash" / "summary.csv") as file:
+    with open(summary) as file:
         assert all(row["status"] == "OK" and not row["error"] for row in csv.DictReader(file))
     again = next(c for c in after if c.info.run_id == finished.info.run_id)
     assert again.info.end_time == finished.info.end_time  # the finished trial did not rerun
