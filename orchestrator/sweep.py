@@ -428,7 +428,8 @@ def aggregate_over_seeds(
         for metric in search_space.AGGREGATE:
             row[f"{metric}_mean"] = group[metric].mean()
             row[f"{metric}_std"] = group[metric].std(ddof=1) if len(group) > 1 else math.nan
-        rows.append(row | search_space.REFERENCE.get(row.get(search_space.REFERENCE_BY), {}))
+        reference_by = row.get(search_space.REFERENCE_BY, space.get(search_space.REFERENCE_BY))
+        rows.append(row | search_space.REFERENCE.get(reference_by, {}))
     return pd.DataFrame(rows)
 
 

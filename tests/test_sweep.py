@@ -291,6 +291,12 @@ def test_seed_table_gives_mean_and_std_per_configuration_beside_the_references()
     assert math.isnan(seeds.loc["ad_factor_vae", "mig_std"])
     assert seeds.loc["factor_vae", "reproduction"].startswith("0.805")
 
+    # one model, fixed (--set model=ad_factor_vae): its references still come with its row
+    fixed = space | {"model": "ad_factor_vae"}
+    one = sweep.aggregate_over_seeds(table[table.model == "ad_factor_vae"], dsprites, fixed)
+    assert len(one) == 1
+    assert one.loc[0, "reproduction"] == dsprites.REFERENCE["ad_factor_vae"]["reproduction"]
+
 
 def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
     from search_spaces import mvtec
