@@ -284,6 +284,13 @@ def test_disentanglement_resume_reproduces_the_uninterrupted_trial():
     assert resumed.reports == straight.reports[1:]
 
 
+@pytest.mark.parametrize("iterations, eval_every", [(1, 2), (5, 2), (4, 0)])
+def test_disentanglement_refuses_iterations_that_are_not_whole_rounds(iterations, eval_every):
+    config = _dsprites_config(iterations=iterations, eval_every=eval_every)
+    with pytest.raises(ValueError, match=f"iterations \\({iterations}\\) must be a positive"):
+        disentanglement.run(config, Recorder())
+
+
 def test_traversals_sweep_one_latent_dim_per_row():
     model = ConvVAE(image_size=16, widths=(4, 8), hidden=8, latent_dim=3)
     images = disentanglement.traversals(model, torch.rand(1, 1, 16, 16))

@@ -75,7 +75,13 @@ def run(
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], betas=(0.9, 0.999))
     # Held out: a fixed sample for the reconstruction error, never trained on.
     val = observations(data, config["val_size"], np.random.RandomState(config["seed"] + 1))
-    rounds = config["iterations"] // config["eval_every"]
+    iterations, every = config["iterations"], config["eval_every"]
+    if every < 1 or iterations < every or iterations % every:
+        raise ValueError(
+            f"iterations ({iterations}) must be a positive multiple of eval_every ({every}): "
+            "a trial trains in whole rounds of eval_every iterations, one report each"
+        )
+    rounds = iterations // every
     start, resumed = restore(state, model, optimizer, generator), state is not None
     device = next(model.parameters()).device
     metrics: dict[str, float] = {}
