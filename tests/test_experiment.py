@@ -164,6 +164,14 @@ def test_localisation_scores_pixels_by_attention_and_reconstruction(tmp_path):
     } == set(recorder.artifacts)
 
 
+@pytest.mark.parametrize("val_fraction", [0.95, 1.0])
+def test_localisation_keeps_training_images_or_says_why_not(tmp_path, val_fraction):
+    root = make_mvtec(tmp_path / "mvtec", categories=("bottle",), size=32)
+    config = _mvtec_config(root, category="bottle", val_fraction=val_fraction)
+    with pytest.raises(ValueError, match="MVTec AD bottle has 6 training images|in \\(0, 1\\)"):
+        localisation.run(config, Recorder())
+
+
 @pytest.mark.parametrize("name", sorted(localisation.NORMALISATIONS))
 def test_normalisations_keep_shapes_and_do_what_they_say(name):
     maps = torch.rand(5, 8, 8) * 10

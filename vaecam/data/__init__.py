@@ -251,25 +251,31 @@ def one_class_split(
     The held-out images (at least one, chosen by ``generator``) are for validation and early
     stopping on normal data only; the test set is returned whole (every digit).
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     present = data.train_labels.unique().tolist()
     if inlier not in present:
         raise ValueError(f"inlier {inlier!r} is not among the training labels {present}")
-    images = data.train_images[data.train_labels == inlier]
+    train, val = hold_out(
+        data.train_images[data.train_labels == inlier], val_fraction, generator, f"inlier {inlier}"
+    )
+    return OneClassSplit(train, val, data.test_images, data.test_labels)
+
+
+def hold_out(
+    images: Tensor, val_fraction: float, generator: torch.Generator, what: str
+) -> tuple[Tensor, Tensor]:
+    """``(train, val)``: ``val_fraction`` of the normal training ``images`` (at least one,
+    chosen by ``generator``) held out for validation and early stopping, the rest to train on.
+    ``what`` names the images in the error when too few would be left to train on."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     n_val = max(1, round(len(images) * val_fraction))
     if n_val >= len(images):
         raise ValueError(
-            f"inlier {inlier} has {len(images)} training images: too few to hold out "
+            f"{what} has {len(images)} training images: too few to hold out "
             f"{val_fraction:.0%} for validation and keep any for training"
         )
     order = torch.randperm(len(images), generator=generator)
-    return OneClassSplit(
-        train=images[order[n_val:]],
-        val=images[order[:n_val]],
-        test_images=data.test_images,
-        test_labels=data.test_labels,
-    )
+    return images[order[n_val:]], images[order[:n_val]]
 
 
 def _stratified_counts(class_sizes: Tensor, max_count: int) -> Tensor:

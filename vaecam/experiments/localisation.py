@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from vaecam.data import hold_out
 from vaecam.data.mvtec import Augment, MVTecCategory, check_category, load_mvtec
 from vaecam.experiments.common import IMAGE_SCORES, build_model, fit, normal_stats, score_maps
 from vaecam.figures import localisation_figure, roc_figure
@@ -79,9 +80,12 @@ def run(
     generator = seed_everything(config["seed"])
     data = load(config)
     # The validation slice is drawn from its own generator: the same whatever the resume point.
-    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(config["seed"]))
-    n_val = max(1, round(config["val_fraction"] * len(data.train)))
-    train, val = data.train[order[n_val:]], data.train[order[:n_val]]
+    train, val = hold_out(
+        data.train,
+        config["val_fraction"],
+        torch.Generator().manual_seed(config["seed"]),
+        f"MVTec AD {config['category']}",
+    )
     model = build_model(config, in_channels=train.shape[1])
     NORMALISATIONS[config["normalisation"]]
     augment = Augment(config["hflip"], config["vflip"], config["rotation_degrees"])
