@@ -10,7 +10,7 @@ from ucsd_fixture import make_ucsd
 from search_spaces import digits, dsprites, mvtec, ucsd
 from vaecam.data import DataNotFoundError
 from vaecam.experiments import EXPERIMENTS, disentanglement, localisation, one_class, video
-from vaecam.experiments.common import build_model
+from vaecam.experiments.common import NORMALISATIONS, build_model
 from vaecam.models import MODELS, ConvVAE
 
 
@@ -116,6 +116,7 @@ def test_a_nan_loss_fails_the_trial_naming_the_epoch(tmp_path):
         ("image_score", "median", "max"),
         ("formulation", "gradcam", "per_dim"),
         ("quantity", "sigma", "normal_difference"),
+        ("normalisation", "zscore", "validation"),
         ("dataset", "cifar", "digits"),
     ],
 )
@@ -172,11 +173,11 @@ def test_localisation_keeps_training_images_or_says_why_not(tmp_path, val_fracti
         localisation.run(config, Recorder())
 
 
-@pytest.mark.parametrize("name", sorted(localisation.NORMALISATIONS))
+@pytest.mark.parametrize("name", sorted(NORMALISATIONS))
 def test_normalisations_keep_shapes_and_do_what_they_say(name):
     maps = torch.rand(5, 8, 8) * 10
     val = torch.rand(3, 8, 8)
-    out = localisation.NORMALISATIONS[name](maps, val)
+    out = NORMALISATIONS[name](maps, val)
     assert out.shape == maps.shape
     if name == "none":
         assert torch.equal(out, maps)
@@ -184,7 +185,7 @@ def test_normalisations_keep_shapes_and_do_what_they_say(name):
         assert torch.allclose(out.flatten(1).amin(1), torch.zeros(5))
         assert torch.allclose(out.flatten(1).amax(1), torch.ones(5))
     if name == "validation":  # a map equal to the validation mean scores 0 everywhere
-        same = localisation.NORMALISATIONS[name](val.mean(0, keepdim=True), val)
+        same = NORMALISATIONS[name](val.mean(0, keepdim=True), val)
         assert torch.allclose(same, torch.zeros(1, 8, 8), atol=1e-5)
 
 

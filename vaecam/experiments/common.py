@@ -33,6 +33,27 @@ IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
 )
 
 
+def _minmax(maps: Tensor, val_maps: Tensor) -> Tensor:
+    low = maps.flatten(1).amin(1)[:, None, None]
+    high = maps.flatten(1).amax(1)[:, None, None]
+    return (maps - low) / (high - low + 1e-12)
+
+
+def _validation(maps: Tensor, val_maps: Tensor) -> Tensor:
+    # Per pixel position: how unusual is this value where normal images put their maps?
+    return (maps - val_maps.mean(0)) / (val_maps.std(0, correction=0) + 1e-12)
+
+
+#: Map normalisation before scoring, ``(maps (N, H, W), validation maps (V, H, W)) -> maps``:
+#: ``none``; ``minmax`` per image (what one reproduction did before pooling pixels: it changes
+#: the pooled pixel AUROC, PAPER.md section 6); ``validation``: per pixel position, the z-score
+#: against the maps of the held-out normal validation images.
+NORMALISATIONS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry(
+    "map normalisation",
+    {"none": lambda maps, val_maps: maps, "minmax": _minmax, "validation": _validation},
+)
+
+
 def constructor_arguments(cls: type) -> set[str]:
     """The keyword arguments ``cls(...)`` takes: those of its ``__init__`` and, where that passes
     ``**options`` on (``ADFactorVAE`` to ``FactorVAE``), of its bases' in turn. ``inspect.
@@ -70,14 +91,15 @@ def build_model(config: Mapping[str, Any], in_channels: int) -> VAE:
 
 
 def check_names(model: VAE, config: Mapping[str, Any]) -> None:
-    """Fail on a bad target layer, formulation, quantity or image score in ``config`` now,
-    not after training: each error lists the valid names."""
+    """Fail on a bad target layer, formulation, quantity, image score or map normalisation in
+    ``config`` now, not after training: each error lists the valid names."""
     if "target_layer" in config:
         LayerActivations(model, config["target_layer"])
     for key, registry in (
         ("formulation", FORMULATIONS),
         ("quantity", QUANTITIES),
         ("image_score", IMAGE_SCORES),
+        ("normalisation", NORMALISATIONS),
     ):
         if key in config:
             registry[config[key]]

@@ -10,7 +10,7 @@ AUPRO up to 30% false-positive rate (the MVTec AD benchmark's standard).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,14 @@ from torch import Tensor
 
 from vaecam.data import hold_out
 from vaecam.data.mvtec import Augment, MVTecCategory, check_category, load_mvtec
-from vaecam.experiments.common import IMAGE_SCORES, build_model, fit, normal_stats, score_maps
+from vaecam.experiments.common import (
+    IMAGE_SCORES,
+    NORMALISATIONS,
+    build_model,
+    fit,
+    normal_stats,
+    score_maps,
+)
 from vaecam.figures import localisation_figure, roc_figure
 from vaecam.metrics import aupro, auroc, pixel_auroc, roc_points
 from vaecam.models import VAE
@@ -32,26 +39,6 @@ if TYPE_CHECKING:
 #: Datasets of images with pixel masks: ``(root, category, image_size) -> MVTecCategory``.
 DATASETS = Registry("localisation dataset", {"mvtec": load_mvtec})
 
-
-def _minmax(maps: Tensor, val_maps: Tensor) -> Tensor:
-    low = maps.flatten(1).amin(1)[:, None, None]
-    high = maps.flatten(1).amax(1)[:, None, None]
-    return (maps - low) / (high - low + 1e-12)
-
-
-def _validation(maps: Tensor, val_maps: Tensor) -> Tensor:
-    # Per pixel position: how unusual is this value where normal images put their maps?
-    return (maps - val_maps.mean(0)) / (val_maps.std(0, correction=0) + 1e-12)
-
-
-#: Map normalisation before scoring, ``(maps (N, H, W), validation maps (V, H, W)) -> maps``:
-#: ``none``; ``minmax`` per image (what one reproduction did before pooling pixels: it changes
-#: the pooled pixel AUROC, PAPER.md section 6); ``validation``: per pixel position, the z-score
-#: against the maps of the held-out normal validation images.
-NORMALISATIONS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry(
-    "map normalisation",
-    {"none": lambda maps, val_maps: maps, "minmax": _minmax, "validation": _validation},
-)
 
 #: The methods scored in every trial: the attention map and the reconstruction baseline.
 METHODS = ("attention", "recon")
@@ -87,7 +74,6 @@ def run(
         f"MVTec AD {config['category']}",
     )
     model = build_model(config, in_channels=train.shape[1])
-    NORMALISATIONS[config["normalisation"]]
     augment = Augment(config["hflip"], config["vflip"], config["rotation_degrees"])
     return fit(
         model,

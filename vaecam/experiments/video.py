@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from vaecam.data.ucsd import VideoAnomalyData, check_ucsd, load_ucsd
-from vaecam.experiments.common import build_model, fit, normal_stats, score_maps
-from vaecam.experiments.localisation import NORMALISATIONS
+from vaecam.experiments.common import NORMALISATIONS, build_model, fit, normal_stats, score_maps
 from vaecam.figures import localisation_figure
 from vaecam.metrics import video_anomaly_metrics
 from vaecam.models import VAE
@@ -60,7 +59,6 @@ def run(
     generator = seed_everything(config["seed"])
     data = load(config)
     model = build_model(config, in_channels=data.train.shape[1])
-    NORMALISATIONS[config["normalisation"]]
     return fit(
         model,
         generator,
