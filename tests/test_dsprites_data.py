@@ -201,6 +201,10 @@ def test_npz_out_of_grid_order_is_refused(tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(DataFormatError, match="row-major grid"):
         DSpritesNpz(path)
+    arrays["latents_classes"] = np.concatenate([classes, classes[:1]])  # one row too many
+    np.savez(path, **arrays)
+    with pytest.raises(DataFormatError, match="row-major grid"):
+        DSpritesNpz(path)
 
 
 def test_npz_with_several_colours_is_refused(tmp_path):

@@ -329,8 +329,9 @@ class DSpritesNpz(_DSpritesFactors):
             raise DataFormatError(f"{path}: colour takes {sizes[0]} values; dSprites has one")
         super().__init__(tuple(sizes[_LATENT_COLUMNS]))
         # Rows are looked up by index, so the file must be exactly the row-major grid.
-        grid = np.stack(np.unravel_index(np.arange(len(classes)), tuple(sizes)), axis=1)
-        if len(classes) != self.num_images or not np.array_equal(classes, grid):
+        if len(classes) != self.num_images or not np.array_equal(
+            classes, np.stack(np.unravel_index(np.arange(len(classes)), tuple(sizes)), axis=1)
+        ):
             raise DataFormatError(
                 f"{path}: latents_classes is not the complete row-major grid over the sizes "
                 f"{sizes.tolist()}; images cannot be looked up by factors"
