@@ -479,14 +479,8 @@ def _read_test_frame(
 
 def _size_on_disk(path: Path) -> tuple[int, int]:
     """(height, width) of an image, from its header only."""
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataFormatError(
-            f"UCSD: cannot read frame {path} ({type(error).__name__}: {error}); the file is "
-            "corrupt or not an image: replace it with the original"
-        ) from None
+    with reading_image("UCSD", "frame", path), Image.open(path) as image:
+        return image.height, image.width
 
 
 def _parse_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
