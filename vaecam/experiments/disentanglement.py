@@ -10,7 +10,7 @@ dataset's ground-truth factors exactly as disentanglement_lib does, each with it
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,13 @@ from torch import Tensor
 from vaecam.attention import attention_maps
 from vaecam.data.dsprites import GROUND_TRUTH, GroundTruthData
 from vaecam.disentanglement import factor_vae_score, mig
-from vaecam.experiments.common import build_model, inject_faults, restore, training_state
+from vaecam.experiments.common import (
+    build_model,
+    encode_all,
+    inject_faults,
+    restore,
+    training_state,
+)
 from vaecam.figures import image_grid
 from vaecam.models import VAE
 from vaecam.training import evaluate_loss, seed_everything, train_step
@@ -49,16 +55,13 @@ def observations(data: GroundTruthData, num: int, rng: np.random.RandomState) ->
     return torch.from_numpy(data.sample_observations_from_factors(factors, rng)).float()
 
 
-def representation(model: VAE, batch_size: int = 256):
+def representation(model: VAE, batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
     """The mean encoding as disentanglement_lib's ``representation_function``:
     observations ``(N, 1, 64, 64)`` numpy -> ``mu`` ``(N, n)`` numpy."""
-    device = next(model.parameters()).device
 
-    @torch.no_grad()
     def encode(x: np.ndarray) -> np.ndarray:
-        model.eval()
-        chunks = torch.from_numpy(np.asarray(x, dtype=np.float32)).split(batch_size)
-        return torch.cat([model.encode(c.to(device))[0].cpu() for c in chunks]).numpy()
+        images = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        return encode_all(model, images, batch_size)[0].numpy()
 
     return encode
 
