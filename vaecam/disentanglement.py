@@ -30,9 +30,9 @@ standard settings as defaults (its ``factor_vae_metric.gin`` and ``mig.gin``). W
 none of it touching a score:
 
 * ``_compute_variances`` encodes its ``num_variance_estimate`` observations in chunks of
-  ``batch_size`` instead of in one call (the reference hands all 10,000 to the encoder at once);
-  the observations and random draws are the same, and so are the codes for any encoder that
-  maps each observation independently (an eval-mode VAE).
+  ``batch_size`` (the reference: of its own ``eval_batch_size``, 64, which is also
+  ``batch_size``'s default); the observations and random draws are the same, and so are the
+  codes for any encoder that maps each observation independently (an eval-mode VAE).
 * ``num_active_dims`` is the number of active dims; the reference returns ``len(active_dims)``
   of a boolean mask, i.e. the total number of dims, whenever at least one dim is active.
 * The votes are a ``(num_factors, num_active)`` array; the reference allocates
