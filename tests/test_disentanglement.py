@@ -189,6 +189,11 @@ def test_factor_vae_encodes_at_most_batch_size_observations_per_call():
 def test_factor_vae_rejects_bad_inputs():
     with pytest.raises(ValueError, match="batch_size"):
         factor_vae_score(DummyData(), identity, np.random.RandomState(0), batch_size=1)
+    # otherwise NaN variances (every dim pruned: a silent score of 0) or an accuracy of 0/0
+    for setting in ({"num_variance_estimate": 1}, {"num_train": 0}, {"num_eval": 0}):
+        [(name, value)] = setting.items()
+        with pytest.raises(ValueError, match=f"{name} must be >= .*, got {value}"):
+            factor_vae_score(DummyData(), identity, np.random.RandomState(0), **setting)
     with pytest.raises(ValueError, match=r"\(N, d\)"):
         factor_vae_score(
             DummyData(), lambda x: x[:, 0], np.random.RandomState(0), num_variance_estimate=10

@@ -155,8 +155,14 @@ def factor_vae_score(
         ``{"train_accuracy", "eval_accuracy", "num_active_dims"}``; all three are 0 when no dim
         is active (e.g. a fully collapsed encoder).
     """
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 to estimate a variance, got {batch_size}")
+    for name, value, least, why in (
+        ("batch_size", batch_size, 2, "to estimate a variance"),
+        ("num_variance_estimate", num_variance_estimate, 2, "to estimate a variance"),
+        ("num_train", num_train, 1, "votes to fit the classifier on"),
+        ("num_eval", num_eval, 1, "votes to score it on"),
+    ):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least} {why}, got {value}")
     global_variances = _compute_variances(
         ground_truth_data, representation_function, num_variance_estimate, random_state, batch_size
     )
