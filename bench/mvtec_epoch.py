@@ -40,9 +40,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaecam.data.mvtec import load_mvtec, read_image
+from vaecam.data.mvtec import check_category, load_mvtec, read_image
 from vaecam.models import ResNetVAE
-from vaecam.training import batches
+from vaecam.training import batches, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,11 +116,8 @@ class Variant:
         start = time.perf_counter()
         x = self.images(index).to(self.args.device)
         loaded = time.perf_counter() - start
-        terms = self.model.loss(x, self.model(x, generator=self.generator))
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer.step()
-        self.last_loss = terms["loss"].item() / x[0].numel()  # per pixel, readable
+        terms = train_step(self.model, self.optimizer, x, self.generator)  # what trials run
+        self.last_loss = terms["loss"] / x[0].numel()  # per pixel, readable
         return loaded
 
     def warm_up(self, n: int) -> float:
@@ -153,8 +150,7 @@ def main() -> None:
     decode_seconds = time.perf_counter() - start
     train = data.train
     n = len(train)
-    paths = sorted((root / args.category / "train" / "good").glob("*.png"))
-    assert len(paths) == n, "load_mvtec and the benchmark disagree on the training files"
+    paths = check_category(root, args.category)[0]  # the training files load_mvtec read
     print(
         f"data: {source} {args.category} at {root}: {n} train + {len(data.test_paths)} test "
         f"images -> {size}x{size}; one-time decode into the cache {decode_seconds:.2f} s "
