@@ -10,8 +10,7 @@ step, + the AD term's double backward for AD-FactorVAE). Two data modes:
 - ``on_the_fly``: each batch rendered by the procedural dSprites generator inside the timed
   step and copied to the device, as an iteration loop over generated data does.
 
-The pool is procedural dSprites when ``vaecam.data.dsprites.DSpritesProcedural`` exists,
-otherwise a fixed random binary tensor, and then only ``prerendered`` is measured. Each
+The pool is procedural dSprites (``vaecam.data.dsprites.DSpritesProcedural``). Each
 configuration runs ``--warmup`` steps, then ``--repeats`` timed blocks of ``--iterations``
 steps, interleaved across configurations (the machine may be shared); the best block counts.
 
@@ -27,13 +26,14 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vaecam.data.dsprites import DSpritesProcedural
+from vaecam.experiments.disentanglement import observations
 from vaecam.models import MODELS
 from vaecam.training import seed_everything, train_step
 
@@ -43,26 +43,10 @@ SIDE, LATENT = 64, 10
 Sampler = Callable[[int], Tensor]  # batch size -> (B, 1, 64, 64) float images on the CPU
 
 
-def procedural_sampler(seed: int) -> Sampler | None:
-    """Batches from procedural dSprites, or ``None`` when that dataset is not in the library.
-
-    Imported lazily: the bench runs (pre-rendered random data only) without it."""
-    try:
-        from vaecam.data.dsprites import DSpritesProcedural
-    except ImportError:
-        return None
-    try:
-        data = DSpritesProcedural()
-    except TypeError:  # ground-truth datasets take a data root; the procedural one reads none
-        data = DSpritesProcedural(Path("."))
-    rng = np.random.RandomState(seed)
-
-    def sample(batch_size: int) -> Tensor:
-        factors = data.sample_factors(batch_size, rng)
-        images = np.asarray(data.sample_observations_from_factors(factors, rng))
-        return torch.from_numpy(images).float().reshape(batch_size, 1, SIDE, SIDE)
-
-    return sample
+def procedural_sampler(seed: int) -> Sampler:
+    """Batches of procedural dSprites, drawn as a dSprites trial draws them."""
+    data, rng = DSpritesProcedural(), np.random.RandomState(seed)
+    return lambda batch_size: observations(data, batch_size, rng)
 
 
 def cycle(pool: Tensor) -> Sampler:
@@ -123,23 +107,13 @@ def main() -> None:
     B = args.batch_size
 
     sampler = procedural_sampler(seed=0)
-    if sampler is not None:
-        source = "procedural dSprites (vaecam.data.dsprites.DSpritesProcedural)"
-        start = time.perf_counter()
-        pool = torch.cat([sampler(B) for _ in range(args.pool)])
-        render_s = (time.perf_counter() - start) / args.pool
-    else:
-        source = "random binary images (vaecam.data.dsprites.DSpritesProcedural is absent)"
-        images = torch.rand(
-            args.pool * B, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0)
-        )
-        pool, render_s = images.round(), None
-    pool = pool.to(device)
-    modes = ["prerendered"] + (["on_the_fly"] if sampler is not None else [])
+    start = time.perf_counter()
+    pool = torch.cat([sampler(B) for _ in range(args.pool)]).to(device)
+    render_s = (time.perf_counter() - start) / args.pool
+    modes = ["prerendered", "on_the_fly"]
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"data: {source}; batch {B}, {SIDE}x{SIDE}, latent {LATENT}")
-    if render_s is not None:
-        print(f"rendering one batch of {B}: {render_s * 1e3:.1f} ms")
+    print(f"data: procedural dSprites; batch {B}, {SIDE}x{SIDE}, latent {LATENT}")
+    print(f"rendering one batch of {B}: {render_s * 1e3:.1f} ms")
 
     blocks: dict[tuple[str, str], Callable[[], float]] = {}
     for name in MODELS_TIMED:
@@ -157,8 +131,6 @@ def main() -> None:
         print(f"{name:14s} {mode:12s} {seconds * 1e3:8.1f} ms/it  {1 / seconds:7.2f} it/s")
     overhead = best["ad_factor_vae", "prerendered"] / best["factor_vae", "prerendered"]
     print(f"AD overhead (AD-FactorVAE / FactorVAE, pre-rendered): {overhead:.2f}x")
-    if sampler is None:
-        print("on-the-fly generation not measured: no procedural dSprites generator")
 
     result: dict[str, Any] = {
         "device": str(device),
@@ -168,8 +140,8 @@ def main() -> None:
         "batch_size": B,
         "iterations": args.iterations,
         "repeats": args.repeats,
-        "data": "procedural" if sampler is not None else "random_binary",
-        "render_ms_per_batch": None if render_s is None else round(render_s * 1e3, 2),
+        "data": "procedural",
+        "render_ms_per_batch": round(render_s * 1e3, 2),
         "it_per_s": {
             name: {mode: round(1 / best[name, mode], 3) for mode in modes} for name in MODELS_TIMED
         },
