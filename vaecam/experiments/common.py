@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -182,6 +183,13 @@ def fit(
             metrics |= evaluate()
         reporter.report(metrics, training_state(epoch, metrics, model, optimizer, generator))
     return metrics
+
+
+def log_weights(model: VAE, reporter: Reporter, folder: Path) -> None:
+    """The trained weights as the trial's ``model/model.pt`` artifact (written in ``folder``)."""
+    weights = folder / "model.pt"
+    torch.save(model.state_dict(), weights)
+    reporter.log_artifact(weights, "model")
 
 
 @torch.no_grad()

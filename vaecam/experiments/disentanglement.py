@@ -25,6 +25,7 @@ from vaecam.experiments.common import (
     build_model,
     encode_all,
     inject_faults,
+    log_weights,
     restore,
     training_state,
 )
@@ -181,6 +182,4 @@ def log_figures(
         images = examples.cpu().expand(model.latent_dim, *examples.shape)
         path = image_grid(images, Path(tmp) / "attention_per_dim.png", rows, maps=maps)
         reporter.log_artifact(path, "figures")
-        weights = Path(tmp) / "model.pt"
-        torch.save(model.state_dict(), weights)
-        reporter.log_artifact(weights, "model")
+        log_weights(model, reporter, Path(tmp))

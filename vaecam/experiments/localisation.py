@@ -24,6 +24,7 @@ from vaecam.experiments.common import (
     NORMALISATIONS,
     build_model,
     fit,
+    log_weights,
     normal_stats,
     score_maps,
 )
@@ -136,9 +137,7 @@ def evaluate(
         title = f"{config['category']}: pixel ROC"
         path = roc_figure(curves, Path(tmp) / f"roc_{config['category']}.png", title)
         reporter.log_artifact(path, "figures")
-        weights = Path(tmp) / "model.pt"
-        torch.save(model.state_dict(), weights)
-        reporter.log_artifact(weights, "model")
+        log_weights(model, reporter, Path(tmp))
     return metrics
 
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vaecam.data import DATASETS, LabelledImages, OneClassSplit, one_class_split, subsample
-from vaecam.experiments.common import IMAGE_SCORES, build_model, fit, normal_stats, score_maps
+from vaecam.experiments.common import (
+    IMAGE_SCORES,
+    build_model,
+    fit,
+    log_weights,
+    normal_stats,
+    score_maps,
+)
 from vaecam.figures import attention_overlays
 from vaecam.metrics import anomaly_metrics
 from vaecam.models import VAE
@@ -100,7 +107,5 @@ def evaluate(
                 baseline_maps=error[rows],
             )
             reporter.log_artifact(path, "overlays")
-        weights = Path(tmp) / "model.pt"
-        torch.save(model.state_dict(), weights)
-        reporter.log_artifact(weights, "model")
+        log_weights(model, reporter, Path(tmp))
     return metrics

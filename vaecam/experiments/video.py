@@ -21,7 +21,14 @@ import torch
 from torch import Tensor
 
 from vaecam.data.ucsd import VideoAnomalyData, check_ucsd, load_ucsd
-from vaecam.experiments.common import NORMALISATIONS, build_model, fit, normal_stats, score_maps
+from vaecam.experiments.common import (
+    NORMALISATIONS,
+    build_model,
+    fit,
+    log_weights,
+    normal_stats,
+    score_maps,
+)
 from vaecam.figures import localisation_figure
 from vaecam.metrics import video_anomaly_metrics
 from vaecam.models import VAE
@@ -122,9 +129,7 @@ def evaluate(
             Path(tmp) / "localisation.png",
         )
         reporter.log_artifact(path, "figures")
-        weights = Path(tmp) / "model.pt"
-        torch.save(model.state_dict(), weights)
-        reporter.log_artifact(weights, "model")
+        log_weights(model, reporter, Path(tmp))
     return metrics
 
 
