@@ -247,6 +247,17 @@ def test_corrupt_file(damaged: Path, relative: str, damage: str) -> None:
     assert str(path) in str(error.value)
 
 
+@pytest.mark.parametrize("relative", ["bottle/train/good/003.png", "bottle/test/hole/000.png"])
+def test_sixteen_bit_image_refused(damaged: Path, relative: str) -> None:
+    # convert("RGB") would clip 1000 and 40000 alike to 255
+    path = damaged / relative
+    size = Image.open(path).size
+    Image.fromarray(np.full(size[::-1], 40000, dtype=np.uint16)).save(path)
+    with pytest.raises(DataFormatError, match=re.escape(str(path)) + ".*pixel mode") as error:
+        load_mvtec(damaged, "bottle", SIZE)
+    assert "corrupt" not in str(error.value)  # not wrapped as a decoding failure
+
+
 def test_read_image_errors(damaged: Path) -> None:
     missing = damaged / "grid" / "train" / "good" / "999.png"
     with pytest.raises(DataNotFoundError, match=re.escape(str(missing))):

@@ -531,8 +531,9 @@ def test_unreadable_image(damaged: Path, relative: str, damage: str) -> None:
 def test_sixteen_bit_frame_refused(damaged: Path) -> None:
     path = scene(damaged) / "Test" / "Test001" / "002.tif"
     Image.fromarray(np.full((H, W), 40000, dtype=np.uint16)).save(path)
-    with pytest.raises(DataFormatError, match=re.escape(str(path)) + ".*mode"):
+    with pytest.raises(DataFormatError, match=re.escape(str(path)) + ".*mode") as error:
         load_ucsd(damaged, NATIVE)
+    assert "corrupt" not in str(error.value)  # not wrapped as a decoding failure
 
 
 def test_mask_size_mismatch(damaged: Path) -> None:

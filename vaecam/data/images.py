@@ -23,6 +23,8 @@ def reading_image(dataset: str, kind: str, path: Path) -> Iterator[None]:
     """
     try:
         yield
+    except DataFormatError:
+        raise  # the block's own check, already naming the file (a ValueError: not Pillow's)
     except FileNotFoundError:
         raise DataNotFoundError(f"{dataset}: {kind} {path} does not exist") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -30,3 +32,18 @@ def reading_image(dataset: str, kind: str, path: Path) -> Iterator[None]:
             f"{dataset}: cannot read {kind} {path} ({type(error).__name__}: {error}); "
             "the file is corrupt or not an image: replace it with the original"
         ) from None
+
+
+#: Pixel modes that convert to 8-bit gray or RGB without rescaling. 16-bit or float images
+#: would be clipped by Pillow's ``convert``, so they are refused rather than silently mis-scaled.
+EIGHT_BIT_MODES = ("L", "1", "P", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+
+
+def require_eight_bit(mode: str, dataset: str, kind: str, path: Path) -> None:
+    """``DataFormatError`` naming ``path`` unless its pixel ``mode`` is in :data:`EIGHT_BIT_MODES`
+    (the datasets' images all are)."""
+    if mode not in EIGHT_BIT_MODES:
+        raise DataFormatError(
+            f"{dataset}: {kind} {path} has pixel mode {mode!r}; the dataset's images are 8-bit, "
+            "and converting this mode would clip or mis-scale its values"
+        )

@@ -34,7 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
-from vaecam.data.images import reading_image
+from vaecam.data.images import reading_image, require_eight_bit
 
 __all__ = [
     "CATEGORIES",
@@ -109,7 +109,8 @@ def _open(path: Path, kind: str) -> Image.Image:
         except BaseException:
             image.close()
             raise
-        return image
+    require_eight_bit(image.mode, "MVTec AD", kind, path)
+    return image
 
 
 def _resized(image: Image.Image, image_size: int, resample: Image.Resampling) -> np.ndarray:

@@ -49,7 +49,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
-from vaecam.data.images import reading_image
+from vaecam.data.images import reading_image, require_eight_bit
 
 __all__ = [
     "SCENES",
@@ -74,10 +74,6 @@ _TEST_CLIP = re.compile(r"Test(\d+)")
 _MASK_CLIP = re.compile(r"Test(\d+)_gt")
 _FRAME = re.compile(r"(\d+)\.tif", re.IGNORECASE)
 _MASK = re.compile(r"(\d+)\.bmp", re.IGNORECASE)
-
-# Pixel modes that convert to 8-bit gray without rescaling; 16-bit or float TIFFs would be
-# clipped by ``convert("L")``, so they are refused rather than silently mis-scaled.
-_EIGHT_BIT_MODES = ("L", "1", "P", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
 FrameRanges = tuple[tuple[int, int], ...]  # 1-based inclusive (first, last) frame ranges
 
@@ -431,17 +427,12 @@ def _decode(
         with Image.open(path) as image:
             image.load()
             mode, on_disk = image.mode, (image.height, image.width)
-            if mode in _EIGHT_BIT_MODES:
-                gray = image if mode == "L" else image.convert("L")
-                if on_disk != size:
-                    resample = Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR
-                    gray = gray.resize((size[1], size[0]), resample)
-                pixels = np.array(gray)  # a writable copy (torch warns on read-only arrays)
-    if mode not in _EIGHT_BIT_MODES:
-        raise DataFormatError(
-            f"UCSD: {kind} {path} has pixel mode {mode!r}; the dataset's images are 8-bit "
-            "grayscale, and converting this mode would clip or mis-scale its values"
-        )
+            require_eight_bit(mode, "UCSD", kind, path)
+            gray = image if mode == "L" else image.convert("L")
+            if on_disk != size:
+                resample = Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR
+                gray = gray.resize((size[1], size[0]), resample)
+            pixels = np.array(gray)  # a writable copy (torch warns on read-only arrays)
     return pixels, on_disk
 
 
