@@ -165,7 +165,7 @@ def restore_space_flags(args: argparse.Namespace) -> None:
     if recorded is None:
         raise SystemExit(
             f"--resume: no MLflow parent run of sweep {args.name!r} in {args.tracking_uri}; "
-            "pass the --tracking-uri it was recorded in"
+            "check --name, or pass the --tracking-uri it was recorded in"
         )
     for flag, unset in SPACE_FLAGS.items():
         if flag not in recorded:  # a sweep recorded before the flag was
