@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from vaecam.scoring import COLUMNS, ScoreTable
+
 SWEEP_TAG = "vaecam.sweep"
 TRIAL_TAG = "ray.trial_id"
 ERROR_TAG = "vaecam.error"
+SCORES = "scores.csv"  # a run's score table: one row per scoring combination
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,26 @@ def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | No
     return runs[0] if runs else None
 
 
+def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
+    """The parent run of ``sweep`` in any experiment of the store, as its :class:`Tracking` and
+    params, or None."""
+    client = MlflowClient(uri)
+    ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    runs = client.search_runs(ids, f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1) if ids else []
+    if not runs:
+        return None
+    run = runs[0]
+    params = {k: unparam(v) for k, v in run.data.params.items()}
+    return Tracking(uri, run.info.experiment_id, run.info.run_id), params
+
+
 def sweep_params(uri: str, experiment: str, sweep: str) -> dict[str, Any] | None:
     """The params the parent run of ``sweep`` was started with (as :func:`start_sweep` got
     them, JSON-decoded where they are JSON), or None when there is no such run."""
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     run = _sweep_run(client, found.experiment_id, sweep) if found else None
-    return None if run is None else {k: _unparam(v) for k, v in run.data.params.items()}
+    return None if run is None else {k: unparam(v) for k, v in run.data.params.items()}
 
 
 def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]) -> Tracking:
@@ -96,7 +114,8 @@ def _param(value: Any) -> str:
     return (json.dumps(value, default=str) if not isinstance(value, str) else value)[:6000]
 
 
-def _unparam(text: str) -> Any:
+def unparam(text: str) -> Any:
+    """A param's value as logged: JSON-decoded where it is JSON, else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -114,20 +133,44 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], s
     client.log_batch(run_id, metrics=batch)
 
 
-class TrialRun:
+class RunLog:
+    """Logging into one existing MLflow run: metrics at a step, artifacts, score tables."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.client = MlflowClient(uri)
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        log_metrics(self.client, self.run_id, metrics, step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_scores(self, table: ScoreTable, step: int) -> None:
+        """The score table as flat metrics at ``step`` and as ``scores.csv``, merged with what
+        the run has: a combination scored again replaces its row, and a metric whose value is
+        unchanged is not logged again (scoring a finished model twice doubles nothing)."""
+        current = self.client.get_run(self.run_id).data.metrics
+        fresh = {k: v for k, v in table.metrics().items() if current.get(k) != v}
+        self.log_metrics(fresh, step)
+        scores = merge_scores(read_scores(self.client, self.run_id), scores_frame(table))
+        self.client.log_text(self.run_id, scores.to_csv(index=False), SCORES)
+
+
+class TrialRun(RunLog):
     """The MLflow child run of one Tune trial, as a context manager: finished on success,
     marked FAILED with the error's reason (tag ``vaecam.error``) when the trial raises."""
 
     def __init__(self, tracking: Tracking, trial_id: str, trial_name: str, config: Mapping):
-        self.client = MlflowClient(tracking.uri)
-        runs = self.client.search_runs(
+        client = MlflowClient(tracking.uri)
+        runs = client.search_runs(
             [tracking.experiment_id],
             f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{MLFLOW_PARENT_RUN_ID}` = "
             f"'{tracking.parent_run_id}'",
             max_results=1,
         )
         if runs:  # a retry or restore: keep logging into the trial's one run
-            self.run_id = runs[0].info.run_id
+            super().__init__(tracking.uri, runs[0].info.run_id)
             self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             if ERROR_TAG in runs[0].data.tags:  # the failure this attempt recovers from
                 self.client.delete_tag(self.run_id, ERROR_TAG)
@@ -137,8 +180,8 @@ class TrialRun:
                 TRIAL_TAG: trial_id,
                 MLFLOW_RUN_NAME: trial_name,
             }
-            run = self.client.create_run(tracking.experiment_id, tags=tags, run_name=trial_name)
-            self.run_id = run.info.run_id
+            run = client.create_run(tracking.experiment_id, tags=tags, run_name=trial_name)
+            super().__init__(tracking.uri, run.info.run_id)
             # Params once: a scheduler such as PBT may mutate the config later.
             params = [Param(k, _param(v)) for k, v in config.items()]
             self.client.log_batch(self.run_id, params=params)
@@ -153,9 +196,6 @@ class TrialRun:
         else:
             self.client.set_tag(self.run_id, ERROR_TAG, f"{kind.__name__}: {error}"[:5000])
             self.client.set_terminated(self.run_id, "FAILED")
-
-    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        log_metrics(self.client, self.run_id, metrics, step)
 
     def record_node(self, node_id: str) -> None:
         """Tag where this attempt runs (``ray.node_id``) and every node the trial has run on
@@ -173,5 +213,32 @@ class TrialRun:
         if not any(m.step == step for m in self.client.get_metric_history(self.run_id, "epoch")):
             self.log_metrics(metrics, step)
 
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+def scores_frame(table: ScoreTable) -> pd.DataFrame:
+    """A :class:`ScoreTable` as a data frame, the combination columns as text ("" for none)."""
+    return _combinations_as_text(pd.DataFrame(table.rows))
+
+
+def _combinations_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def read_scores(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """The run's ``scores.csv``, or None before it was scored."""
+    if not any(item.path == SCORES for item in client.list_artifacts(run_id)):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return _combinations_as_text(pd.read_csv(client.download_artifacts(run_id, SCORES, tmp)))
+
+
+def merge_scores(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` rows whose combination ``new`` does not score, then ``new``'s rows."""
+    if old is None or old.empty:
+        return new
+    keys = [column for column in COLUMNS if column in new]
+    scored = set(new[keys].itertuples(index=False, name=None))
+    kept = old[[row not in scored for row in old[keys].itertuples(index=False, name=None)]]
+    return pd.concat([kept, new], ignore_index=True)

@@ -1,9 +1,13 @@
-"""The Tune trainable: one trial of any experiment, reported to Ray Tune and MLflow."""
+"""The Tune trainable: one trial of any experiment, trained once and scored on its scoring grid,
+reported to Ray Tune (per epoch, with checkpoints) and MLflow (everything)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,31 @@ from orchestrator.tracking import Tracking, TrialRun
 from vaecam.experiments import EXPERIMENTS
 
 STATE_FILE = "state.pt"
+
+#: Test-only fault injection (never a setting of a search space): a JSON object in this
+#: environment variable of the sweep's driver, e.g. ``{"exit_epoch": 2, "when": {"seed": 1}}``.
+FAULTS_VARIABLE = "VAECAM_FAULTS"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Deterministic faults for testing the failure paths, applied to the trials whose config
+    matches ``when``: ``exit_epoch`` kills the process after epoch ``exit_epoch - 1`` is
+    checkpointed and logged (a node or worker dying) unless the trial was resumed, so a retry or
+    restore then finishes; ``nan_epoch`` fails the trial as a non-finite loss in that epoch
+    would (before the epoch is reported)."""
+
+    exit_epoch: int | None = None
+    nan_epoch: int | None = None
+    when: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> Faults | None:
+        text = os.environ.get(FAULTS_VARIABLE)
+        return cls(**json.loads(text)) if text else None
+
+    def applies(self, config: Mapping[str, Any]) -> bool:
+        return all(config.get(key) == value for key, value in self.when.items())
 
 
 def save_state(state: dict[str, Any], directory: Path) -> None:
@@ -33,25 +62,43 @@ def load_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
 
 
 class TuneReporter:
-    """Sends an experiment's reports to Tune (metrics, checkpoint) and the trial's MLflow run."""
+    """Sends an experiment's reports to Tune (metrics, checkpoint) and the trial's MLflow run,
+    and remembers the last epoch reported (the step its scores are logged at)."""
 
-    def __init__(self, run: TrialRun):
+    def __init__(self, run: TrialRun, state: dict[str, Any] | None, faults: Faults | None):
         self.run = run
+        self.epoch = state["epoch"] if state else -1
+        self.resumed = state is not None
+        self.faults = faults
 
     def report(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        epoch = int(metrics["epoch"])
+        if self.faults and epoch == self.faults.nan_epoch:
+            raise FloatingPointError(f"epoch {epoch}: training loss became nan (injected fault)")
         # The checkpoint first: a crash between the two leaves an epoch that the restored
         # trial logs from its checkpoint (``TrialRun.log_missing``), never one logged twice.
         with tempfile.TemporaryDirectory() as tmp:
             save_state(state, Path(tmp))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        self.run.log_metrics(metrics, step=int(metrics["epoch"]))
+        self.run.log_metrics(metrics, step=epoch)
+        self.epoch = epoch
+        if self.faults and epoch + 1 == self.faults.exit_epoch and not self.resumed:
+            os._exit(17)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.run.log_artifact(path, artifact_path)
 
 
-def train_trial(config: dict[str, Any], tracking: Tracking) -> None:
-    """Run ``config["experiment"]`` for one trial, resuming from Tune's last checkpoint if any.
+def train_trial(
+    config: dict[str, Any],
+    tracking: Tracking,
+    experiment: str,
+    scoring: Mapping[str, Any],
+    faults: Faults | None = None,
+) -> None:
+    """Train ``config`` with ``experiment`` (from Tune's last checkpoint if any), then score the
+    trained model on the ``scoring`` grid; the scores go to the trial's MLflow run at the last
+    epoch's step.
 
     Outside a Tune session (a unit test) ``tune.report`` and ``tune.get_checkpoint`` are no-ops
     and the trial id falls back to ``config["trial_id"]``.
@@ -59,10 +106,14 @@ def train_trial(config: dict[str, Any], tracking: Tracking) -> None:
     context = tune.get_context()
     trial_id = context.get_trial_id() or config.get("trial_id", "local")
     trial_name = context.get_trial_name() or trial_id
+    config = {key: value for key, value in config.items() if key != "trial_id"}
     with TrialRun(tracking, trial_id, trial_name, config) as run:
         if ray.is_initialized():
             run.record_node(ray.get_runtime_context().get_node_id())
         state = load_state(tune.get_checkpoint())
         if state is not None:  # a retry or restore
             run.log_missing(state["metrics"], step=state["epoch"])
-        EXPERIMENTS[config["experiment"]].run(config, TuneReporter(run), state)
+        module = EXPERIMENTS[experiment]
+        reporter = TuneReporter(run, state, faults if faults and faults.applies(config) else None)
+        trained = module.train(config, reporter, state)
+        run.log_scores(module.score(trained, scoring, reporter), step=reporter.epoch)

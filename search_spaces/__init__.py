@@ -1,9 +1,21 @@
-"""Search spaces, one module per sweep: ``METRIC``/``MODE`` that Tune optimises, ``CONFIG``
-(one trial's defaults), ``SPACE`` and ``NUM_SAMPLES`` (the full sweep), ``QUICK`` and
-``QUICK_NUM_SAMPLES`` (a CPU budget of minutes), ``SUMMARY`` (the summary's metric columns)
-and ``COMPARE`` (the trial-comparison figure's pair). Sweeps that compare against published
-numbers add ``GROUP_BY`` (e.g. the category), ``OURS`` (label -> metric), ``REFERENCE_COLUMNS``
-and ``REFERENCE`` (group -> published values). Data only: no training code."""
+"""Search spaces, one module per sweep. Data only: no training code.
+
+Each has ``EXPERIMENT`` (a key of ``vaecam.experiments.EXPERIMENTS``), ``METRIC``/``MODE`` that
+Tune optimises (validation on held-out normal data, never a test metric), and two parts:
+
+- what changes training, which Tune searches: ``TRAIN`` and ``NUM_SAMPLES`` (the full sweep),
+  ``QUICK`` and ``QUICK_NUM_SAMPLES`` (minutes on a CPU). Each overrides only what differs from
+  the experiment's defaults (``vaecam``'s settings dataclasses, checked before Ray starts);
+- ``SCORING``: the grid of lists (methods, target layers, formulations, quantities,
+  normalisations, image scores) that every trained model is scored on, never trained again
+  (``QUICK_SCORING`` for ``--quick`` where it differs).
+
+The summary shows ``SUMMARY`` (run metrics per trial) and, per trial, its score table's
+``SCORES`` columns; ``HEADLINE`` (a score-table metric) or ``COMPARE`` (label -> run metric) is
+the trial-comparison figure's. Sweeps that compare against published numbers add ``GROUP_BY``
+(e.g. the category), ``OURS`` (label -> run metric), ``REFERENCE_COLUMNS`` and ``REFERENCE``;
+sweeps over seeds ``AGGREGATE_OVER``, ``AGGREGATE``, ``SCATTER``, ``REFERENCE_BY``.
+"""
 
 from search_spaces import digits, dsprites, mnist, mvtec, ucsd
 from vaecam.registry import Registry

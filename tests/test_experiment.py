@@ -1,4 +1,4 @@
-"""The one-class experiment as library code: no Ray, no MLflow, a recording reporter."""
+"""The experiments as library code: no Ray, no MLflow, a recording reporter."""
 
 from pathlib import Path
 
@@ -7,11 +7,13 @@ import torch
 from mvtec_fixture import make_mvtec
 from ucsd_fixture import make_ucsd
 
-from search_spaces import digits, dsprites, mvtec, ucsd
 from vaecam.data import DataNotFoundError
-from vaecam.experiments import EXPERIMENTS, disentanglement, localisation, one_class, video
-from vaecam.experiments.common import NORMALISATIONS, build_model
+from vaecam.experiments import EXPERIMENTS, anomaly, disentanglement
+from vaecam.experiments.common import build_model, fit
 from vaecam.models import MODELS, ConvVAE
+from vaecam.settings import SettingsError
+
+INTERFACE = ("defaults", "data_settings", "check", "prepare", "check_scoring", "train", "score")
 
 
 class Recorder:
@@ -31,10 +33,9 @@ class Recorder:
 
 def _config(tmp_path, **changes):
     return (
-        digits.CONFIG
+        anomaly.defaults({"dataset": "digits"})
         | {
             "data_root": str(tmp_path),
-            "device": "cpu",
             "epochs": 2,
             "max_train_images": 60,
             "max_test_images": 120,
@@ -44,9 +45,20 @@ def _config(tmp_path, **changes):
     )
 
 
-def test_every_registered_experiment_has_prepare_and_run():
+GRID = {
+    "method": ["attention", "recon"],
+    "target_layer": ["encoder.0", "encoder.2"],
+    "formulation": ["per_dim", "authors"],
+    "quantity": ["mu"],
+    "normalisation": ["none"],
+    "image_score": ["mean", "max"],
+}
+
+
+def test_every_registered_experiment_has_the_interface():
     for module in EXPERIMENTS.values():
-        assert callable(module.prepare) and callable(module.run)
+        for name in INTERFACE:
+            assert callable(getattr(module, name)), name
 
 
 TINY_DSPRITES = {"widths": [4, 4, 8, 8], "hidden": 16}
@@ -57,90 +69,149 @@ TINY_FACTOR = TINY_DSPRITES | {"discriminator_hidden": 16}
     "model, options, settings",
     [
         ("beta_vae", TINY_DSPRITES, {"beta": 2.5}),
-        ("factor_vae", TINY_FACTOR, {"gamma": 7.0, "discriminator_batch": "same"}),
+        ("factor_vae", TINY_FACTOR, {"gamma": 7.0}),
         # ad_factor_vae's own arguments end in **options: gamma and the discriminator's are
         # FactorVAE's, and must not be lost on the way (a swept gamma would be ignored)
-        ("ad_factor_vae", TINY_FACTOR, {"lam": 3.0, "gamma": 7.0, "discriminator_batch": "same"}),
+        ("ad_factor_vae", TINY_FACTOR, {"lam": 3.0, "gamma": 7.0}),
     ],
 )
-def test_build_model_passes_the_config_settings_the_model_takes(model, options, settings):
-    config = {"model": model, "image_size": 16, "latent_dim": 4, "device": "cpu"}
-    config |= {"model_options": options, "lr": 1e-3, **settings}  # lr: no model's argument
-    built = build_model(config, in_channels=1)
+def test_build_model_passes_the_settings_the_model_takes(model, options, settings):
+    config = {"model": model, "model_options": options, "latent_dim": 4, **settings}
+    built = build_model(disentanglement.check(config), in_channels=1)
     assert type(built) is MODELS[model]
     assert built.encoder[0].out_channels == 4 and built.latent_dim == 4
     for key, value in settings.items():
         assert getattr(built, key) == value
 
 
-def test_one_class_reports_every_epoch_then_test_metrics_figures_and_weights(tmp_path):
+def test_an_option_the_model_does_not_take_is_a_settings_error():
+    with pytest.raises(SettingsError, match="model_options.*widthz"):
+        build_model(anomaly.check({"dataset": "digits", "model_options": {"widthz": [4]}}), 1)
+
+
+def test_train_reports_every_epoch_then_logs_the_model_and_its_normal_data(tmp_path):
     recorder = Recorder()
-    final = one_class.run(_config(tmp_path), recorder)
+    trained = anomaly.train(_config(tmp_path), recorder)
     assert [r["epoch"] for r in recorder.reports] == [0, 1]
-    assert "attention_image_auroc" not in recorder.reports[0]  # tests only once, at the end
-    assert final is recorder.reports[-1]
-    for method in ("attention", "recon"):
-        assert 0 <= final[f"{method}_image_auroc"] <= 1
-        assert 0 <= final[f"{method}_average_precision"] <= 1
-        per_digit = [k for k in final if k.startswith(f"{method}_image_auroc_vs_")]
-        assert len(per_digit) == 9 and f"{method}_image_auroc_vs_1" not in final
+    assert {"train_loss", "val_loss", "val_recon", "val_kl"} <= set(recorder.reports[-1])
+    assert not any(key.endswith("auroc") for report in recorder.reports for key in report)
+    assert recorder.artifacts == ["model/model.pt", "model/normal_data.pt"]
+    assert set(recorder.states[-1]) == {"epoch", "metrics", "model", "optimizer", "generator"}
+    assert trained.normal.stats.mu.shape == (8,) and trained.normal.mean_recon.shape == (1, 16, 16)
+
+
+def test_score_measures_every_combination_on_the_one_model(tmp_path):
+    recorder = Recorder()
+    trained = anomaly.train(_config(tmp_path), recorder)
+    weights = {k: v.clone() for k, v in trained.model.state_dict().items()}
+    table = anomaly.score(trained, GRID, recorder)
+    # 2 layers x 2 formulations x 1 quantity attention maps + recon, x 2 image scores
+    assert len(table.rows) == (2 * 2 + 1) * 2
+    for row in table.rows:
+        assert 0 <= row["image_auroc"] <= 1 and 0 <= row["average_precision"] <= 1
+        per_digit = [k for k in row if k.startswith("image_auroc_vs_")]
+        assert len(per_digit) == 9 and "image_auroc_vs_1" not in row
+    assert {r["method"] for r in table.rows} == {"attention", "recon"}
+    metrics = table.metrics()
+    assert "attention/encoder.2/authors/mu/none/max/image_auroc" in metrics
+    assert "recon/none/mean/average_precision" in metrics
+    assert all(torch.equal(v, trained.model.state_dict()[k]) for k, v in weights.items())
     overlays = {a for a in recorder.artifacts if a.startswith("overlays/")}
     assert overlays == {"overlays/inlier_1.png"} | {
         f"overlays/outlier_{d}.png" for d in range(10) if d != 1
     }
-    assert "model/model.pt" in recorder.artifacts
-    assert set(recorder.states[-1]) == {"epoch", "metrics", "model", "optimizer", "generator"}
+    assert "figures/roc.png" in recorder.artifacts
 
 
-def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_trial(tmp_path):
+def test_a_restored_model_scores_exactly_as_the_trained_one(tmp_path):
+    trained = anomaly.train(_config(tmp_path), Recorder())
+    restored = anomaly.restore(
+        _config(tmp_path), trained.model.state_dict(), trained.normal.state_dict()
+    )
+    grid = GRID | {"quantity": ["mu", "z"]}  # z is sampled: the draws must be the same too
+    assert anomaly.score(restored, grid, Recorder(), figures=False).metrics() == (
+        anomaly.score(trained, grid, Recorder(), figures=False).metrics()
+    )
+
+
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_training(tmp_path):
     config = _config(tmp_path, epochs=3)
     straight = Recorder()
-    one_class.run(config, straight)
+    anomaly.train(config, straight)
     interrupted = Recorder()
-    one_class.run(config | {"epochs": 1}, interrupted)  # stops after epoch 0
+    anomaly.train(config | {"epochs": 1}, interrupted)  # stops after epoch 0
     resumed = Recorder()
-    one_class.run(config, resumed, state=interrupted.states[0])
+    anomaly.train(config, resumed, state=interrupted.states[0])
     assert [r["epoch"] for r in resumed.reports] == [1, 2]
     assert resumed.reports == straight.reports[1:]
 
 
-def test_a_nan_loss_fails_the_trial_naming_the_epoch(tmp_path):
-    with pytest.raises(FloatingPointError, match="epoch 1: .*nan"):
-        one_class.run(_config(tmp_path, fault_nan_epoch=1), Recorder())
+@pytest.mark.parametrize("unit", ["epoch", "round"])
+def test_a_non_finite_loss_fails_the_trial_naming_its_round(unit):
+    model = ConvVAE(image_size=8, widths=(4,), hidden=8, latent_dim=2)
+    optimizer = torch.optim.Adam(model.parameters())
+
+    def train_round(r):
+        if r == 1:
+            raise FloatingPointError("training loss became nan")
+        return {"loss": 1.0}
+
+    recorder = Recorder()
+    with pytest.raises(FloatingPointError, match=f"{unit} 1: training loss became nan"):
+        fit(model, optimizer, torch.Generator(), 3, train_round, dict, recorder, None, unit=unit)
+    assert [r["epoch"] for r in recorder.reports] == [0]
 
 
 @pytest.mark.parametrize(
     ("key", "value", "valid"),
     [
-        ("target_layer", "encoder.9", "encoder.2"),
-        ("image_score", "median", "max"),
-        ("formulation", "gradcam", "per_dim"),
-        ("quantity", "sigma", "normal_difference"),
-        ("normalisation", "zscore", "validation"),
+        ("image_size", 4, ">= 8"),
+        ("model", "resnet", "conv_vae"),
+        ("inlier", 10, "<= 9"),
+        ("lr", "fast", "a number > 0"),
         ("dataset", "cifar", "digits"),
+        ("epochs", 0, ">= 1"),
     ],
 )
-def test_bad_names_fail_before_training_and_list_the_valid_ones(tmp_path, key, value, valid):
+def test_bad_settings_fail_before_training_and_say_what_is_valid(tmp_path, key, value, valid):
     recorder = Recorder()
-    with pytest.raises(KeyError, match=valid):
-        one_class.run(_config(tmp_path, **{key: value}), recorder)
+    with pytest.raises((SettingsError, KeyError), match=valid):
+        anomaly.train(_config(tmp_path, **{key: value}), recorder)
     assert recorder.reports == []
 
 
+@pytest.mark.parametrize(
+    ("grid", "valid"),
+    [
+        ({"target_layer": ["encoder.9"]}, "encoder.2"),
+        ({"image_score": ["median"]}, "max"),
+        ({"formulation": ["gradcam"]}, "per_dim"),
+        ({"quantity": ["sigma"]}, "normal_difference"),
+        ({"normalisation": ["zscore"]}, "validation"),
+        ({"method": ["saliency"]}, "recon"),
+    ],
+)
+def test_bad_scoring_choices_fail_before_training_and_list_the_valid_ones(grid, valid):
+    config = anomaly.defaults({"dataset": "digits"})
+    with pytest.raises((KeyError, ValueError), match=valid):
+        anomaly.check_scoring(config, GRID | grid)
+
+
 def test_validation_uses_held_out_inliers_only(tmp_path):
-    split = one_class.select_data(_config(tmp_path))
-    assert len(split.val) > 0
-    train = {tuple(x.flatten().tolist()) for x in split.train}
-    assert not any(tuple(x.flatten().tolist()) in train for x in split.val)
-    assert torch.equal(one_class.select_data(_config(tmp_path)).val, split.val)
+    data = anomaly.DATASETS["digits"].load(anomaly.check(_config(tmp_path)))
+    assert len(data.val) > 0
+    train = {tuple(x.flatten().tolist()) for x in data.train}
+    assert not any(tuple(x.flatten().tolist()) in train for x in data.val)
+    again = anomaly.DATASETS["digits"].load(anomaly.check(_config(tmp_path)))
+    assert torch.equal(again.val, data.val)
+    assert data.anomalous.tolist() == (data.classes != 1).tolist()
 
 
 def _mvtec_config(root, **changes):
     return (
-        mvtec.CONFIG
+        anomaly.defaults({"dataset": "mvtec"})
         | {
             "data_root": str(root),
-            "device": "cpu",
             "image_size": 32,
             "batch_size": 5,  # the fixture's 5 training images in one batch: BN needs 2+ values
             "epochs": 2,
@@ -150,60 +221,48 @@ def _mvtec_config(root, **changes):
     )
 
 
-def test_localisation_scores_pixels_by_attention_and_reconstruction(tmp_path):
+MVTEC_GRID = {
+    "method": ["attention", "recon"],
+    "target_layer": ["encoder.layer1.0.conv1", "encoder.layer2.1.conv1"],
+    "formulation": ["authors"],
+    "quantity": ["normal_difference"],
+    "normalisation": ["none", "validation"],
+    "image_score": ["max"],
+}
+
+
+def test_mvtec_scores_pixels_and_images_for_every_combination(tmp_path):
     root = make_mvtec(tmp_path / "mvtec", categories=("bottle",), size=32)
     recorder = Recorder()
-    final = localisation.run(_mvtec_config(root, category="bottle"), recorder)
+    trained = anomaly.train(_mvtec_config(root, category="bottle"), recorder)
     assert [r["epoch"] for r in recorder.reports] == [0, 1]
-    for method in localisation.METHODS:
+    table = anomaly.score(trained, MVTEC_GRID, recorder)
+    assert len(table.rows) == 3 * 2
+    for row in table.rows:
         for metric in ("pixel_auroc", "aupro", "image_auroc"):
-            assert 0 <= final[f"{method}_{metric}"] <= 1
-    assert {
-        "figures/localisation_bottle.png",
-        "figures/roc_bottle.png",
-        "model/model.pt",
-    } == set(recorder.artifacts)
+            assert 0 <= row[metric] <= 1
+    assert table.image_level == {"image_auroc"}
+    metrics = table.metrics()
+    assert "attention/encoder.layer2.1.conv1/authors/normal_difference/validation/aupro" in metrics
+    assert "recon/none/max/image_auroc" in metrics and "recon/none/pixel_auroc" in metrics
+    overlays = {a for a in recorder.artifacts if a.startswith("overlays/")}
+    assert "overlays/good.png" in overlays and len(overlays) >= 2
+    assert "figures/roc.png" in recorder.artifacts
 
 
 @pytest.mark.parametrize("val_fraction", [0.95, 1.0])
-def test_localisation_keeps_training_images_or_says_why_not(tmp_path, val_fraction):
+def test_mvtec_keeps_training_images_or_says_why_not(tmp_path, val_fraction):
     root = make_mvtec(tmp_path / "mvtec", categories=("bottle",), size=32)
     config = _mvtec_config(root, category="bottle", val_fraction=val_fraction)
-    with pytest.raises(ValueError, match="MVTec AD bottle has 6 training images|in \\(0, 1\\)"):
-        localisation.run(config, Recorder())
-
-
-@pytest.mark.parametrize("name", sorted(NORMALISATIONS))
-def test_normalisations_keep_shapes_and_do_what_they_say(name):
-    maps = torch.rand(5, 8, 8) * 10
-    val = torch.rand(3, 8, 8)
-    out = NORMALISATIONS[name](maps, val)
-    assert out.shape == maps.shape
-    if name == "none":
-        assert torch.equal(out, maps)
-    if name == "minmax":  # each image spans [0, 1]
-        assert torch.allclose(out.flatten(1).amin(1), torch.zeros(5))
-        assert torch.allclose(out.flatten(1).amax(1), torch.ones(5))
-    if name == "validation":  # a map equal to the validation mean scores 0 everywhere
-        same = NORMALISATIONS[name](val.mean(0, keepdim=True), val)
-        assert torch.allclose(same, torch.zeros(1, 8, 8), atol=1e-5)
-
-
-def test_localisation_prepare_checks_every_category_of_a_grid(tmp_path):
-    root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
-    localisation.prepare({"data_root": str(root), "category": {"grid_search": ["grid"]}})
-    with pytest.raises(DataNotFoundError, match=str(root / "bottle")):
-        localisation.prepare(
-            {"data_root": str(root), "category": {"grid_search": ["grid", "bottle"]}}
-        )
+    with pytest.raises(ValueError, match="MVTec AD bottle has 6 training images|< 1"):
+        anomaly.train(config, Recorder())
 
 
 def _ucsd_config(root, **changes):
     return (
-        ucsd.CONFIG
+        anomaly.defaults({"dataset": "ucsd"})
         | {
             "data_root": str(root),
-            "device": "cpu",
             "image_size": 24,
             "val_clips": 1,
             "model_options": {"widths": [8, 16, 16], "batch_norm": True, "hidden": 32},
@@ -215,67 +274,65 @@ def _ucsd_config(root, **changes):
     )
 
 
-def test_video_scores_attention_and_both_baselines_with_every_metric(tmp_path):
+def test_ucsd_scores_attention_and_both_baselines_with_every_metric(tmp_path):
     root = make_ucsd(tmp_path / "ucsd")
     recorder = Recorder()
-    final = video.run(_ucsd_config(root), recorder)
-    assert [r["epoch"] for r in recorder.reports] == [0, 1]
-    for method in video.METHODS:
-        for metric in ("pixel_auroc", "frame_auroc", "frame_eer"):
-            assert 0 <= final[f"{method}_{metric}"] <= 1
-        assert 0 <= final[f"{method}_pixel_criterion_eer"] <= 1
-    assert set(recorder.artifacts) == {"figures/localisation.png", "model/model.pt"}
+    trained = anomaly.train(_ucsd_config(root), recorder)
+    grid = {
+        "method": ["attention", "recon", "average_recon"],
+        "target_layer": ["encoder.6"],
+        "formulation": ["per_dim"],
+        "quantity": ["mu"],
+        "image_score": ["max", "mean"],
+    }
+    table = anomaly.score(trained, grid, recorder)
+    assert {row["method"] for row in table.rows} == {"attention", "recon", "average_recon"}
+    for row in table.rows:
+        for metric in ("pixel_auroc", "frame_auroc", "frame_eer", "pixel_criterion_eer"):
+            assert 0 <= row[metric] <= 1
+    assert table.image_level == {"frame_auroc", "frame_eer"}
+    assert {"overlays/anomalous.png", "overlays/normal.png"} <= set(recorder.artifacts)
 
 
-def test_average_recon_baseline_is_the_distance_to_the_mean_frame_reconstruction():
-    model = ConvVAE(image_size=8, widths=(4, 8), hidden=8, latent_dim=2).eval()
-    train = torch.rand(6, 1, 8, 8)
-    frames = torch.rand(5, 1, 8, 8)
-    maps = video.average_recon_maps(model, train, frames, batch_size=2)
-    reference = torch.sigmoid(model(train.mean(0, keepdim=True), sample=False).recon)
-    assert torch.allclose(maps, (frames - reference).pow(2)[:, 0])
-
-
-def test_video_prepare_names_a_missing_frame(tmp_path):
+def test_ucsd_prepare_names_a_missing_frame(tmp_path):
     root = make_ucsd(tmp_path / "ucsd")
     (root / "UCSDped1" / "Test" / "Test002" / "005.tif").unlink()
     with pytest.raises(DataNotFoundError, match="Test002"):
-        video.prepare(_ucsd_config(root))
+        anomaly.prepare(_ucsd_config(root))
 
 
 def _dsprites_config(**changes):
-    return (
-        dsprites.QUICK
-        | {
-            "data_root": "unused",
-            "device": "cpu",
-            "seed": 0,
-            "model": "ad_factor_vae",
-            "model_options": {"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16},
-            "latent_dim": 3,
-            "batch_size": 8,
-            "iterations": 4,
-            "eval_every": 2,
-            "metric_every": 1,
-            "val_size": 16,
-            "metric_num_train": 20,
-            "metric_num_eval": 10,
-            "metric_num_variance": 64,
-            "mig_num_train": 64,
-            "figure_examples": 2,
-        }
-        | changes
-    )
+    return {
+        "data_root": "unused",
+        "model": "ad_factor_vae",
+        "model_options": {"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16},
+        "latent_dim": 3,
+        "batch_size": 8,
+        "iterations": 6,
+        "eval_every": 2,
+        "metric_every": 1,
+        "val_size": 16,
+        "metric_num_train": 20,
+        "metric_num_eval": 10,
+        "metric_num_variance": 64,
+        "mig_num_train": 64,
+        "figure_examples": 2,
+    } | changes
 
 
-def test_disentanglement_reports_metrics_traversals_and_per_dim_maps():
+def test_disentanglement_trains_in_the_shared_loop_and_scores_the_metrics():
     recorder = Recorder()
-    final = disentanglement.run(_dsprites_config(), recorder)
-    assert [(r["epoch"], r["iteration"]) for r in recorder.reports] == [(0, 2), (1, 4)]
-    for report in recorder.reports:  # metric_every=1: every report has them
-        assert 0 <= report["factor_vae_score"] <= 1 and 0 <= report["mig"] <= 1
-    assert final["recon_error"] == final["val_recon"] > 0
-    assert "train_ad" in final and "train_tc" in final
+    trained = disentanglement.train(_dsprites_config(), recorder)
+    assert [(r["epoch"], r["iteration"]) for r in recorder.reports] == [(0, 2), (1, 4), (2, 6)]
+    # metric_every=1: every round but the last has them; score gives the last
+    assert all(0 <= r["factor_vae_score"] <= 1 for r in recorder.reports[:-1])
+    assert "factor_vae_score" not in recorder.reports[-1]
+    assert "train_ad" in recorder.reports[-1] and "train_tc" in recorder.reports[-1]
+    table = disentanglement.score(trained, {}, recorder)
+    (row,) = table.rows
+    assert 0 <= row["factor_vae_score"] <= 1 and 0 <= row["mig"] <= 1
+    assert row["recon_error"] == pytest.approx(recorder.reports[-1]["val_recon"])
+    assert table.metrics()["factor_vae_score"] == row["factor_vae_score"]
     assert set(recorder.artifacts) == {
         "figures/traversals.png",
         "figures/attention_per_dim.png",
@@ -285,19 +342,22 @@ def test_disentanglement_reports_metrics_traversals_and_per_dim_maps():
 
 def test_disentanglement_resume_reproduces_the_uninterrupted_trial():
     straight = Recorder()
-    disentanglement.run(_dsprites_config(model="factor_vae"), straight)
+    disentanglement.train(_dsprites_config(model="factor_vae"), straight)
     first = Recorder()
-    disentanglement.run(_dsprites_config(model="factor_vae", iterations=2), first)
+    disentanglement.train(_dsprites_config(model="factor_vae", iterations=2), first)
     resumed = Recorder()
-    disentanglement.run(_dsprites_config(model="factor_vae"), resumed, state=first.states[0])
+    disentanglement.train(_dsprites_config(model="factor_vae"), resumed, state=first.states[0])
     assert resumed.reports == straight.reports[1:]
 
 
-@pytest.mark.parametrize("iterations, eval_every", [(1, 2), (5, 2), (4, 0)])
-def test_disentanglement_refuses_iterations_that_are_not_whole_rounds(iterations, eval_every):
-    config = _dsprites_config(iterations=iterations, eval_every=eval_every)
-    with pytest.raises(ValueError, match=f"iterations \\({iterations}\\) must be a positive"):
-        disentanglement.run(config, Recorder())
+def test_disentanglement_refuses_iterations_that_are_not_whole_rounds():
+    with pytest.raises(SettingsError, match="iterations=5 must be a multiple of eval_every=2"):
+        disentanglement.train(_dsprites_config(iterations=5), Recorder())
+
+
+def test_disentanglement_has_no_scoring_grid():
+    with pytest.raises(ValueError, match="no scoring grid"):
+        disentanglement.check_scoring(_dsprites_config(), {"formulation": ["per_dim"]})
 
 
 def test_traversals_sweep_one_latent_dim_per_row():

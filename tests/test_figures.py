@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from vaecam.figures import (
-    DPI,
-    attention_overlays,
+    CELL,
+    HEADER,
     compare_trials,
     localisation_figure,
     roc_figure,
@@ -38,63 +38,50 @@ def batch(b: int, c: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("size", [8, 16, 28])
-@pytest.mark.parametrize("with_baseline", [False, True])
-def test_attention_overlays_png(
-    tmp_path: Path, channels: int, size: int, with_baseline: bool
+@pytest.mark.parametrize("size", [8, 16, 28, 300])
+@pytest.mark.parametrize("with_recons", [False, True])
+def test_overlays_without_masks_png(
+    tmp_path: Path, channels: int, size: int, with_recons: bool
 ) -> None:
+    """MNIST's view: no ground truth, the reconstruction and every map side by side."""
     images, recons, maps, errors = batch(3, channels, size)
     path = tmp_path / "sub" / "overlay.png"  # parent folders are created
-    returned = attention_overlays(
+    returned = localisation_figure(
         images,
-        recons,
-        maps,
+        None,
+        {"attention\nencoder.2": maps, "recon": errors},
         ["inlier 1", "outlier 7", "outlier 3"],
         path,
-        baseline_maps=errors if with_baseline else None,
+        recons=recons if with_recons else None,
     )
     assert returned == path
     width, height = open_png(path).size
-    columns = 4 if with_baseline else 3
-    # One ~1.6-inch cell per panel, whatever the image size: 8x8 inputs are not drawn 8 px big.
-    assert width == pytest.approx(columns * 1.6 * DPI, rel=0.05)
-    assert height == pytest.approx(3 * 1.6 * DPI, rel=0.05)
+    columns = 4 if with_recons else 3
+    # One cell per panel, whatever the image size: 8x8 inputs are not drawn 8 px big.
+    assert (width, height) == (columns * CELL, HEADER + 3 * CELL)
 
 
-def test_attention_overlays_draw_the_heatmap(tmp_path: Path) -> None:
-    """The attention column is coloured (jet) while the input column stays gray."""
+def test_overlays_draw_the_heatmap_and_keep_the_input_gray(tmp_path: Path) -> None:
     images, recons, maps, _ = batch(1, 1, 16)
-    path = attention_overlays(images, recons, maps, ["inlier 0"], tmp_path / "one.png")
+    path = localisation_figure(images, None, {"a": maps}, ["inlier 0"], tmp_path / "one.png")
     pixels = np.asarray(open_png(path).convert("RGB"), dtype=np.int32)
-    width = pixels.shape[1]
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
-    input_panel = saturation[:, : width // 3]
-    attention_panel = saturation[:, 2 * width // 3 :]
-    assert input_panel.max() < 10  # gray only (text and frame are black)
-    assert attention_panel.max() > 100
+    assert saturation[:, :CELL].max() < 10  # the input column: gray only (text is black)
+    assert saturation[:, CELL:].max() > 100  # the jet heatmap
 
 
-def test_attention_overlays_accept_numpy_constant_and_nan_maps(tmp_path: Path) -> None:
+def test_overlays_accept_numpy_constant_and_nan_maps(tmp_path: Path) -> None:
     images = np.full((2, 1, 8, 8), 0.5)
     maps = np.zeros((2, 8, 8))
     maps[1] = np.nan  # a degenerate map is drawn as "no attention", not an error
-    path = attention_overlays(images, images, maps, ["a", "b"], tmp_path / "flat.png")
-    open_png(path)
+    open_png(localisation_figure(images, None, {"flat": maps}, ["a", "b"], tmp_path / "f.png"))
 
 
-def test_attention_overlays_reject_bad_shapes(tmp_path: Path) -> None:
-    images, recons, maps, errors = batch(2, 1, 8)
+def test_overlays_reject_bad_reconstructions(tmp_path: Path) -> None:
+    images, recons, maps, _ = batch(2, 1, 8)
     path = tmp_path / "bad.png"
-    with pytest.raises(ValueError, match="titles"):
-        attention_overlays(images, recons, maps, ["only one"], path)
-    with pytest.raises(ValueError, match="maps"):
-        attention_overlays(images, recons, maps[:, :4], ["a", "b"], path)
-    with pytest.raises(ValueError, match="baseline_maps"):
-        attention_overlays(images, recons, maps, ["a", "b"], path, baseline_maps=errors[:1])
     with pytest.raises(ValueError, match="recons"):
-        attention_overlays(images, recons[:, :, :4], maps, ["a", "b"], path)
-    with pytest.raises(ValueError, match="C = 1 or 3"):
-        attention_overlays(images.repeat(1, 2, 1, 1), recons, maps, ["a", "b"], path)
+        localisation_figure(images, None, {"a": maps}, ["a", "b"], path, recons=recons[:, :, :4])
     assert not path.exists()
 
 
@@ -135,9 +122,8 @@ def test_localisation_figure_png(tmp_path: Path, channels: int) -> None:
     returned = localisation_figure(images, masks, maps, ["bottle 0", "bottle 1", "good"], path)
     assert returned == path
     width, height = open_png(path).size
-    # image | ground truth | attention | recon. error, one ~1.6-inch cell each.
-    assert width == pytest.approx(4 * 1.6 * DPI, rel=0.05)
-    assert height == pytest.approx(3 * 1.6 * DPI, rel=0.05)
+    # image | ground truth | attention | recon. error, one cell each, under the titles.
+    assert (width, height) == (4 * CELL, HEADER + 3 * CELL)
 
 
 def test_localisation_figure_draws_mask_and_heatmaps(tmp_path: Path) -> None:
@@ -148,12 +134,11 @@ def test_localisation_figure_draws_mask_and_heatmaps(tmp_path: Path) -> None:
     maps = {"a": torch.rand(1, 16, 16), "b": np.linspace(0, 1, 256).reshape(1, 16, 16)}
     path = localisation_figure(images, masks, maps, ["x"], tmp_path / "one.png")
     pixels = np.asarray(open_png(path).convert("RGB"), dtype=np.int32)
-    quarter = pixels.shape[1] // 4
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
-    assert saturation[:, :quarter].max() < 10  # image column: gray only
-    truth = pixels[:, quarter : 2 * quarter]
+    assert saturation[:, :CELL].max() < 10  # image column: gray only
+    truth = pixels[:, CELL : 2 * CELL]
     assert np.any((truth[..., 0] - truth[..., 1:].max(axis=2)) > 60)  # red defect
-    assert saturation[:, 2 * quarter :].max() > 100  # jet heatmaps
+    assert saturation[:, 2 * CELL :].max() > 100  # jet heatmaps
 
 
 def test_localisation_figure_degenerate_maps_and_no_maps(tmp_path: Path) -> None:

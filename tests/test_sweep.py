@@ -2,6 +2,8 @@
 
 import csv
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,10 @@ from mlflow import MlflowClient
 from mvtec_fixture import make_mvtec
 from ucsd_fixture import make_ucsd
 
-from orchestrator import sweep
+from orchestrator import rescore, summary, sweep
+from orchestrator.tracking import unparam
+from orchestrator.trainable import FAULTS_VARIABLE
+from search_spaces import dsprites, mvtec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +55,7 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 
 @pytest.mark.slow
-def test_digits_quick_sweep_records_nested_runs_with_metrics_and_overlays(tmp_path):
+def test_digits_quick_sweep_trains_once_and_scores_the_whole_grid(tmp_path):
     command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]
     done = subprocess.run(
         command + _sweep_args(tmp_path, "quick"),
@@ -61,6 +66,7 @@ def test_digits_quick_sweep_records_nested_runs_with_metrics_and_overlays(tmp_pa
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "/#/experiments/" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
+    assert "Scores of trial" in done.stdout
 
     client, parent, children = _runs(tmp_path, "quick")
     assert parent.info.status == "FINISHED"
@@ -68,38 +74,48 @@ def test_digits_quick_sweep_records_nested_runs_with_metrics_and_overlays(tmp_pa
     assert parent.info.artifact_uri == (tmp_path / "mlruns" / "digits").as_uri() + (
         f"/{parent.info.run_id}/artifacts"
     )
-    assert {"summary.csv", "summary.md", "trials.png"} <= _artifacts(client, parent.info.run_id)
-    assert len(children) >= 2
-    epochs = parent.data.params["space.epochs"]
-    for child in children:
-        assert child.info.status == "FINISHED"
-        assert child.data.tags["ray.trial_id"]
-        history = client.get_metric_history(child.info.run_id, "val_loss")
-        assert sorted(m.step for m in history) == list(range(int(epochs)))
-        for key in ("attention_image_auroc", "recon_image_auroc"):
-            assert 0.0 <= child.data.metrics[key] <= 1.0
-        files = _artifacts(client, child.info.run_id)
-        overlays = {f for f in files if f.startswith("overlays/") and f.endswith(".png")}
-        assert "overlays/inlier_1.png" in overlays and len(overlays) == 10  # inlier + 9 outliers
-        assert {"config.json", "model/model.pt"} <= files
-    formulations = {child.data.params["formulation"] for child in children}
-    assert formulations == {"per_dim", "authors"}
+    parent_files = _artifacts(client, parent.info.run_id)
+    assert {"summary.csv", "summary.md", "scores.csv", "scores.md", "trials.png"} <= parent_files
+    (child,) = children  # one training
+    assert child.info.status == "FINISHED" and child.data.tags["ray.trial_id"]
+    epochs = int(parent.data.params["space.epochs"])
+    history = client.get_metric_history(child.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == list(range(epochs))
+
+    # every combination of the grid on the one model, as flat metrics named as documented
+    attention = [key.split("/") for key in child.data.metrics if key.startswith("attention/")]
+    combinations = {tuple(parts[1:4]) + (parts[5],) for parts in attention if len(parts) == 7}
+    layers, formulations, quantities, scores = (set(c) for c in zip(*combinations, strict=True))
+    assert len(layers) >= 2 and len(formulations) >= 3 and len(quantities) >= 2
+    assert scores == {"mean", "max"}
+    assert len(combinations) == len(layers) * len(formulations) * len(quantities) * 2
+    for key in [k for k in child.data.metrics if k.endswith("/image_auroc")]:
+        assert 0.0 <= child.data.metrics[key] <= 1.0
+        history = client.get_metric_history(child.info.run_id, key)
+        assert [m.step for m in history] == [epochs - 1]  # logged once, at the last epoch
+    assert "recon/none/mean/image_auroc" in child.data.metrics
+
+    files = _artifacts(client, child.info.run_id)
+    overlays = {f for f in files if f.startswith("overlays/") and f.endswith(".png")}
+    assert "overlays/inlier_1.png" in overlays and len(overlays) == 10  # inlier + 9 outliers
+    assert {"config.json", "scores.csv", "model/model.pt", "model/normal_data.pt"} <= files
+    scores = pd.read_csv(client.download_artifacts(child.info.run_id, "scores.csv", str(tmp_path)))
+    assert len(scores) == len(combinations) + 2  # + recon at both image scores
+    parent_scores = client.download_artifacts(parent.info.run_id, "scores.csv", str(tmp_path))
+    assert len(pd.read_csv(parent_scores)) == len(scores)
 
     with open(tmp_path / "ray_results" / "quick" / "summary.csv") as file:
         rows = list(csv.DictReader(file))
-    assert {row["mlflow_run_id"] for row in rows} == {c.info.run_id for c in children}
+    assert [row["mlflow_run_id"] for row in rows] == [child.info.run_id]
+
+
+SEEDS = ["--set", 'seed={"grid_search": [0, 1]}']  # two trainings that differ by their seed
 
 
 @pytest.mark.slow
-def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys):
-    overrides = [
-        "--set",
-        "formulation=authors",
-        "--set",
-        'fault_nan_epoch={"grid_search": [null, 1]}',  # a grid: one trial fails, one does not
-        "--set",
-        "epochs=3",
-    ]
+def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(FAULTS_VARIABLE, '{"nan_epoch": 1, "when": {"seed": 1}}')
+    overrides = [*SEEDS, "--set", "epochs=3", "--scoring", 'target_layer=["encoder.2"]']
     code = sweep.main(["digits", "--quick", *overrides, *_sweep_args(tmp_path, "faulty")])
     assert code == 1
     assert "1 of 2 trials failed" in capsys.readouterr().out
@@ -108,10 +124,11 @@ def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys
     by_status = {child.info.status: child for child in children}
     assert set(by_status) == {"FINISHED", "FAILED"}
     failed = by_status["FAILED"]
-    assert (
-        "epoch 1" in failed.data.tags["vaecam.error"] and "nan" in failed.data.tags["vaecam.error"]
-    )
+    assert failed.data.params["seed"] == "1"
+    error = failed.data.tags["vaecam.error"]
+    assert "epoch 1" in error and "nan" in error
     assert [m.step for m in client.get_metric_history(failed.info.run_id, "val_loss")] == [0]
+    assert not any(key.startswith("attention/") for key in failed.data.metrics)  # not scored
 
     with open(tmp_path / "ray_results" / "faulty" / "summary.csv") as file:
         rows = {row["status"]: row for row in csv.DictReader(file)}
@@ -138,6 +155,7 @@ def test_help_works_when_run_as_a_file_from_another_directory(tmp_path):
         "--tracking-uri",
         "--storage-path",
         "--name",
+        "--scoring",
     ):
         assert flag in done.stdout
 
@@ -149,9 +167,24 @@ def test_unknown_experiment_lists_the_valid_ones(capsys):
     assert "digits" in capsys.readouterr().err
 
 
-def test_unknown_setting_lists_the_valid_ones():
-    with pytest.raises(SystemExit, match="inlier"):
-        sweep.apply_overrides({"inlier": 1}, ["inliers=3"])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--set", "inliers=3"], "unknown setting 'inliers'; valid settings: .*inlier"),
+        (["--set", "lr=abc"], "lr='abc': expected a number > 0"),
+        (["--set", "epochs=-1"], "epochs=-1: expected an integer >= 1"),
+        (["--set", "inlier=11"], "inlier=11: expected an integer >= 0 and <= 9"),
+        (["--set", 'lr={"grid_search": [0.1, -1]}'], "lr=-1: expected a number > 0"),
+        (["--scoring", 'target_layer=["encoder.9"]'], "unknown target_layer 'encoder.9'"),
+        (["--scoring", "formulation=gradcam"], "expected one of authors, per_channel"),
+        (["--scoring", "colour=red"], "unknown scoring key colour"),
+    ],
+)
+def test_bad_settings_and_scoring_fail_before_anything_starts(tmp_path, capsys, flags, message):
+    assert sweep.main(["digits", "--quick", *flags, *_sweep_args(tmp_path, "bad")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "mlflow.db").exists()  # nothing recorded
+    assert not (tmp_path / "ray_results").exists()
 
 
 def test_resume_refuses_what_ray_would_ignore_and_a_sweep_it_cannot_find(tmp_path, capsys):
@@ -185,13 +218,11 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(tmp_pat
     assert {child.data.params["category"] for child in children} == {"grid", "bottle"}
     for child in children:
         metrics = child.data.metrics
-        for method in ("attention", "recon"):
-            for metric in ("pixel_auroc", "aupro", "image_auroc"):
-                assert 0 <= metrics[f"{method}_{metric}"] <= 1
-        category = child.data.params["category"]
-        assert {f"figures/localisation_{category}.png", f"figures/roc_{category}.png"} <= (
-            _artifacts(client, child.info.run_id)
-        )
+        for method in (mvtec.OURS["attention (ours)"].rsplit("/", 1)[0], "recon/none"):
+            for metric in ("pixel_auroc", "aupro", "max/image_auroc"):
+                assert 0 <= metrics[f"{method}/{metric}"] <= 1
+        files = _artifacts(client, child.info.run_id)
+        assert {"overlays/good.png", "figures/roc.png", "scores.csv"} <= files
     assert {"comparison.csv", "comparison.md"} <= _artifacts(client, parent.info.run_id)
     comparison = client.download_artifacts(parent.info.run_id, "comparison.csv", str(tmp_path))
     with open(comparison) as file:
@@ -200,13 +231,13 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(tmp_pat
     assert float(rows["grid"]["paper"]) == 0.73 and float(rows["bottle"]["AE-SSIM"]) == 0.93
     by_category = {c.data.params["category"]: c for c in children}
     assert float(rows["grid"]["attention (ours)"]) == pytest.approx(
-        by_category["grid"].data.metrics["attention_pixel_auroc"]
+        by_category["grid"].data.metrics[mvtec.OURS["attention (ours)"]]
     )
 
 
 @pytest.mark.parametrize(
     ("categories", "message"),
-    [("grid,hazlenut", "unknown MVTec AD category 'hazlenut'"), ("carpet", "carpet")],
+    [("grid,hazlenut", "category='hazlenut': expected one of bottle"), ("carpet", "carpet")],
 )
 def test_bad_mvtec_categories_fail_before_anything_starts(tmp_path, capsys, categories, message):
     root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
@@ -225,17 +256,20 @@ def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path):
     assert sweep.main(["ucsd", "--quick", *args]) == 0
     client, parent, children = _runs(tmp_path, "ucsd", experiment="ucsd")
     (child,) = children
-    for method in ("attention", "recon", "average_recon"):
-        for metric in ("pixel_auroc", "frame_auroc", "frame_eer", "pixel_criterion_eer"):
-            assert 0 <= child.data.metrics[f"{method}_{metric}"] <= 1
-    assert "figures/localisation.png" in _artifacts(client, child.info.run_id)
+    metrics = child.data.metrics
+    for method in ("attention/encoder.6/authors/normal_difference", "recon", "average_recon"):
+        for metric in ("pixel_auroc", "max/frame_auroc", "max/frame_eer", "pixel_criterion_eer"):
+            assert 0 <= metrics[f"{method}/none/{metric}"] <= 1
+    assert {"overlays/anomalous.png", "overlays/normal.png"} <= _artifacts(
+        client, child.info.run_id
+    )
 
 
 @pytest.mark.slow
-def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
+def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys, monkeypatch):
     args = _sweep_args(tmp_path, "crash")
-    faults = ["--set", "formulation=authors", "--set", "epochs=4"]
-    faults += ["--set", 'fault_exit_epoch={"grid_search": [null, 2]}']  # one trial dies
+    monkeypatch.setenv(FAULTS_VARIABLE, '{"exit_epoch": 2, "when": {"seed": 1}}')  # one dies
+    faults = [*SEEDS, "--set", "epochs=4", "--scoring", 'target_layer=["encoder.2"]']
     assert sweep.main(["digits", "--quick", *faults, *args]) == 1
     out = capsys.readouterr().out
     assert "python -m orchestrator.sweep digits --resume --name crash" in out
@@ -253,7 +287,7 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
         sweep.main(["digits", "--resume", "--set", "epochs=9", *args])
     # the printed command has no --quick nor --set: the sweep's own come from its parent run
     assert sweep.main(["digits", "--resume", *args]) == 0
-    assert summary.read_text().splitlines()[0] == columns  # the same space, fault_exit_epoch
+    assert summary.read_text().splitlines()[0] == columns  # the same space: the seed grid
     client, parent_after, after = _runs(tmp_path, "crash")
     assert parent_after.info.run_id == parent.info.run_id  # the sweep stays one parent run
     assert sorted(c.info.run_id for c in after) == sorted(c.info.run_id for c in before)
@@ -269,9 +303,6 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys):
 
 
 def test_seed_table_gives_mean_and_std_per_configuration_beside_the_references():
-    from search_spaces import dsprites
-
-    space = dsprites.QUICK
     table = pd.DataFrame(
         {
             "status": ["OK", "OK", "OK", "ERROR"],
@@ -282,8 +313,8 @@ def test_seed_table_gives_mean_and_std_per_configuration_beside_the_references()
             "recon_error": [30.0, 40.0, 35.0, math.nan],
         }
     )
-    assert isinstance(space["seed"], dict) and isinstance(space["model"], dict)
-    seeds = sweep.aggregate_over_seeds(table, dsprites, space).set_index("model")
+    searched = ["model", "seed"]
+    seeds = summary.aggregate_over_seeds(table, dsprites, searched, {}).set_index("model")
     assert seeds.loc["factor_vae", "n_seeds"] == 2
     assert seeds.loc["factor_vae", "factor_vae_score_mean"] == pytest.approx(0.7)
     assert seeds.loc["factor_vae", "factor_vae_score_std"] == pytest.approx(0.1414213, rel=1e-5)
@@ -292,28 +323,28 @@ def test_seed_table_gives_mean_and_std_per_configuration_beside_the_references()
     assert seeds.loc["factor_vae", "reproduction"].startswith("0.805")
 
     # one model, fixed (--set model=ad_factor_vae): its references still come with its row
-    fixed = space | {"model": "ad_factor_vae"}
-    one = sweep.aggregate_over_seeds(table[table.model == "ad_factor_vae"], dsprites, fixed)
+    fixed = {"model": "ad_factor_vae"}
+    one = summary.aggregate_over_seeds(
+        table[table.model == "ad_factor_vae"], dsprites, ["seed"], fixed
+    )
     assert len(one) == 1
     assert one.loc[0, "reproduction"] == dsprites.REFERENCE["ad_factor_vae"]["reproduction"]
 
 
 def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
-    from search_spaces import mvtec
-
     table = pd.DataFrame(
         {  # sorted best first by val_loss, as summarise returns it
             "trial_id": ["a", "b", "c"],
             "status": ["OK", "OK", "OK"],
             "category": ["grid", "grid", "bottle"],
             "val_loss": [1.0, 2.0, 1.5],
-            "attention_pixel_auroc": [0.6, 0.9, 0.7],  # b is better on the test, not selected
-            "recon_pixel_auroc": [0.5, 0.5, 0.8],
-            "attention_aupro": [0.2, 0.3, 0.4],
-            "recon_aupro": [0.1, 0.1, 0.3],
+            "attention (ours)": [0.6, 0.9, 0.7],  # b is better on the test, not selected
+            "recon (ours)": [0.5, 0.5, 0.8],
+            "attention AUPRO (ours)": [0.2, 0.3, 0.4],
+            "recon AUPRO (ours)": [0.1, 0.1, 0.3],
         }
     )
-    comparison = sweep.compare_with_reference(table, mvtec).set_index("category")
+    comparison = summary.compare_with_reference(table, mvtec).set_index("category")
     assert comparison.loc["grid", "trial_id"] == "a"
     assert comparison.loc["grid", "attention (ours)"] == 0.6
     assert comparison.loc["grid", "paper"] == 0.73
@@ -353,3 +384,60 @@ def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(tmp_
         assert {"figures/traversals.png", "figures/attention_per_dim.png"} <= _artifacts(
             client, child.info.run_id
         )
+
+
+@pytest.mark.slow
+def test_rescore_adds_a_changed_grid_to_the_same_runs_without_training(tmp_path, monkeypatch):
+    args = _sweep_args(tmp_path, "again")
+    small = ["--set", "epochs=3", "--scoring", 'target_layer=["encoder.2"]']
+    small += ["--scoring", 'formulation=["per_dim"]', "--scoring", 'quantity=["mu"]']
+    assert sweep.main(["digits", "--quick", *small, *args]) == 0
+    client, parent, (child,) = _runs(tmp_path, "again")
+    run_id = child.info.run_id
+    weights = client.download_artifacts(run_id, "model/model.pt", str(tmp_path / "before"))
+    old_key = "attention/encoder.2/per_dim/mu/none/max/image_auroc"
+    old_value = child.data.metrics[old_key]
+    shutil.rmtree(tmp_path / "ray_results")  # rescoring needs MLflow only
+
+    # In this process, with training made impossible: no optimiser, no training step.
+    def no_training(*args, **kwargs):
+        raise AssertionError("rescoring trained")
+
+    monkeypatch.setattr("torch.optim.Adam", no_training)
+    monkeypatch.setattr("vaecam.training.train_step", no_training)
+    grid = rescore.sweep_grid(_params(parent), [])
+    combinations, _ = rescore.rescore_run(client.tracking_uri, run_id, "anomaly", grid, "cpu")
+    assert combinations == 4  # the sweep's own grid again: attention and recon, two scores
+    monkeypatch.undo()
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    changed = ["--scoring", 'formulation=["per_dim", "authors"]']
+    changed += ["--scoring", 'normalisation=["none", "minmax"]']
+    assert rescore.main(["--name", "again", "--tracking-uri", uri, *changed]) == 0
+
+    client, parent_after, children = _runs(tmp_path, "again")
+    assert [c.info.run_id for c in children] == [run_id]  # no new run
+    runs = client.search_runs([parent.info.experiment_id])
+    assert len(runs) == 2  # the parent and its one child: nothing else was created
+    metrics = children[0].data.metrics
+    assert "attention/encoder.2/authors/mu/minmax/mean/image_auroc" in metrics  # added
+    assert metrics[old_key] == old_value  # scored again, the same value
+    for key in (old_key, "attention/encoder.2/authors/mu/none/max/image_auroc"):
+        assert len(client.get_metric_history(run_id, key)) == 1  # never doubled
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [0, 1, 2]
+    again = client.download_artifacts(run_id, "model/model.pt", str(tmp_path / "after"))
+    assert open(weights, "rb").read() == open(again, "rb").read()
+    scores = pd.read_csv(client.download_artifacts(run_id, "scores.csv", str(tmp_path)))
+    assert len(scores) == (2 + 1) * 2 * 2  # 2 attention maps + recon, 2 normalisations, 2 scores
+    parent_scores = client.download_artifacts(parent_after.info.run_id, "scores.csv", str(tmp_path))
+    assert len(pd.read_csv(parent_scores)) == len(scores)
+
+
+def _params(run) -> dict:
+    return {key: unparam(value) for key, value in run.data.params.items()}
+
+
+def test_rescore_refuses_an_unknown_sweep(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert rescore.main(["--name", "nowhere", "--tracking-uri", uri]) == 2
+    assert "no sweep 'nowhere'" in capsys.readouterr().err

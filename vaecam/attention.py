@@ -12,6 +12,10 @@ input and the model's parameters (the attention-disentanglement loss, PAPER.md s
     maps = attention_maps(model, x, "encoder.2", formulation="per_dim", quantity="mu")
     maps.per_dim.shape, maps.aggregate.shape  # (n, B, H, W), (B, H, W)
 
+    # every (layer, formulation, quantity) of a scoring grid from one forward pass
+    grid = attention_grid(model, x, ["encoder.0", "encoder.2"], ["per_dim", "authors"], ["mu"])
+    grid.maps["encoder.2", "authors", "mu"].shape  # (B, H, W)
+
     with LayerActivations(model, "encoder.2") as layer:  # the hook alone
         mu, logvar = model.encode(x)
     A = layer.activations  # (B, C, h, w), still attached to the autograd graph
@@ -20,7 +24,7 @@ input and the model's parameters (the attention-disentanglement loss, PAPER.md s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import NamedTuple
 
@@ -28,8 +32,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaecam.models.vae import reparameterise
+from vaecam.latent import LatentStats, latent_stats, reparameterise
 from vaecam.registry import Registry
+
+__all__ = [
+    "FORMULATIONS",
+    "GAP_ONLY",
+    "QUANTITIES",
+    "AttentionGrid",
+    "AttentionMaps",
+    "LatentStats",
+    "LayerActivations",
+    "attention_grid",
+    "attention_maps",
+    "gap_head",
+    "latent_gradients",
+    "latent_stats",
+    "pooled_latent_gradients",
+]
 
 
 class LayerActivations:
@@ -71,31 +91,12 @@ class LayerActivations:
             self._handle = None
 
 
-class LatentStats(NamedTuple):
-    """Latent statistics of the normal training data for Eq. 4: ``mu``, ``var`` each ``(n,)``."""
-
-    mu: Tensor
-    var: Tensor
-
-
-def latent_stats(mu: Tensor, logvar: Tensor) -> LatentStats:
-    """Moments of the aggregate posterior ``q(z) = 1/N sum_j N(mu_j, sigma_j^2)`` of training
-    encodings ``mu``, ``logvar`` ``(N, n)``.
-
-    The paper models normal data per latent dim as ``N(mu_i, sigma_i^2)`` without saying how to
-    get them; we take the exact mean and variance of the aggregate posterior (law of total
-    variance): ``mu = mean_j mu_j``, ``var = Var_j(mu_j) + mean_j exp(logvar_j)`` (population
-    variance over the N encodings). The result is detached: it is a data constant.
-    """
-    mu, logvar = mu.detach(), logvar.detach()
-    return LatentStats(mu.mean(0), mu.var(0, correction=0) + logvar.exp().mean(0))
-
-
 class AttentionMaps(NamedTuple):
     """``per_dim`` ``(n, B, H, W)`` and ``aggregate`` ``(B, H, W)``, at the input's size, both
-    non-negative (ReLU or abs)."""
+    non-negative (ReLU or abs). ``per_dim`` is None where it was not asked for (a scoring grid
+    needs the aggregate only, which is formed without upsampling every dim's map)."""
 
-    per_dim: Tensor
+    per_dim: Tensor | None
     aggregate: Tensor
 
 
@@ -120,7 +121,7 @@ def _require(stats: LatentStats | None, like: Tensor) -> LatentStats:
             "the normal-difference quantities (Eq. 4) need the normal data's latent statistics: "
             "pass latent_stats=latent_stats(mu, logvar) computed from training data"
         )
-    return LatentStats(*(s.to(like) for s in stats))
+    return stats.to(like)
 
 
 def _normal_difference(
@@ -149,9 +150,12 @@ QUANTITIES: Registry[Quantity] = Registry(
 )
 
 
-# --- formulations: (A (B,C,h,w), grads (n,B,C,h,w), size (H,W)) -> AttentionMaps ------------
+# --- formulations: (A (B,C,h,w), grads (n,B,C,h,w), size (H,W), per_dim) -> AttentionMaps ---
+#
+# Each forms the aggregate map without upsampling every dim's map (upsampling is linear, so it
+# commutes with the mean over dims); the upsampled per-dim maps only when ``per_dim`` is true.
 
-Formulation = Callable[[Tensor, Tensor, tuple[int, int]], AttentionMaps]
+Formulation = Callable[..., AttentionMaps]
 
 
 def _upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -171,12 +175,19 @@ def _gap(grads: Tensor) -> Tensor:
     return grads[..., 0, 0] if grads.shape[-2:] == (1, 1) else grads.mean(dim=(-2, -1))
 
 
-def _per_dim(A: Tensor, grads: Tensor, size: tuple[int, int]) -> AttentionMaps:
+def _mean_of_dims(low: Tensor, size: tuple[int, int], per_dim: bool) -> AttentionMaps:
+    """:class:`AttentionMaps` from per-dim maps ``low`` ``(n, B, h, w)`` at the layer's size:
+    ``M = mean_i M^i`` upsampled (and each ``M^i`` upsampled when ``per_dim``)."""
+    return AttentionMaps(_upsample(low, size) if per_dim else None, _upsample(low.mean(0), size))
+
+
+def _per_dim(
+    A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
+) -> AttentionMaps:
     """The paper (PAPER.md section 1): ``alpha^i_k = GAP(dz_i/dA^k)``,
     ``M^i = ReLU(sum_k alpha^i_k A^k)``, ``M = mean_i M^i``."""
     alpha = _gap(grads)  # (n, B, C)
-    per_dim = _upsample(torch.relu(torch.einsum("nbc,bchw->nbhw", alpha, A)), size)
-    return AttentionMaps(per_dim, per_dim.mean(0))  # upsampling is linear: mean commutes
+    return _mean_of_dims(torch.relu(torch.einsum("nbc,bchw->nbhw", alpha, A)), size, per_dim)
 
 
 def _authors_map(A: Tensor, g: Tensor, size: tuple[int, int]) -> Tensor:
@@ -192,18 +203,23 @@ def _authors_map(A: Tensor, g: Tensor, size: tuple[int, int]) -> Tensor:
     return _upsample(torch.einsum("...bc,bchw->...bhw", alpha, A), size).abs()
 
 
-def _authors(A: Tensor, grads: Tensor, size: tuple[int, int]) -> AttentionMaps:
+def _authors(
+    A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
+) -> AttentionMaps:
     """The authors' code (liuem607/expVAE): one backward of ``sum_i mu_i``, whose gradient is
     ``grads.sum(0)`` by linearity, gives the aggregate; per-dim maps apply the same recipe to
     each dim's own gradient. See :func:`_authors_map` for the per-image RMS."""
-    return AttentionMaps(_authors_map(A, grads, size), _authors_map(A, grads.sum(0), size))
+    return AttentionMaps(
+        _authors_map(A, grads, size) if per_dim else None, _authors_map(A, grads.sum(0), size)
+    )
 
 
-def _per_channel(A: Tensor, grads: Tensor, size: tuple[int, int]) -> AttentionMaps:
+def _per_channel(
+    A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
+) -> AttentionMaps:
     """The reproduction's reading: ``M^i = mean_k |alpha^i_k A^k|``, ``M = mean_i M^i``."""
     alpha = _gap(grads)  # (n, B, C)
-    per_dim = _upsample((alpha[..., None, None] * A).abs().mean(-3), size)
-    return AttentionMaps(per_dim, per_dim.mean(0))
+    return _mean_of_dims((alpha[..., None, None] * A).abs().mean(-3), size, per_dim)
 
 
 FORMULATIONS: Registry[Formulation] = Registry(
@@ -230,15 +246,32 @@ def latent_gradients(
     ``q`` is ``(B, n)``. The cotangent ``e_i`` sums over the batch, which yields per-image
     gradients because images do not interact (no batch norm in train mode).
     """
+    (grads,) = _latent_gradients(q, [A], create_graph, create_graph, dims)
+    return grads
+
+
+def _latent_gradients(
+    q: Tensor,
+    inputs: Sequence[Tensor],
+    create_graph: bool,
+    retain_graph: bool,
+    dims: Sequence[int] | None = None,
+) -> tuple[Tensor, ...]:
+    """:func:`latent_gradients` w.r.t. several tensors of one graph in one backward pass
+    (``(k, *t.shape)`` each); ``retain_graph`` keeps the graph for a later backward."""
     B, n = q.shape
     rows = torch.eye(n, dtype=q.dtype, device=q.device)
     if dims is not None:
         rows = rows[list(dims)]
     onehot = rows.unsqueeze(1).expand(len(rows), B, n)
-    (grads,) = torch.autograd.grad(
-        q, A, grad_outputs=onehot, is_grads_batched=True, create_graph=create_graph
+    return torch.autograd.grad(
+        q,
+        list(inputs),
+        grad_outputs=onehot,
+        is_grads_batched=True,
+        create_graph=create_graph,
+        retain_graph=retain_graph,
     )
-    return grads
 
 
 def _batch_norm_slope(bn: nn.BatchNorm2d, a: Tensor) -> Tensor:
@@ -336,8 +369,16 @@ def pooled_latent_gradients(
     and contracting ``W`` with ``phi'(A)`` first costs one ``B x J x C*h*w`` product instead of
     ``k`` of them (what the backward through ``W`` costs): about ``k`` times fewer FLOPs.
     """
-    B, C, h, w = A.shape
     g = latent_gradients(q, hidden, create_graph, dims)  # (k, B, J)
+    return _pool_through_head(g, A, phi, weight, create_graph)
+
+
+def _pool_through_head(
+    g: Tensor, A: Tensor, phi: Sequence[nn.Module], weight: Tensor, create_graph: bool
+) -> Tensor:
+    """``GAP(dq_i/dA)`` ``(k, B, C, 1, 1)`` from ``g = dq_i/dhidden`` ``(k, B, J)``: the
+    contraction of :func:`pooled_latent_gradients`."""
+    B, C, h, w = A.shape
     with torch.set_grad_enabled(create_graph):
         dphi = _derivative(phi, A)
         # batched matmuls over strided views (no copies): sum_s phi'(A)[b,c,s] W[j,c,s] as
@@ -347,6 +388,104 @@ def pooled_latent_gradients(
         )  # (C, B, J)
         alpha = torch.bmm(g.transpose(0, 1), pooled_weight.permute(1, 2, 0)).transpose(0, 1)
         return (alpha / (h * w))[..., None, None]
+
+
+class AttentionGrid(NamedTuple):
+    """What :func:`attention_grid` computed from one forward pass: ``maps[layer, formulation,
+    quantity]`` (:class:`AttentionMaps`), and the encoding ``mu``, ``logvar`` ``(B, n)`` of
+    that pass (detached unless ``create_graph``)."""
+
+    maps: dict[tuple[str, str, str], AttentionMaps]
+    mu: Tensor
+    logvar: Tensor
+
+
+def attention_grid(
+    model: nn.Module,
+    x: Tensor,
+    target_layers: Sequence[str],
+    formulations: Sequence[str],
+    quantities: Sequence[str],
+    latent_stats: LatentStats | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
+    per_dim: bool = False,
+    create_graph: bool = False,
+    dims: Sequence[int] | None = None,
+) -> AttentionGrid:
+    """Attention maps of images ``x`` ``(B, C, H, W)`` for every combination of encoder
+    ``target_layers``, ``formulations`` and ``quantities``, from shared work: one forward through
+    ``model.encode`` with a hook on every layer; per quantity (``q = QUANTITIES[name](mu, logvar,
+    latent_stats, generators[name])``, ``(B, n)``) one batched backward to every layer at once;
+    every formulation from those same gradients.
+
+    A layer's :data:`GAP_ONLY` formulations read the gradients through their GAP only: at a
+    layer with a :func:`gap_head` they get it from :func:`pooled_latent_gradients`'s cheap
+    contraction, and the full ``(n, B, C, h, w)`` gradients are formed only for the other
+    formulations (``authors``) or where the layer has no such head. Each combination is thus
+    computed exactly as :func:`attention_maps` computes it alone.
+
+    Each quantity draws from its own ``generators[name]`` (none: torch's global RNG), so what
+    one quantity draws does not depend on which others are in the grid. ``per_dim`` asks for
+    the upsampled per-dimension maps too (a scoring grid needs the aggregates only).
+    """
+    forms = {name: FORMULATIONS[name] for name in formulations}  # bad names fail before work
+    quants = {name: QUANTITIES[name] for name in quantities}
+    layers = list(dict.fromkeys(target_layers))
+    gap = any(name in GAP_ONLY for name in forms)
+    heads = {layer: gap_head(model, layer) if gap else None for layer in layers}
+    full = {
+        layer: heads[layer] is None or any(name not in GAP_ONLY for name in forms)
+        for layer in layers
+    }
+    size = tuple(x.shape[-2:])
+    with torch.enable_grad():
+        with ExitStack() as hooks:
+            names = [*layers, *(head.linear for head in heads.values() if head)]
+            captured = {
+                name: hooks.enter_context(LayerActivations(model, name))
+                for name in dict.fromkeys(names)
+            }
+            mu, logvar = model.encode(x)
+        for layer in layers:
+            A = captured[layer].activations
+            if A is None or A.dim() != 4:
+                raise ValueError(f"target_layer {layer!r} must output (B, C, h, w) in encode")
+        # what each quantity is differentiated w.r.t.: A for the full gradients, the head's
+        # linear output for the pooled ones
+        wanted = {("full", layer): captured[layer].activations for layer in layers if full[layer]}
+        wanted |= {
+            ("pooled", layer): captured[head.linear].activations
+            for layer, head in heads.items()
+            if head
+        }
+        maps: dict[tuple[str, str, str], AttentionMaps] = {}
+        for index, (quantity, compute) in enumerate(quants.items()):
+            q = compute(mu, logvar, latent_stats, (generators or {}).get(quantity))
+            last = index == len(quants) - 1
+            grads = dict(
+                zip(
+                    wanted,
+                    _latent_gradients(
+                        q, list(wanted.values()), create_graph, create_graph or not last, dims
+                    ),
+                    strict=True,
+                )
+            )
+            for layer, head in heads.items():
+                A = captured[layer].activations
+                pooled = None
+                if head is not None:
+                    weight = captured[head.linear].module.weight
+                    pooled = _pool_through_head(
+                        grads["pooled", layer], A, head.phi, weight, create_graph
+                    )
+                A = A if create_graph else A.detach()
+                for name, form in forms.items():
+                    g = pooled if name in GAP_ONLY and pooled is not None else grads["full", layer]
+                    maps[layer, name, quantity] = form(A, g, size, per_dim)
+    if not create_graph:
+        mu, logvar = mu.detach(), logvar.detach()
+    return AttentionGrid(maps, mu, logvar)
 
 
 def attention_maps(
@@ -365,33 +504,26 @@ def attention_maps(
     One forward through ``model.encode``, ``q = QUANTITIES[quantity](mu, logvar, latent_stats,
     generator)`` ``(B, n)``, all ``n`` gradients from one batched backward (or, for the
     :data:`GAP_ONLY` formulations at a layer with a :func:`gap_head`, only their GAP, by
-    :func:`pooled_latent_gradients`), then ``FORMULATIONS[formulation]``. Returns
-    :class:`AttentionMaps` at ``x``'s ``H, W``: detached by default; with
-    ``create_graph=True`` differentiable w.r.t. ``x`` and the parameters.
+    :func:`pooled_latent_gradients`), then ``FORMULATIONS[formulation]``: the one-combination
+    case of :func:`attention_grid`. Returns :class:`AttentionMaps` at ``x``'s ``H, W``:
+    detached by default; with ``create_graph=True`` differentiable w.r.t. ``x`` and the
+    parameters.
 
     The model's train/eval mode is left as it is: put models with batch norm in eval mode, or
     an image's map depends on its batch-mates. ``generator`` seeds the sampled quantities.
     ``dims`` restricts the work to those latent dims (``per_dim`` then holds their maps in
     that order, and ``aggregate`` is formed from them only): the AD loss needs two of ``n``.
     """
-    form, quant = FORMULATIONS[formulation], QUANTITIES[quantity]  # bad names fail before work
-    head = gap_head(model, target_layer) if formulation in GAP_ONLY else None
-    with torch.enable_grad():
-        with ExitStack() as hooks:
-            layers = [
-                hooks.enter_context(LayerActivations(model, name))
-                for name in (target_layer, *([head.linear] if head else []))
-            ]
-            mu, logvar = model.encode(x)
-        A = layers[0].activations
-        if A is None or A.dim() != 4:
-            raise ValueError(f"target_layer {target_layer!r} must output (B, C, h, w) in encode")
-        q = quant(mu, logvar, latent_stats, generator)
-        if head is None:
-            grads = latent_gradients(q, A, create_graph, dims)
-        else:
-            hidden, weight = layers[1].activations, layers[1].module.weight
-            grads = pooled_latent_gradients(q, A, hidden, head.phi, weight, create_graph, dims)
-        if not create_graph:
-            A = A.detach()
-        return form(A, grads, tuple(x.shape[-2:]))
+    grid = attention_grid(
+        model,
+        x,
+        [target_layer],
+        [formulation],
+        [quantity],
+        latent_stats,
+        {quantity: generator} if generator is not None else None,
+        per_dim=True,
+        create_graph=create_graph,
+        dims=dims,
+    )
+    return grid.maps[target_layer, formulation, quantity]

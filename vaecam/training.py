@@ -103,3 +103,12 @@ def _per_image_means(
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + float(value) * size
     return {name: total / count for name, total in totals.items()}
+
+
+@torch.no_grad()
+def encode_all(model: VAE, images: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """``mu`` and ``logvar`` (N, n) of ``images`` (N, C, H, W), in eval mode, on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    codes = [model.encode(images[i].to(device)) for i in batches(len(images), batch_size)]
+    return torch.cat([mu for mu, _ in codes]).cpu(), torch.cat([lv for _, lv in codes]).cpu()

@@ -1,10 +1,7 @@
 """Datasets as in-memory tensors, the one-class split of the paper, and test-set capping.
 
-Every loader has the signature ``(root, image_size, download) -> LabelledImages`` and is
-registered in ``DATASETS`` by name, so an experiment picks its data by a config string:
-
->>> sorted(DATASETS)
-['digits', 'mnist']
+The digit loaders have the signature ``(root, image_size, download) -> LabelledImages``; the
+experiments' one registry of datasets is :data:`vaecam.experiments.anomaly.DATASETS`.
 
 Loaders read the real on-disk layouts (torchvision's ``<root>/MNIST/raw``) and fail with a
 ``DataNotFoundError`` that names the missing path and how to obtain the data.
@@ -14,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaecam.registry import Registry
-
 __all__ = [
-    "DATASETS",
     "DataFormatError",
     "DataNotFoundError",
     "LabelledImages",
@@ -70,9 +63,6 @@ class DataNotFoundError(FileNotFoundError):
 
 class DataFormatError(ValueError):
     """A dataset file is present but unreadable, or inconsistent with the files beside it."""
-
-
-Loader = Callable[[Path, int, bool], LabelledImages]
 
 
 def _resize(images: Tensor, image_size: int) -> Tensor:
@@ -233,9 +223,6 @@ def load_digits(
     return LabelledImages(
         images[train_index], labels[train_index], images[test_index], labels[test_index]
     )
-
-
-DATASETS: Registry[Loader] = Registry("dataset", {"mnist": load_mnist, "digits": load_digits})
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,58 +1,33 @@
-"""What every experiment's trial shares: the resumable epoch loop, and scoring images by their
-attention maps and by their reconstruction error."""
+"""What every experiment shares: the reporter it talks to, building its model, the resumable
+training loop, and the anomaly experiments' settings, data and plug-in types."""
 
 from __future__ import annotations
 
 import inspect
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
-from vaecam.attention import (
-    FORMULATIONS,
-    QUANTITIES,
-    LatentStats,
-    LayerActivations,
-    attention_maps,
-    latent_stats,
-)
 from vaecam.models import MODELS, VAE
-from vaecam.registry import Registry
-from vaecam.training import batches, evaluate_loss, train_epoch
-
-if TYPE_CHECKING:
-    from vaecam.experiments import Reporter
-
-#: How a pixel map (B, H, W) becomes one anomaly score per image (B,).
-IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
-    "image score",
-    {"mean": lambda maps: maps.flatten(1).mean(1), "max": lambda maps: maps.flatten(1).amax(1)},
-)
+from vaecam.scoring import NormalData
+from vaecam.settings import SettingsError, setting
 
 
-def _minmax(maps: Tensor, val_maps: Tensor) -> Tensor:
-    low = maps.flatten(1).amin(1)[:, None, None]
-    high = maps.flatten(1).amax(1)[:, None, None]
-    return (maps - low) / (high - low + 1e-12)
+class Reporter(Protocol):
+    """What an experiment reports to; the orchestrator's sends it to Ray Tune and MLflow."""
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        """Once per epoch: metrics (``epoch`` included) and the state to checkpoint."""
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """A file to keep (a figure, the final weights), optionally under a sub-folder."""
 
 
-def _validation(maps: Tensor, val_maps: Tensor) -> Tensor:
-    # Per pixel position: how unusual is this value where normal images put their maps?
-    return (maps - val_maps.mean(0)) / (val_maps.std(0, correction=0) + 1e-12)
-
-
-#: Map normalisation before scoring, ``(maps (N, H, W), validation maps (V, H, W)) -> maps``:
-#: ``none``; ``minmax`` per image (what one reproduction did before pooling pixels: it changes
-#: the pooled pixel AUROC, PAPER.md section 6); ``validation``: per pixel position, the z-score
-#: against the maps of the held-out normal validation images.
-NORMALISATIONS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry(
-    "map normalisation",
-    {"none": lambda maps, val_maps: maps, "minmax": _minmax, "validation": _validation},
-)
+# --- models ------------------------------------------------------------------------------------
 
 
 def constructor_arguments(cls: type) -> set[str]:
@@ -70,48 +45,47 @@ def constructor_arguments(cls: type) -> set[str]:
     return names
 
 
-def build_model(config: Mapping[str, Any], in_channels: int) -> VAE:
-    """``MODELS[config["model"]]`` for ``in_channels`` x ``image_size``^2 inputs and
-    ``latent_dim``, on ``config["device"]``. Architecture options come from
-    ``config["model_options"]`` (e.g. ``{"pretrained": True}``); the model's other constructor
-    arguments found in the config are passed too, so a regulariser weight such as ``gamma`` is
-    a plain, sweepable setting (a model ignores the ones it does not take). Bad names fail now
-    (``check_names``)."""
-    cls = MODELS[config["model"]]
-    given = {"in_channels", "image_size", "latent_dim", *config.get("model_options", {})}
-    own = {k: config[k] for k in constructor_arguments(cls) if k in config and k not in given}
-    model = cls(
-        in_channels=in_channels,
-        image_size=config["image_size"],
-        latent_dim=config["latent_dim"],
-        **config.get("model_options", {}),
-        **own,
-    ).to(config["device"])
-    check_names(model, config)
-    return model
+def build_model(settings: Any, in_channels: int, device: str | None = None) -> VAE:
+    """``MODELS[settings.model]`` for ``in_channels`` x ``image_size``^2 inputs and
+    ``latent_dim``, on ``device`` (default ``settings.device``). Architecture options come from
+    ``settings.model_options`` (e.g. ``{"pretrained": True}``); the model's other constructor
+    arguments found among the settings are passed too, so a regulariser weight such as
+    ``gamma`` is a plain, sweepable setting (a model ignores the ones it does not take)."""
+    cls = MODELS[settings.model]
+    options = dict(settings.model_options)
+    given = {"in_channels", "image_size", "latent_dim", *options}
+    own = {
+        name: getattr(settings, name)
+        for name in constructor_arguments(cls)
+        if hasattr(settings, name) and name not in given
+    }
+    try:
+        model = cls(
+            in_channels=in_channels,
+            image_size=settings.image_size,
+            latent_dim=settings.latent_dim,
+            **options,
+            **own,
+        )
+    except TypeError as error:  # an option the model does not take
+        raise SettingsError(f"model_options={options!r} for {settings.model}: {error}") from None
+    return model.to(device or settings.device)
 
 
-def check_names(model: VAE, config: Mapping[str, Any]) -> None:
-    """Fail on a bad target layer, formulation, quantity, image score or map normalisation in
-    ``config`` now, not after training: each error lists the valid names."""
-    if "target_layer" in config:
-        LayerActivations(model, config["target_layer"])
-    for key, registry in (
-        ("formulation", FORMULATIONS),
-        ("quantity", QUANTITIES),
-        ("image_score", IMAGE_SCORES),
-        ("normalisation", NORMALISATIONS),
-    ):
-        if key in config:
-            registry[config[key]]
+def log_model(
+    model: VAE, reporter: Reporter, folder: Path, normal: NormalData | None = None
+) -> None:
+    """The trained weights as the trial's ``model/model.pt`` artifact and, for the anomaly
+    experiments, what scoring needs of the normal data as ``model/normal_data.pt`` (written in
+    ``folder``): with the config, all a finished model needs to be scored again."""
+    torch.save(model.state_dict(), folder / "model.pt")
+    reporter.log_artifact(folder / "model.pt", "model")
+    if normal is not None:
+        torch.save(normal.state_dict(), folder / "normal_data.pt")
+        reporter.log_artifact(folder / "normal_data.pt", "model")
 
 
-def inject_faults(config: Mapping[str, Any], epoch: int, resumed: bool) -> None:
-    """Deterministic faults for testing the failure paths, off unless configured:
-    ``fault_exit_epoch`` kills the process at the start of that epoch (a node or worker dying)
-    unless the trial was resumed from a checkpoint, so a retry or restore then finishes."""
-    if epoch == config["fault_exit_epoch"] and not resumed:
-        os._exit(17)
+# --- the resumable training loop ----------------------------------------------------------------
 
 
 def training_state(
@@ -150,89 +124,101 @@ def restore(
 
 def fit(
     model: VAE,
+    optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-    train: Tensor,
-    val: Tensor,
-    config: Mapping[str, Any],
+    rounds: int,
+    train_round: Callable[[int], dict[str, float]],
+    validate: Callable[[], dict[str, float]],
     reporter: Reporter,
     state: dict[str, Any] | None,
-    evaluate: Callable[[], dict[str, float]],
-    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
-) -> dict[str, float]:
-    """Adam on ``train`` (N, C, H, W) for ``config["epochs"]`` epochs, from ``state`` when
-    resuming. Each epoch reports train and validation losses (``val`` holds normal images only)
-    with the state to checkpoint; the last epoch's report adds ``evaluate()``'s test metrics.
-    Returns the last report's metrics."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    start, resumed = restore(state, model, optimizer, generator), state is not None
-    metrics: dict[str, float] = {}
-    for epoch in range(start, config["epochs"]):
-        inject_faults(config, epoch, resumed)
+    unit: str = "epoch",
+    extra: Callable[[int], dict[str, float]] | None = None,
+) -> None:
+    """The one resumable training loop: ``rounds`` rounds (epochs over a tensor of images, or
+    rounds of iterations on generated data), from ``state`` when resuming. Each round runs
+    ``train_round(r)`` (its per-image loss means), then ``validate()`` on held-out *normal* data
+    (model selection and early stopping never see test labels) and ``extra(r)``, and reports
+    ``epoch: r``, ``train_*``, ``val_*`` and the extras with the state to checkpoint.
+
+    A non-finite loss (``FloatingPointError``) fails the trial naming its ``unit`` and round.
+    """
+    for r in range(restore(state, model, optimizer, generator), rounds):
         try:
-            if epoch == config["fault_nan_epoch"]:
-                raise FloatingPointError("training loss became nan (fault_nan_epoch)")
-            losses = train_epoch(model, optimizer, train, config["batch_size"], generator, augment)
+            losses = train_round(r)
         except FloatingPointError as error:
-            raise FloatingPointError(f"epoch {epoch}: {error}") from None
-        metrics = {"epoch": epoch}
+            raise FloatingPointError(f"{unit} {r}: {error}") from None
+        metrics: dict[str, float] = {"epoch": r}
         metrics |= {f"train_{name}": value for name, value in losses.items()}
-        metrics |= {
-            f"val_{k}": v for k, v in evaluate_loss(model, val, config["batch_size"]).items()
-        }
-        if epoch == config["epochs"] - 1:
-            metrics |= evaluate()
-        reporter.report(metrics, training_state(epoch, metrics, model, optimizer, generator))
-    return metrics
+        metrics |= {f"val_{name}": value for name, value in validate().items()}
+        metrics |= extra(r) if extra is not None else {}
+        reporter.report(metrics, training_state(r, metrics, model, optimizer, generator))
 
 
-def log_weights(model: VAE, reporter: Reporter, folder: Path) -> None:
-    """The trained weights as the trial's ``model/model.pt`` artifact (written in ``folder``)."""
-    weights = folder / "model.pt"
-    torch.save(model.state_dict(), weights)
-    reporter.log_artifact(weights, "model")
+# --- the anomaly experiments' plug-in types -----------------------------------------------------
 
 
-@torch.no_grad()
-def encode_all(model: VAE, images: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
-    """``mu`` and ``logvar`` (N, n) of ``images`` (N, C, H, W), on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    codes = [model.encode(images[i].to(device)) for i in batches(len(images), batch_size)]
-    return torch.cat([mu for mu, _ in codes]).cpu(), torch.cat([lv for _, lv in codes]).cpu()
+@dataclass(frozen=True)
+class AnomalySettings:
+    """What every anomaly experiment (one-class MNIST, MVTec AD, UCSD Ped1) takes; each dataset's
+    settings extend these with its own and set the paper's or the reproduction's defaults.
+    ``data=True`` marks what picks the files a trial reads."""
+
+    dataset: str = setting("mnist", data=True)  # a key of vaecam.experiments.anomaly.DATASETS
+    data_root: str = setting("data", data=True)  # the folder holding the datasets
+    device: str = "cpu"  # "cuda" on a GPU: explicit, never inferred
+    image_size: int = setting(28, ge=8)
+    model: str = setting("conv_vae", choices=MODELS)
+    model_options: dict[str, Any] = setting({})  # architecture, e.g. {"pretrained": true}
+    latent_dim: int = setting(32, ge=1)
+    lr: float = setting(1e-3, gt=0)  # Adam
+    batch_size: int = setting(128, ge=1)
+    epochs: int = setting(100, ge=1)
+    hflip: bool = False  # augmentation: random horizontal flips
+    vflip: bool = False
+    rotation_degrees: float = setting(0.0, ge=0, le=180)  # largest random rotation, DEGREES
+    figure_examples: int = setting(4, ge=0)  # test images per group in the figures
+    seed: int = setting(0, ge=0)
+
+    def __post_init__(self) -> None:
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise SettingsError(f"device={self.device!r}: expected cpu or cuda[:N]")
 
 
-def normal_stats(model: VAE, train: Tensor) -> LatentStats:
-    """Latent statistics of the normal training images, on the model's device (for Eq. 4)."""
-    device = next(model.parameters()).device
-    return LatentStats(*(t.to(device) for t in latent_stats(*encode_all(model, train))))
+class AnomalyData(NamedTuple):
+    """One anomaly dataset as the skeleton uses it, in memory. Images are float32 in [0, 1].
+
+    Only normal images are trained on (``train``) and validated on (``val``); test images have
+    image-level labels and, where the data has them, pixel masks. ``has_mask`` marks the test
+    images whose masks are ground truth (UCSD clips without masks are never scored as
+    all-normal); ``groups`` names what each test image is (a digit, a defect type, anomalous or
+    normal frame) for figures, and ``titles`` labels it; ``classes`` holds class labels where
+    metrics need them (the MNIST digit).
+    """
+
+    train: Tensor  # (N, C, H, W)
+    val: Tensor  # (V, C, H, W)
+    test: Tensor  # (M, C, H, W)
+    anomalous: Tensor  # (M,) bool
+    groups: list[str]  # (M,)
+    titles: list[str]  # (M,)
+    masks: Tensor | None = None  # (M, H, W) bool
+    has_mask: Tensor | None = None  # (M,) bool; None: every test image's mask is ground truth
+    classes: Tensor | None = None  # (M,) int64
 
 
-def score_maps(
-    model: VAE,
-    images: Tensor,
-    config: Mapping[str, Any],
-    stats: LatentStats,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Attention maps and reconstruction-error maps (both (N, H, W)) and reconstructions
-    (N, C, H, W) of ``images``, on the CPU, in batches of ``config["batch_size"]``."""
-    model.eval()
-    device = next(model.parameters()).device
-    attention, error, recons = [], [], []
-    for index in batches(len(images), config["batch_size"]):
-        x = images[index].to(device)
-        maps = attention_maps(
-            model,
-            x,
-            config["target_layer"],
-            formulation=config["formulation"],
-            quantity=config["quantity"],
-            latent_stats=stats,
-            generator=generator,
-        )
-        with torch.no_grad():
-            recon = torch.sigmoid(model(x, sample=False).recon)
-        attention.append(maps.aggregate.cpu())
-        error.append((x - recon).pow(2).mean(1).cpu())  # squared error, averaged over channels
-        recons.append(recon.cpu())
-    return torch.cat(attention), torch.cat(error), torch.cat(recons)
+Metrics = Callable[[Tensor, AnomalyData, Any], dict[str, float]]
+
+
+class Benchmark(NamedTuple):
+    """A dataset and its evaluation protocol, plugged into the anomaly skeleton
+    (:mod:`vaecam.experiments.anomaly`): its ``settings`` (an :class:`AnomalySettings`
+    subclass with its defaults), ``check(settings)`` (its files, before any trial starts),
+    ``load(settings) -> AnomalyData``, and its metrics: ``map_metrics(maps (M, H, W), data,
+    settings)`` for pixel-level ground truth (None without masks) and ``image_metrics(scores
+    (M,), data, settings)`` from one score per image."""
+
+    settings: type[AnomalySettings]
+    check: Callable[[Any], None]
+    load: Callable[[Any], AnomalyData]
+    image_metrics: Metrics
+    map_metrics: Metrics | None = None

@@ -1,5 +1,6 @@
 """Models by name. ``MODELS[name](**kwargs)`` builds one."""
 
+from vaecam.latent import gaussian_kl, reparameterise
 from vaecam.models.conv import ConvVAE
 from vaecam.models.disentangle import (
     ADFactorVAE,
@@ -10,7 +11,7 @@ from vaecam.models.disentangle import (
     permute_dims,
 )
 from vaecam.models.resnet import ResNetVAE
-from vaecam.models.vae import VAE, VAEOutput, gaussian_kl, reparameterise
+from vaecam.models.vae import VAE, VAEOutput
 from vaecam.registry import Registry
 
 MODELS: Registry[type[VAE]] = Registry(

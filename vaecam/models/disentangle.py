@@ -27,9 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# ``vaecam.attention`` imports ``vaecam.models.vae``, so importing it by name here would be
-# circular when attention is imported first; the module object is resolved at call time.
-from vaecam import attention
+from vaecam.attention import FORMULATIONS, LayerActivations, attention_maps
 from vaecam.models.conv import ConvVAE
 from vaecam.models.vae import VAEOutput
 
@@ -259,7 +257,7 @@ class ADFactorVAE(FactorVAE):
         loss = recon + KL + gamma * TC + lam * mean_{(i, j) in pairs} L_AD(M^i, M^j)
 
     with :func:`ad_loss` averaged over the batch, and ``M^i`` ``(B, H, W)`` from
-    :func:`vaecam.attention.attention_maps` at ``target_layer`` (``formulation``,
+    :func:`~vaecam.attention.attention_maps` at ``target_layer`` (``formulation``,
     ``quantity``), differentiable (``create_graph``) so the term trains the encoder. Maps are
     recomputed from ``x`` (one more encoder pass); pairs come from :func:`latent_pairs`
     (``ad_pairs``). Pairs and the sampled ``z`` are drawn with the step's ``generator``; without
@@ -286,8 +284,8 @@ class ADFactorVAE(FactorVAE):
         **options: Any,
     ):
         super().__init__(**options)
-        attention.LayerActivations(self, target_layer)  # unknown layer: fail now, listing names
-        attention.FORMULATIONS[formulation]
+        LayerActivations(self, target_layer)  # unknown layer: fail now, listing names
+        FORMULATIONS[formulation]
         if quantity not in ("z", "mu"):
             # the normal-difference quantities (Eq. 4) need normal-data statistics: not here
             raise ValueError(f"quantity for the AD loss must be 'z' or 'mu', got {quantity!r}")
@@ -308,7 +306,7 @@ class ADFactorVAE(FactorVAE):
             generator = torch.Generator().manual_seed(0)
         pairs = latent_pairs(self.latent_dim, self.ad_pairs, generator).tolist()
         dims = sorted({d for pair in pairs for d in pair})  # gradients only for these
-        maps = attention.attention_maps(
+        maps = attention_maps(
             self,
             x,
             self.target_layer,

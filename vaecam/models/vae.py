@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaecam.latent import gaussian_kl, reparameterise
+
 
 class VAEOutput(NamedTuple):
     """One forward pass. ``recon`` are Bernoulli logits ``(B, C, H, W)``; the rest ``(B, n)``."""
@@ -16,20 +18,6 @@ class VAEOutput(NamedTuple):
     mu: Tensor
     logvar: Tensor
     z: Tensor
-
-
-def reparameterise(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``z = mu + eps * sigma`` with ``eps ~ N(0, I)`` drawn from ``generator`` (on the CPU).
-
-    Drawing on the CPU keeps one seeded generator valid whatever device the model is on.
-    """
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
-    return mu + eps * torch.exp(0.5 * logvar)
-
-
-def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mu, sigma^2) || N(0, I))`` summed over latent dims: ``(B, n) -> (B,)``."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
 
 
 class VAE(nn.Module):

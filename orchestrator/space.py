@@ -1,0 +1,138 @@
+"""A sweep's space: the search space module's train space over the experiment's defaults, the
+user's ``--set`` and ``--scoring``, every value checked before Ray starts, and the data of
+every value that picks data checked once.
+
+The library never sees Tune's formats (``{"grid_search": [...]}``, ``tune.choice``): here each
+dimension is expanded into the plain values a trial could get, and the experiment checks those.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+from ray import tune
+
+from vaecam.experiments import EXPERIMENTS
+
+
+class SpaceError(ValueError):
+    """A bad setting, scoring choice or flag; the message names it and what was expected."""
+
+
+def is_searched(value: Any) -> bool:
+    """A dimension Tune varies: a grid search or a sampled domain."""
+    return isinstance(value, tune.search.sample.Domain) or (
+        isinstance(value, Mapping) and "grid_search" in value
+    )
+
+
+def searched_keys(space: Mapping[str, Any]) -> list[str]:
+    """The dimensions Tune varies, in the space's order."""
+    return [key for key, value in space.items() if is_searched(value)]
+
+
+def candidates(value: Any) -> list[Any]:
+    """The plain values a trial can get from one dimension: a grid's values, a choice's
+    categories, a numeric domain's bounds (the extremes a sample can reach), else the value."""
+    if isinstance(value, Mapping) and "grid_search" in value:
+        return list(value["grid_search"])
+    if isinstance(value, tune.search.sample.Categorical):
+        return list(value.categories)
+    if isinstance(value, tune.search.sample.Integer):
+        return [value.lower, value.upper - 1]  # randint's upper bound is exclusive
+    if isinstance(value, tune.search.sample.Float):
+        return [value.lower, value.upper]
+    if isinstance(value, tune.search.sample.Domain):
+        return [value.sample()]
+    return [value]
+
+
+def corners(space: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Plain configs that together give every candidate of every dimension once: the first
+    candidate everywhere, then each other candidate of one dimension at a time. Enough to check
+    each value (cross-field rules see it beside the first of the others)."""
+    first = {key: candidates(value)[0] for key, value in space.items()}
+    yield first
+    for key, value in space.items():
+        for other in candidates(value)[1:]:
+            yield first | {key: other}
+
+
+def parse_assignment(item: str, option: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE as JSON; text that is not JSON stays a string (the setting's
+    check then says whether a string is what it takes)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise SpaceError(f"{option} {item!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
+def build_space(
+    search_space: ModuleType,
+    quick: bool,
+    overrides: list[str],
+    categories: list[str] | None,
+    runtime: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The param space Tune samples: every setting's default (the experiment's), the search
+    space's ``QUICK`` or ``TRAIN`` over them, ``--set KEY=VALUE`` over that, the category grid
+    narrowed to ``categories``, and the ``runtime`` settings (data root, device)."""
+    train = dict(search_space.QUICK if quick else search_space.TRAIN)
+    experiment = EXPERIMENTS[search_space.EXPERIMENT]
+    first = {key: candidates(value)[0] for key, value in train.items()}
+    space = experiment.defaults(first) | train
+    if categories:
+        if "category" not in space:
+            raise SpaceError("--categories: this sweep has no category dimension")
+        space["category"] = tune.grid_search(categories)
+    for item in overrides:
+        key, value = parse_assignment(item, "--set")
+        if key not in space:
+            raise SpaceError(
+                f"--set {item!r}: unknown setting {key!r}; valid settings: "
+                f"{', '.join(sorted(space))}"
+            )
+        space[key] = value
+    return space | dict(runtime)
+
+
+def build_scoring(search_space: ModuleType, quick: bool, changes: list[str]) -> dict[str, Any]:
+    """The scoring grid: the search space's ``QUICK_SCORING`` (``--quick``, when it has one) or
+    ``SCORING``, with each ``--scoring KEY=JSON`` replacing that key's list."""
+    grid = getattr(search_space, "QUICK_SCORING", None) if quick else None
+    grid = dict(grid if grid is not None else getattr(search_space, "SCORING", {}))
+    for item in changes:
+        key, value = parse_assignment(item, "--scoring")
+        grid[key] = [value] if isinstance(value, str) else value
+    return grid
+
+
+def check_space(experiment: str, space: Mapping[str, Any], scoring: Mapping[str, Any]) -> None:
+    """Every value a trial can get, and the scoring grid on the model each would build: one
+    :class:`SpaceError` naming the first bad one, before anything starts."""
+    module = EXPERIMENTS[experiment]
+    for config in corners(space):
+        try:
+            module.check(config)
+            module.check_scoring(config, scoring)
+        except (KeyError, ValueError, TypeError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            raise SpaceError(message) from None
+
+
+def prepare_data(experiment: str, space: Mapping[str, Any]) -> None:
+    """The experiment's ``prepare`` once per combination of the values of the settings that
+    pick data (an MVTec category grid: each category's folders), so missing or bad data is one
+    error before any trial starts."""
+    module = EXPERIMENTS[experiment]
+    keys = [key for key in module.data_settings(next(corners(space))) if key in space]
+    plain = {key: candidates(value)[0] for key, value in space.items()}
+    for values in itertools.product(*(candidates(space[key]) for key in keys)):
+        module.prepare(plain | dict(zip(keys, values, strict=True)))

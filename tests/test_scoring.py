@@ -1,0 +1,198 @@
+"""Scoring a trained model on a grid (vaecam.scoring, vaecam.experiments.anomaly.score): every
+combination from shared work equals that combination scored alone."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaecam.attention import attention_maps
+from vaecam.experiments import anomaly
+from vaecam.latent import LatentStats
+from vaecam.models import ConvVAE
+from vaecam.scoring import (
+    BASELINES,
+    NORMALISATIONS,
+    NormalData,
+    Pass,
+    ScoreTable,
+    ScoringGrid,
+    Variant,
+    anomaly_maps,
+    metric_name,
+    normal_data,
+    scoring_grid,
+)
+
+
+class Quiet:
+    def report(self, metrics, state):
+        pass
+
+    def log_artifact(self, path: Path, artifact_path=None):
+        pass
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    config = anomaly.defaults({"dataset": "digits"}) | {
+        "data_root": str(tmp_path_factory.mktemp("data")),
+        "epochs": 2,
+        "max_train_images": 60,
+        "max_test_images": 100,
+        "latent_dim": 6,
+    }
+    return anomaly.train(config, Quiet())
+
+
+GRID = {
+    "method": ["attention", "recon", "average_recon"],
+    "target_layer": ["encoder.0", "encoder.2"],
+    "formulation": ["per_dim", "authors", "per_channel"],
+    "quantity": ["mu", "z"],  # z is sampled: its draws must not depend on the rest of the grid
+    "normalisation": ["none", "validation"],
+    "image_score": ["mean", "max"],
+}
+
+
+def test_every_combination_of_the_grid_equals_it_scored_alone(trained):
+    grid = anomaly.score(trained, GRID, Quiet(), figures=False)
+    checked = scoring_grid(GRID)
+    assert len(grid.rows) == len(checked) == (12 + 2) * 2 * 2
+    flat = grid.metrics()
+    for row in grid.rows:
+        alone = {key: [row[key]] for key in ("method", "normalisation", "image_score")}
+        if row["method"] == "attention":
+            alone |= {key: [row[key]] for key in ("target_layer", "formulation", "quantity")}
+        single = anomaly.score(trained, alone, Quiet(), figures=False)
+        assert len(single.rows) == 1
+        for key, value in single.metrics().items():
+            assert flat[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_the_grid_maps_are_the_maps_of_attention_maps(trained):
+    model, test = trained.model, trained.data.test[:16]
+    grid = scoring_grid(GRID | {"quantity": ["mu", "normal_difference"]})
+    maps = anomaly_maps(model, test, grid, trained.normal, seed=0, batch_size=7)
+    for variant in grid.variants:
+        if variant.method != "attention":
+            continue
+        alone = attention_maps(
+            model,
+            test,
+            variant.target_layer,
+            variant.formulation,
+            variant.quantity,
+            trained.normal.stats,
+        ).aggregate
+        torch.testing.assert_close(maps[variant], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_maps_do_not_depend_on_the_batch_size(trained):
+    grid = scoring_grid(GRID)
+    test = trained.data.test[:20]
+    small = anomaly_maps(trained.model, test, grid, trained.normal, seed=3, batch_size=4)
+    large = anomaly_maps(trained.model, test, grid, trained.normal, seed=3, batch_size=20)
+    for variant in grid.variants:
+        if variant.quantity != "z":  # a sampled z draws per batch
+            torch.testing.assert_close(small[variant], large[variant], rtol=1e-5, atol=1e-6)
+
+
+def test_metric_names_follow_the_documented_scheme():
+    rows = [
+        {
+            "method": "attention",
+            "target_layer": "encoder.2",
+            "formulation": "per_dim",
+            "quantity": "mu",
+            "normalisation": "none",
+            "image_score": "max",
+            "pixel_auroc": 0.7,
+            "image_auroc": 0.6,
+        },
+        {
+            "method": "recon",
+            "target_layer": None,
+            "formulation": None,
+            "quantity": None,
+            "normalisation": "validation",
+            "image_score": "mean",
+            "pixel_auroc": 0.8,
+            "image_auroc": 0.9,
+        },
+    ]
+    assert ScoreTable(rows, frozenset({"image_auroc"})).metrics() == {
+        "attention/encoder.2/per_dim/mu/none/pixel_auroc": 0.7,
+        "attention/encoder.2/per_dim/mu/none/max/image_auroc": 0.6,
+        "recon/validation/pixel_auroc": 0.8,
+        "recon/validation/mean/image_auroc": 0.9,
+    }
+    assert metric_name({"method": "recon"}, "aupro") == "recon/aupro"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"colour": ["red"]}, "unknown scoring key colour"),
+        ({"formulation": []}, "formulation: the list is empty"),
+        ({"formulation": ["gradcam"]}, "expected one of authors, per_channel, per_dim"),
+        ({"image_score": [3]}, "expected a list of names"),
+        ({"method": ["attention"]}, "needs at least one target_layer"),
+    ],
+)
+def test_a_bad_grid_names_the_key_and_what_is_valid(values, message):
+    with pytest.raises(ValueError, match=message):
+        scoring_grid(values)
+
+
+def test_a_grid_checks_its_layers_against_the_model():
+    model = ConvVAE(image_size=16, widths=(4, 8), hidden=8, latent_dim=2)
+    scoring_grid({"target_layer": ["encoder.2"]}, model)
+    with pytest.raises(KeyError, match="encoder.0, encoder.1"):
+        scoring_grid({"target_layer": ["encoder.7"]}, model)
+
+
+def test_a_lone_name_is_a_list_of_one_and_repeats_are_dropped():
+    grid = scoring_grid({"target_layer": "encoder.2", "formulation": ["authors", "authors"]})
+    assert grid.target_layer == ("encoder.2",) and grid.formulation == ("authors",)
+    assert grid.variants == [Variant("attention", "encoder.2", "authors", "mu"), Variant("recon")]
+    assert len(ScoringGrid(target_layer=("a",), image_score=("max", "mean"))) == 4
+
+
+@pytest.mark.parametrize("name", sorted(NORMALISATIONS))
+def test_normalisations_keep_shapes_and_do_what_they_say(name):
+    maps = torch.rand(5, 8, 8) * 10
+    val = torch.rand(3, 8, 8)
+    out = NORMALISATIONS[name](maps, val)
+    assert out.shape == maps.shape
+    if name == "none":
+        assert torch.equal(out, maps)
+    if name == "minmax":  # each image spans [0, 1]
+        assert torch.allclose(out.flatten(1).amin(1), torch.zeros(5))
+        assert torch.allclose(out.flatten(1).amax(1), torch.ones(5))
+    if name == "validation":  # a map equal to the validation mean scores 0 everywhere
+        same = NORMALISATIONS[name](val.mean(0, keepdim=True), val)
+        assert torch.allclose(same, torch.zeros(1, 8, 8), atol=1e-5)
+
+
+def test_baselines_are_the_reconstruction_errors_they_say():
+    model = ConvVAE(image_size=8, widths=(4, 8), hidden=8, latent_dim=2).eval()
+    train, x = torch.rand(6, 1, 8, 8), torch.rand(5, 1, 8, 8)
+    normal = normal_data(model, train, batch_size=4)
+    with torch.no_grad():
+        mean_recon = torch.sigmoid(model(train.mean(0, keepdim=True), sample=False).recon)
+        mu, logvar = model.encode(x)
+        batch = Pass(x, torch.sigmoid(model.decode(mu)), mu, logvar)
+    torch.testing.assert_close(normal.mean_recon, mean_recon[0])
+    generator = torch.Generator()
+    expected = (x - mean_recon).pow(2)[:, 0]
+    torch.testing.assert_close(BASELINES["average_recon"](batch, normal, generator), expected)
+    expected = (x - batch.recon).pow(2)[:, 0]
+    torch.testing.assert_close(BASELINES["recon"](batch, normal, generator), expected)
+
+
+def test_normal_data_round_trips_through_its_state_dict():
+    normal = NormalData(LatentStats(torch.rand(3), torch.rand(3)), torch.rand(1, 4, 4))
+    again = NormalData.from_state_dict(normal.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(again.stats, normal.stats, strict=True))
+    assert torch.equal(again.mean_recon, normal.mean_recon)

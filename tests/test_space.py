@@ -1,0 +1,69 @@
+"""A sweep's space (orchestrator.space): Tune's dimensions expanded to the plain values a trial
+can get, each checked, and the data of each value that picks data checked once."""
+
+import pytest
+from mvtec_fixture import make_mvtec
+from ray import tune
+
+from orchestrator.space import (
+    SpaceError,
+    build_scoring,
+    build_space,
+    candidates,
+    check_space,
+    corners,
+    prepare_data,
+    searched_keys,
+)
+from search_spaces import SPACES
+from vaecam.data import DataNotFoundError
+
+
+def test_candidates_are_the_values_a_trial_can_get():
+    assert candidates(tune.grid_search([1, 2])) == [1, 2]
+    assert candidates(tune.choice(["a", "b"])) == ["a", "b"]
+    assert candidates(tune.loguniform(1e-4, 1e-2)) == [1e-4, 1e-2]
+    assert candidates(tune.randint(1, 5)) == [1, 4]  # randint's upper bound is exclusive
+    assert candidates(3) == [3]
+
+
+def test_corners_give_every_candidate_once_beside_the_first_of_the_others():
+    space = {"a": tune.grid_search([1, 2, 3]), "b": tune.choice(["x", "y"]), "c": 0}
+    assert list(corners(space)) == [
+        {"a": 1, "b": "x", "c": 0},
+        {"a": 2, "b": "x", "c": 0},
+        {"a": 3, "b": "x", "c": 0},
+        {"a": 1, "b": "y", "c": 0},
+    ]
+    assert searched_keys(space) == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_search_space_is_valid_in_both_budgets(name, tmp_path):
+    search_space = SPACES[name]
+    for quick in (False, True):
+        runtime = {"data_root": str(tmp_path), "device": "cpu"}
+        space = build_space(search_space, quick, [], None, runtime)
+        check_space(search_space.EXPERIMENT, space, build_scoring(search_space, quick, []))
+
+
+def test_set_and_scoring_replace_what_they_name():
+    digits = SPACES["digits"]
+    space = build_space(digits, True, ["epochs=5", "lr=0.01", "model=conv_vae"], None, {})
+    assert (space["epochs"], space["lr"], space["dataset"]) == (5, 0.01, "digits")
+    scoring = build_scoring(digits, True, ["formulation=authors", 'image_score=["max"]'])
+    assert scoring["formulation"] == ["authors"] and scoring["image_score"] == ["max"]
+    assert scoring["target_layer"] == digits.SCORING["target_layer"]
+    with pytest.raises(SpaceError, match="--set 'epochs': expected KEY=VALUE"):
+        build_space(digits, True, ["epochs"], None, {})
+    with pytest.raises(SpaceError, match="no category dimension"):
+        build_space(digits, True, [], ["grid"], {})
+
+
+def test_prepare_checks_the_data_of_every_category_of_a_grid(tmp_path):
+    root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
+    mvtec = SPACES["mvtec"]
+    runtime = {"data_root": str(root), "device": "cpu"}
+    prepare_data("anomaly", build_space(mvtec, True, [], ["grid"], runtime))
+    with pytest.raises(DataNotFoundError, match=str(root / "bottle")):
+        prepare_data("anomaly", build_space(mvtec, True, [], ["grid", "bottle"], runtime))

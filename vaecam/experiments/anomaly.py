@@ -1,0 +1,279 @@
+"""The anomaly experiments' one skeleton: one-class MNIST, MVTec AD and UCSD Ped1 (PAPER.md
+section 3) differ only in their dataset, its settings and its metrics, plugged in by
+:data:`DATASETS`. Training and scoring are separate verbs::
+
+    trained = train(config, reporter, state)     # seed, load, build, fit (resumable), weights
+    table = score(trained, {"target_layer": ["encoder.0", "encoder.2"], ...}, reporter)
+
+``train`` fits the VAE on normal images only (validation on held-out normal images: model
+selection never sees a test label), then logs the weights and what scoring needs of the normal
+data. ``score`` evaluates every combination of a scoring grid (:mod:`vaecam.scoring`) on that
+one model, so choices that do not change training are compared on the same model, and
+:func:`restore` rebuilds a trained model from those artifacts to score it again later.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from vaecam.data.mvtec import Augment
+from vaecam.experiments.common import (
+    AnomalyData,
+    AnomalySettings,
+    Benchmark,
+    Reporter,
+    build_model,
+    fit,
+    log_model,
+)
+from vaecam.experiments.localisation import MVTEC
+from vaecam.experiments.one_class import DIGITS, MNIST
+from vaecam.experiments.video import UCSD
+from vaecam.figures import localisation_figure, roc_figure
+from vaecam.metrics import roc_points
+from vaecam.models import VAE
+from vaecam.registry import Registry
+from vaecam.scoring import (
+    IMAGE_SCORES,
+    NORMALISATIONS,
+    NormalData,
+    ScoreTable,
+    ScoringGrid,
+    Variant,
+    anomaly_maps,
+    normal_data,
+    scoring_grid,
+)
+from vaecam.settings import check_settings, data_keys
+from vaecam.settings import defaults as settings_defaults
+from vaecam.training import evaluate_loss, seed_everything, train_epoch
+
+#: The one dataset registry of the anomaly experiments: name -> its :class:`Benchmark`.
+DATASETS: Registry[Benchmark] = Registry(
+    "dataset", {"mnist": MNIST, "digits": DIGITS, "mvtec": MVTEC, "ucsd": UCSD}
+)
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def settings_class(config: Mapping[str, Any]) -> type[AnomalySettings]:
+    """The settings dataclass of ``config["dataset"]`` (an unknown one lists the valid names)."""
+    return DATASETS[config.get("dataset", AnomalySettings.dataset)].settings
+
+
+def defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every setting of ``config["dataset"]`` with its default."""
+    return settings_defaults(settings_class(config))
+
+
+def data_settings(config: Mapping[str, Any]) -> list[str]:
+    """The settings that pick the files a trial reads (checked once per value before a
+    sweep)."""
+    return data_keys(settings_class(config))
+
+
+def check(config: Mapping[str, Any]) -> AnomalySettings:
+    """The typed settings of ``config`` (a :class:`~vaecam.settings.SettingsError` names a bad
+    key or value)."""
+    return check_settings(settings_class(config), config)
+
+
+def prepare(config: Mapping[str, Any]) -> None:
+    """Check the data ``config`` reads (fetching it where allowed) before any trial starts."""
+    settings = check(config)
+    DATASETS[settings.dataset].check(settings)
+
+
+def check_scoring(config: Mapping[str, Any], grid: Mapping[str, Any]) -> ScoringGrid:
+    """The checked scoring grid for ``config``'s model: names from their registries, target
+    layers among the model's modules. Builds the model on the meta device (no memory, no
+    weights), so it costs nothing before a sweep."""
+    settings = check(config)
+    with torch.device("meta"):
+        model = build_model(settings, in_channels=3, device="meta")
+    return scoring_grid(grid, model)
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+class Trained(NamedTuple):
+    """A trained model with what scoring it needs: its settings, data and normal-data
+    statistics."""
+
+    settings: AnomalySettings
+    model: VAE
+    data: AnomalyData
+    normal: NormalData
+
+
+def train(
+    config: Mapping[str, Any], reporter: Reporter, state: dict[str, Any] | None = None
+) -> Trained:
+    """Train ``config``'s model on its normal images for ``epochs`` epochs (from ``state`` when
+    resuming), reporting each (``train_*`` and ``val_*`` losses, the state to checkpoint); then
+    log ``model/model.pt`` and ``model/normal_data.pt``."""
+    settings = check(config)
+    generator = seed_everything(settings.seed)
+    data = DATASETS[settings.dataset].load(settings)
+    model = build_model(settings, in_channels=data.train.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    augment = Augment(settings.hflip, settings.vflip, settings.rotation_degrees)
+    fit(
+        model,
+        optimizer,
+        generator,
+        settings.epochs,
+        lambda epoch: train_epoch(
+            model, optimizer, data.train, settings.batch_size, generator, augment
+        ),
+        lambda: evaluate_loss(model, data.val, settings.batch_size),
+        reporter,
+        state,
+    )
+    normal = normal_data(model, data.train, settings.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_model(model, reporter, Path(tmp), normal)
+    return Trained(settings, model, data, normal)
+
+
+def restore(
+    config: Mapping[str, Any], weights: Mapping[str, Tensor], normal: Mapping[str, Tensor]
+) -> Trained:
+    """A :class:`Trained` from a finished run's config, ``model/model.pt`` and
+    ``model/normal_data.pt`` (their ``torch.load``-ed state dicts): its data is loaded again
+    (the same split: it is drawn from the seed), nothing is trained."""
+    settings = check(config)
+    data = DATASETS[settings.dataset].load(settings)
+    model = build_model(settings, in_channels=data.train.shape[1])
+    model.load_state_dict(weights)
+    return Trained(settings, model.eval(), data, NormalData.from_state_dict(normal))
+
+
+# --- score -------------------------------------------------------------------------------------
+
+
+def score(
+    trained: Trained, grid: Mapping[str, Any], reporter: Reporter, figures: bool = True
+) -> ScoreTable:
+    """Every combination of the scoring ``grid`` (key -> list of names, see
+    :class:`~vaecam.scoring.ScoringGrid`) on the trained model: the maps of every method,
+    layer, formulation and quantity from shared passes over the test images (and the
+    validation images when a normalisation needs them), each normalised each way, then the
+    dataset's map-level metrics and, per image score, its image-level metrics. With
+    ``figures``, logs a figure per group of test images (every map side by side) and the ROC
+    curves."""
+    settings, model, data, normal = trained
+    benchmark = DATASETS[settings.dataset]
+    checked = scoring_grid(grid, model)
+    test = anomaly_maps(model, data.test, checked, normal, settings.seed, settings.batch_size)
+    val = {}
+    if "validation" in checked.normalisation:
+        val = anomaly_maps(model, data.val, checked, normal, settings.seed, settings.batch_size)
+    rows: list[dict[str, Any]] = []
+    image_level: set[str] = set()
+    shown: dict[Variant, Tensor] = {}  # the maps the figures show: the first normalisation's
+    for variant, maps in test.items():
+        for normalisation in checked.normalisation:
+            normalised = NORMALISATIONS[normalisation](maps, val.get(variant))
+            shown.setdefault(variant, normalised)
+            pixel = (
+                benchmark.map_metrics(normalised, data, settings) if benchmark.map_metrics else {}
+            )
+            for image_score in checked.image_score:
+                scores = IMAGE_SCORES[image_score](normalised)
+                image = benchmark.image_metrics(scores, data, settings)
+                image_level |= set(image)
+                combination = {"normalisation": normalisation, "image_score": image_score}
+                rows.append(variant._asdict() | combination | pixel | image)
+    table = ScoreTable(rows, frozenset(image_level))
+    if figures:
+        log_figures(trained, checked, shown, table, reporter)
+    return table
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def label(variant: Variant) -> str:
+    """A column title: ``layer`` over ``formulation, quantity`` for attention, else the method."""
+    if variant.method != "attention":
+        return variant.method
+    return f"{variant.target_layer}\n{variant.formulation}, {variant.quantity}"
+
+
+def figure_rows(data: AnomalyData, per_group: int) -> dict[str, list[int]]:
+    """Up to ``per_group`` test images of each group, evenly spread over it; anomalous images
+    only among those with ground-truth masks where some have none."""
+    rows: dict[str, list[int]] = {}
+    for group in dict.fromkeys(data.groups):
+        members = torch.tensor([i for i, g in enumerate(data.groups) if g == group])
+        if data.has_mask is not None and data.anomalous[members].all():
+            members = members[data.has_mask[members]]
+        if len(members) and per_group:
+            spread = torch.linspace(0, len(members) - 1, min(per_group, len(members))).long()
+            rows[group] = members[spread].tolist()
+    return rows
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def log_figures(
+    trained: Trained,
+    grid: ScoringGrid,
+    maps: Mapping[Variant, Tensor],
+    table: ScoreTable,
+    reporter: Reporter,
+) -> None:
+    """``overlays/<group>.png``: input, ground truth (where there are masks), reconstruction
+    and every map of the grid for a few test images of each group; ``figures/roc.png``: each
+    map's ROC curve, pixel-level where there are masks, else from the first image score."""
+    settings, model, data, _ = trained
+    device = next(model.parameters()).device
+    normalisation, image_score = grid.normalisation[0], grid.image_score[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for group, rows in figure_rows(data, settings.figure_examples).items():
+            with torch.no_grad():
+                x = data.test[rows].to(device)
+                recons = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
+            path = localisation_figure(
+                data.test[rows],
+                data.masks[rows] if data.masks is not None else None,
+                {label(variant): variant_maps[rows] for variant, variant_maps in maps.items()},
+                [data.titles[i] for i in rows],
+                Path(tmp) / f"{_slug(group)}.png",
+                recons=recons,
+            )
+            reporter.log_artifact(path, "overlays")
+
+        curves = {}
+        for variant, variant_maps in maps.items():
+            row = next(
+                r
+                for r in table.rows
+                if all(r[k] == v for k, v in variant._asdict().items())
+                and (r["normalisation"], r["image_score"]) == (normalisation, image_score)
+            )
+            if data.masks is not None:
+                annotated = data.has_mask if data.has_mask is not None else slice(None)
+                points = roc_points(variant_maps[annotated], data.masks[annotated])
+                area, kind = row["pixel_auroc"], "pixel"
+            elif "image_auroc" in row:
+                points = roc_points(IMAGE_SCORES[image_score](variant_maps), data.anomalous)
+                area, kind = row["image_auroc"], f"image ({image_score})"
+            else:
+                continue
+            curves[label(variant).replace("\n", " ")] = (*points, area)
+        if curves:
+            title = f"{settings.dataset}: {kind} ROC ({normalisation})"
+            reporter.log_artifact(roc_figure(curves, Path(tmp) / "roc.png", title), "figures")

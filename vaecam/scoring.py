@@ -1,0 +1,314 @@
+"""Scoring a trained model: every choice that does not change training, on the one model.
+
+Train once, score many (DESIGN.md). A :class:`ScoringGrid` lists, for one trained model, the
+methods that turn a test image into an anomaly map (``attention``, the paper's; baselines such
+as ``recon``), and for the attention maps the target layers, formulations and quantities; then
+how maps are normalised and how a map becomes an image score. :func:`anomaly_maps` computes the
+maps of every (method, layer, formulation, quantity) from shared work: per batch one encoder
+pass with hooks on every layer (:func:`vaecam.attention.attention_grid`), one batched backward
+per quantity, every formulation from the same gradients, and the reconstruction from that
+pass's ``mu``. The experiment then turns each map into metrics (:class:`ScoreTable`).
+
+Metric names (:meth:`ScoreTable.metrics`, what a run logs) are the combination's non-empty
+fields joined by ``/``, then the metric::
+
+    attention/encoder.2/per_dim/mu/none/max/image_auroc    # an image-level metric
+    attention/encoder.2/per_dim/mu/none/pixel_auroc        # a map-level one: no image score
+    recon/none/max/image_auroc                             # a baseline: no layer etc.
+
+i.e. ``method[/target_layer/formulation/quantity]/normalisation[/image_score]/metric``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from vaecam.attention import FORMULATIONS, QUANTITIES, LayerActivations, attention_grid
+from vaecam.latent import LatentStats, latent_stats
+from vaecam.registry import Registry
+from vaecam.training import batches, encode_all
+
+# --- what scoring knows of the normal data ---------------------------------------------------
+
+
+class NormalData(NamedTuple):
+    """What scoring uses of the normal training images, computed once per trained model (and
+    saved with its weights, so a finished model is scored again without its training data):
+    ``stats``, the latent statistics (Eq. 4), and ``mean_recon`` ``(C, H, W)``, the model's
+    reconstruction of the mean training image (the ``average_recon`` baseline)."""
+
+    stats: LatentStats
+    mean_recon: Tensor
+
+    def to(self, device: torch.device | str) -> NormalData:
+        return NormalData(
+            LatentStats(self.stats.mu.to(device), self.stats.var.to(device)),
+            self.mean_recon.to(device),
+        )
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"mu": self.stats.mu, "var": self.stats.var, "mean_recon": self.mean_recon}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Tensor]) -> NormalData:
+        return cls(LatentStats(state["mu"], state["var"]), state["mean_recon"])
+
+
+@torch.no_grad()
+def normal_data(model: nn.Module, train: Tensor, batch_size: int) -> NormalData:
+    """:class:`NormalData` of the normal training images ``train`` ``(N, C, H, W)``, on the
+    CPU: the aggregate posterior's moments (:func:`vaecam.latent.latent_stats`) and the
+    reconstruction of their mean image."""
+    stats = latent_stats(*encode_all(model, train, batch_size))
+    device = next(model.parameters()).device
+    mean = train.mean(0, keepdim=True).to(device)
+    mean_recon = torch.sigmoid(model.decode(model.encode(mean)[0]))[0]
+    return NormalData(stats, mean_recon.cpu())
+
+
+# --- methods: what turns an image into an anomaly map -----------------------------------------
+
+
+class Pass(NamedTuple):
+    """One batch's shared encoder pass, for every method: images ``x`` ``(B, C, H, W)``, their
+    reconstruction ``recon`` from ``z = mu`` (in [0, 1], same shape), ``mu`` and ``logvar``
+    ``(B, n)``."""
+
+    x: Tensor
+    recon: Tensor
+    mu: Tensor
+    logvar: Tensor
+
+
+#: A baseline's map of a batch, ``(Pass, NormalData on the batch's device, generator) ->
+#: (B, H, W)``; higher = more anomalous. ``generator`` is the method's own (CPU).
+Baseline = Callable[[Pass, NormalData, torch.Generator], Tensor]
+
+BASELINES: Registry[Baseline] = Registry(
+    "scoring method",
+    {
+        # squared reconstruction error, averaged over channels (the usual VAE baseline)
+        "recon": lambda batch, normal, generator: (batch.x - batch.recon).pow(2).mean(1),
+        # the reproduction's "average reconstruction" baseline, which beat the paper's model on
+        # UCSD Ped1: the squared difference from the reconstruction of the mean normal image
+        "average_recon": lambda batch, normal, generator: (
+            (batch.x - normal.mean_recon).pow(2).mean(1)
+        ),
+    },
+)
+
+#: Every scoring method: the paper's attention maps and the :data:`BASELINES`.
+METHODS = ("attention", *BASELINES)
+
+
+# --- after the maps: normalisation and image scores ------------------------------------------
+
+
+def _minmax(maps: Tensor, val_maps: Tensor | None) -> Tensor:
+    low = maps.flatten(1).amin(1)[:, None, None]
+    high = maps.flatten(1).amax(1)[:, None, None]
+    return (maps - low) / (high - low + 1e-12)
+
+
+def _validation(maps: Tensor, val_maps: Tensor | None) -> Tensor:
+    # Per pixel position: how unusual is this value where normal images put their maps?
+    if val_maps is None:
+        raise ValueError("the validation normalisation needs the validation images' maps")
+    return (maps - val_maps.mean(0)) / (val_maps.std(0, correction=0) + 1e-12)
+
+
+#: Map normalisation before scoring, ``(maps (N, H, W), validation maps (V, H, W)) -> maps``:
+#: ``none``; ``minmax`` per image (what one reproduction did before pooling pixels: it changes
+#: the pooled pixel AUROC, PAPER.md section 6); ``validation``: per pixel position, the z-score
+#: against the maps of the held-out normal validation images.
+NORMALISATIONS: Registry[Callable[[Tensor, Tensor | None], Tensor]] = Registry(
+    "map normalisation",
+    {"none": lambda maps, val_maps: maps, "minmax": _minmax, "validation": _validation},
+)
+
+#: How a pixel map (N, H, W) becomes one anomaly score per image (N,).
+IMAGE_SCORES: Registry[Callable[[Tensor], Tensor]] = Registry(
+    "image score",
+    {"mean": lambda maps: maps.flatten(1).mean(1), "max": lambda maps: maps.flatten(1).amax(1)},
+)
+
+
+# --- the grid ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoringGrid:
+    """Lists of scoring choices; every combination is scored on the one trained model.
+
+    ``target_layer``, ``formulation`` and ``quantity`` apply to the ``attention`` method only.
+    Each list keeps its order, without repeats."""
+
+    method: tuple[str, ...] = ("attention", "recon")
+    target_layer: tuple[str, ...] = ()
+    formulation: tuple[str, ...] = ("per_dim",)
+    quantity: tuple[str, ...] = ("mu",)
+    normalisation: tuple[str, ...] = ("none",)
+    image_score: tuple[str, ...] = ("max",)
+
+    @property
+    def variants(self) -> list[Variant]:
+        """Every map to compute: each attention combination, then each baseline."""
+        attention = [
+            Variant("attention", layer, formulation, quantity)
+            for layer in self.target_layer
+            for formulation in self.formulation
+            for quantity in self.quantity
+        ]
+        baselines = [Variant(method) for method in self.method if method != "attention"]
+        return (attention if "attention" in self.method else []) + baselines
+
+    def __len__(self) -> int:
+        """The number of combinations scored (maps x normalisations x image scores)."""
+        return len(self.variants) * len(self.normalisation) * len(self.image_score)
+
+
+#: The registry each grid key's names come from (``target_layer``: the model's modules).
+_GRID_NAMES: dict[str, Collection] = {
+    "method": METHODS,
+    "formulation": FORMULATIONS,
+    "quantity": QUANTITIES,
+    "normalisation": NORMALISATIONS,
+    "image_score": IMAGE_SCORES,
+}
+GRID_KEYS = tuple(field.name for field in fields(ScoringGrid))
+
+
+def scoring_grid(values: Mapping[str, Any], model: nn.Module | None = None) -> ScoringGrid:
+    """A :class:`ScoringGrid` from a mapping of key -> list of names (a lone name is a list of
+    one), checked: unknown keys, empty lists and unknown names raise ``ValueError`` naming the
+    key and the valid names; with ``model``, every target layer must be one of its modules
+    (``KeyError`` listing them otherwise)."""
+    unknown = sorted(set(values) - set(GRID_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown scoring key {', '.join(unknown)}; valid keys: {', '.join(GRID_KEYS)}"
+        )
+    lists = {}
+    for key, names in values.items():
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"scoring {key}={names!r}: expected a list of names")
+        if not names:
+            raise ValueError(f"scoring {key}: the list is empty")
+        valid = _GRID_NAMES.get(key)
+        for name in names:
+            if valid is not None and name not in valid:
+                raise ValueError(
+                    f"scoring {key}={name!r}: expected one of {', '.join(sorted(valid))}"
+                )
+        lists[key] = tuple(dict.fromkeys(names))
+    grid = ScoringGrid(**lists)
+    if "attention" in grid.method and not grid.target_layer:
+        raise ValueError("scoring: the attention method needs at least one target_layer")
+    if model is not None:
+        for layer in grid.target_layer:
+            LayerActivations(model, layer)  # an unknown layer lists the valid ones
+    return grid
+
+
+class Variant(NamedTuple):
+    """One anomaly map of the grid: a method, and for attention its layer, formulation and
+    quantity (None for a baseline)."""
+
+    method: str
+    target_layer: str | None = None
+    formulation: str | None = None
+    quantity: str | None = None
+
+
+def generator_for(seed: int, name: str) -> torch.Generator:
+    """A CPU generator of its own for what ``name`` draws (a sampled quantity, a random
+    control), seeded from the trial's ``seed``: the draws of one choice never depend on which
+    others are in the grid, so a combination scores the same alone or in any grid."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def anomaly_maps(
+    model: nn.Module,
+    images: Tensor,
+    grid: ScoringGrid,
+    normal: NormalData,
+    seed: int,
+    batch_size: int,
+) -> dict[Variant, Tensor]:
+    """Every map of ``grid.variants`` for ``images`` ``(N, C, H, W)``, each ``(N, H, W)`` on
+    the CPU, from one shared pass per batch of ``batch_size`` (see the module doc). The model
+    is put in eval mode; sampled quantities draw from :func:`generator_for`."""
+    model.eval()
+    device = next(model.parameters()).device
+    normal = normal.to(device)
+    attention = "attention" in grid.method
+    quantity_generators = {q: generator_for(seed, q) for q in grid.quantity}
+    method_generators = {m: generator_for(seed, m) for m in grid.method}
+    parts: dict[Variant, list[Tensor]] = {variant: [] for variant in grid.variants}
+    for index in batches(len(images), batch_size):
+        x = images[index].to(device)
+        if attention:
+            maps = attention_grid(
+                model,
+                x,
+                grid.target_layer,
+                grid.formulation,
+                grid.quantity,
+                normal.stats,
+                quantity_generators,
+            )
+            mu, logvar = maps.mu, maps.logvar
+            for (layer, formulation, quantity), result in maps.maps.items():
+                parts[Variant("attention", layer, formulation, quantity)].append(
+                    result.aggregate.cpu()
+                )
+        with torch.no_grad():
+            if not attention:
+                mu, logvar = model.encode(x)
+            batch = Pass(x, torch.sigmoid(model.decode(mu)), mu, logvar)
+            for method in grid.method:
+                if method != "attention":
+                    baseline = BASELINES[method](batch, normal, method_generators[method])
+                    parts[Variant(method)].append(baseline.cpu())
+    return {variant: torch.cat(chunks) for variant, chunks in parts.items()}
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+#: The columns that name a combination, in order; then come the metrics.
+COLUMNS = ("method", "target_layer", "formulation", "quantity", "normalisation", "image_score")
+
+
+@dataclass
+class ScoreTable:
+    """Scores of one trained model: one row per combination (:data:`COLUMNS`, a baseline's
+    layer, formulation and quantity None), then every metric. Map-level metrics (pixel AUROC)
+    do not depend on the image score and repeat across a combination's image-score rows;
+    ``image_level`` names the metrics that do."""
+
+    rows: list[dict[str, Any]]
+    image_level: frozenset[str]
+
+    def metrics(self) -> dict[str, float]:
+        """Every number as one flat metric, named as the module doc says (a map-level metric
+        once per map and normalisation)."""
+        flat = {}
+        for row in self.rows:
+            for metric, value in row.items():
+                if metric in COLUMNS:
+                    continue
+                keep = COLUMNS if metric in self.image_level else COLUMNS[:-1]
+                flat[metric_name(row, metric, keep)] = value
+        return flat
+
+
+def metric_name(row: Mapping[str, Any], metric: str, columns: Sequence[str] = COLUMNS) -> str:
+    """``row``'s non-empty ``columns`` and ``metric``, joined by ``/``."""
+    return "/".join([*(str(row[c]) for c in columns if row.get(c) is not None), metric])
