@@ -16,6 +16,7 @@ from typing import Any
 
 from ray import tune
 
+from vaecam.data.images import Progress
 from vaecam.experiments import EXPERIMENTS
 
 
@@ -74,17 +75,31 @@ def parse_assignment(item: str, option: str) -> tuple[str, Any]:
         return key, text
 
 
+def preset(search_space: ModuleType, name: str | None) -> dict[str, Any]:
+    """The search space's ``PRESETS[name]`` (``set`` and ``scoring`` overrides), ``{}`` for
+    none; an unknown name lists the space's presets."""
+    presets = getattr(search_space, "PRESETS", {})
+    if name is not None and name not in presets:
+        raise SpaceError(
+            f"--preset {name!r}: this sweep's presets are {', '.join(sorted(presets)) or 'none'}"
+        )
+    return presets.get(name, {}) if name else {}
+
+
 def build_space(
     search_space: ModuleType,
     quick: bool,
     overrides: list[str],
     categories: list[str] | None,
     runtime: Mapping[str, Any],
+    preset_name: str | None = None,
 ) -> dict[str, Any]:
     """The param space Tune samples: every setting's default (the experiment's), the search
-    space's ``QUICK`` or ``TRAIN`` over them, ``--set KEY=VALUE`` over that, the category grid
-    narrowed to ``categories``, and the ``runtime`` settings (data root, device)."""
+    space's ``QUICK`` or ``TRAIN`` over them, the preset's settings over that, ``--set
+    KEY=VALUE`` over that, the category grid narrowed to ``categories``, and the ``runtime``
+    settings (data root, device)."""
     train = dict(search_space.QUICK if quick else search_space.TRAIN)
+    train |= preset(search_space, preset_name).get("set", {})
     experiment = EXPERIMENTS[search_space.EXPERIMENT]
     first = {key: candidates(value)[0] for key, value in train.items()}
     space = experiment.defaults(first) | train
@@ -103,11 +118,15 @@ def build_space(
     return space | dict(runtime)
 
 
-def build_scoring(search_space: ModuleType, quick: bool, changes: list[str]) -> dict[str, Any]:
+def build_scoring(
+    search_space: ModuleType, quick: bool, changes: list[str], preset_name: str | None = None
+) -> dict[str, Any]:
     """The scoring grid: the search space's ``QUICK_SCORING`` (``--quick``, when it has one) or
-    ``SCORING``, with each ``--scoring KEY=JSON`` replacing that key's list."""
+    ``SCORING``, the preset's lists over it, then each ``--scoring KEY=JSON`` replacing that
+    key's list."""
     grid = getattr(search_space, "QUICK_SCORING", None) if quick else None
     grid = dict(grid if grid is not None else getattr(search_space, "SCORING", {}))
+    grid |= preset(search_space, preset_name).get("scoring", {})
     for item in changes:
         key, value = parse_assignment(item, "--scoring")
         grid[key] = [value] if isinstance(value, str) else value
@@ -127,12 +146,14 @@ def check_space(experiment: str, space: Mapping[str, Any], scoring: Mapping[str,
             raise SpaceError(message) from None
 
 
-def prepare_data(experiment: str, space: Mapping[str, Any]) -> None:
+def prepare_data(
+    experiment: str, space: Mapping[str, Any], progress: Progress | None = None
+) -> None:
     """The experiment's ``prepare`` once per combination of the values of the settings that
-    pick data (an MVTec category grid: each category's folders), so missing or bad data is one
-    error before any trial starts."""
+    pick data (an MVTec category grid: each category's files, each decoded once), so missing or
+    bad data is one error before any trial starts."""
     module = EXPERIMENTS[experiment]
     keys = [key for key in module.data_settings(next(corners(space))) if key in space]
     plain = {key: candidates(value)[0] for key, value in space.items()}
     for values in itertools.product(*(candidates(space[key]) for key in keys)):
-        module.prepare(plain | dict(zip(keys, values, strict=True)))
+        module.prepare(plain | dict(zip(keys, values, strict=True)), progress)

@@ -18,8 +18,16 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from scipy import stats
 
-from orchestrator.tracking import ERROR_TAG, TRIAL_TAG, Tracking, read_scores, unparam
+from orchestrator.tracking import (
+    ERROR_TAG,
+    SUPERSEDED_TAG,
+    TRIAL_TAG,
+    Tracking,
+    read_scores,
+    unparam,
+)
 from vaecam.figures import compare_trials, scatter_figure
 from vaecam.scoring import COLUMNS
 
@@ -37,9 +45,11 @@ PRINTED_CONFIGURATIONS = 4
 
 
 def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
-    return client.search_runs(
+    """The sweep's trial runs (not those a trial started over from)."""
+    runs = client.search_runs(
         [tracking.experiment_id], f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'"
     )
+    return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
 
 
 def trials(
@@ -51,6 +61,8 @@ def trials(
     run."""
     wanted = {key: key for key in search_space.SUMMARY}
     wanted |= getattr(search_space, "OURS", {}) | getattr(search_space, "COMPARE", {})
+    for label, key in getattr(search_space, "OURS", {}).items():  # with their intervals
+        wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
     for run in child_runs(client, tracking):
         metrics, params = run.data.metrics, run.data.params
@@ -95,18 +107,21 @@ def publish(
     fixed: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Print the summary and the score tables and put them, with figures and the search space's
-    comparisons, on the parent run (see the module doc). ``fixed`` are the settings every trial
-    shares (a fixed model still finds its published numbers). Returns the trials and scores."""
+    comparisons and aggregates, on the parent run (see the module doc). ``fixed`` are the
+    settings every trial shares (a fixed model still finds its published numbers; AUPRO's
+    chance level needs ``max_fpr``). Returns the trials and scores."""
     run_id = tracking.parent_run_id
     table = trials(client, tracking, search_space, searched)
     heading = f"Summary, best first by {search_space.METRIC} ({search_space.MODE})"
     post_table(client, run_id, "summary", table, heading, digits=4)
     scored = scores(client, table, searched)
+    shown = getattr(search_space, "SCORES", None)
+    max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
     if not scored.empty:
-        if hasattr(search_space, "SCORES"):
-            print_scores(scored, search_space, searched)
+        if shown:
+            print_scores(scored, shown, searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
-        client.log_text(run_id, markdown(scored), "scores.md")
+        client.log_text(run_id, markdown(readable(scored, shown or [], max_fpr)), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
         path = trials_figure(table, scored, search_space, Path(tmp) / "trials.png")
         if path is not None:
@@ -117,14 +132,25 @@ def publish(
         post_table(
             client, run_id, "comparison", compare_with_reference(table, search_space), heading
         )
-    if hasattr(search_space, "AGGREGATE"):
-        heading = f"Mean and std over {search_space.AGGREGATE_OVER}s per configuration"
-        seeds = aggregate_over_seeds(table, search_space, searched, fixed)
-        post_table(client, run_id, "seeds", seeds, heading)
+    for over in getattr(search_space, "AGGREGATE_OVER", []) if not scored.empty else []:
+        name = "_and_".join(f"{key}s" for key in over)
+        pooled = aggregate(scored, search_space, searched, over, fixed)
+        if pooled.empty or pooled[f"n_{name}"].max() < 2:  # nothing pooled: nothing to say
+            continue
+        heading = f"Mean and 95% interval (t, over trials) across {name.replace('_', ' ')}"
+        text = readable(pooled, search_space.AGGREGATE, max_fpr).to_string(index=False)
+        print(f"\n{heading}:\n{text}\n{CHANCE_NOTE}\n")
+        client.log_text(run_id, pooled.to_csv(index=False), f"{name}.csv")
+        client.log_text(
+            run_id, markdown(readable(pooled, search_space.AGGREGATE, max_fpr)), f"{name}.md"
+        )
+    if hasattr(search_space, "SCATTER"):
         x, y = search_space.SCATTER
+        over = search_space.AGGREGATE_OVER[0]
+        finished = table[table.status == "OK"]
         points = {
             ", ".join(map(str, label)): (group[x], group[y])
-            for label, group in configurations(table[table.status == "OK"], search_space, searched)
+            for label, group in configurations(finished, [k for k in searched if k not in over])
         }
         if points:
             with tempfile.TemporaryDirectory() as tmp:
@@ -134,19 +160,87 @@ def publish(
     return table, scored
 
 
-def print_scores(scored: pd.DataFrame, search_space: ModuleType, searched: list[str]) -> None:
-    """Per training configuration (a trial), its score table: the combination and the search
-    space's ``SCORES`` metric columns."""
-    shown = [c for c in (*COLUMNS, *search_space.SCORES) if c in scored]
+#: AUPRO's integration limit where a sweep does not set one (the MVTec AD benchmark's).
+DEFAULT_MAX_FPR = 0.3
+CHANCE_NOTE = (
+    "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate "
+    "for AP, max_fpr / 2 for AUPRO): not distinguishable from chance"
+)
+
+
+def chance(metric: str, n_pos: float, n_neg: float, max_fpr: float) -> float | None:
+    """The chance level of a score-table metric, by its name; None for other numbers."""
+    if metric.endswith("auroc") or "_auroc_vs_" in metric or metric.endswith("eer"):
+        return 0.5
+    if metric == "average_precision":
+        return n_pos / (n_pos + n_neg)
+    if metric == "aupro":
+        return max_fpr / 2
+    return None
+
+
+def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.DataFrame:
+    """``frame`` for reading: each of ``metrics`` that has an interval as one cell
+    ``value [low, high]``, marked ``~`` where the interval contains the metric's chance level
+    (:data:`CHANCE_NOTE`), with its sizes ``n+/n-`` beside; the interval columns dropped. An
+    aggregate's ``<metric>_mean`` is read the same way."""
+    out = frame.copy()
+    for metric in metrics:
+        value = metric if metric in out else f"{metric}_mean"
+        low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+        if value not in out or low not in out:
+            continue
+        n_pos, n_neg = out.get(f"{metric}_n_pos"), out.get(f"{metric}_n_neg")
+        cells = []
+        for i in range(len(out)):
+            v, lo, hi = out[value].iloc[i], out[low].iloc[i], out[high].iloc[i]
+            if pd.isna(v):
+                cells.append("")
+                continue
+            text = f"{v:.3f}" if pd.isna(lo) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+            level = chance(
+                metric,
+                n_pos.iloc[i] if n_pos is not None else 1,
+                n_neg.iloc[i] if n_neg is not None else 1,
+                max_fpr,
+            )
+            if level is not None and not pd.isna(lo) and lo <= level <= hi:
+                text += " ~"
+            cells.append(text)
+        out[value] = cells
+        drop = [low, high, f"{metric}_std"]
+        if n_pos is not None:
+            out[f"{metric}_n"] = [
+                "" if pd.isna(p) else f"{p:.0f}+/{q:.0f}-"
+                for p, q in zip(n_pos, n_neg, strict=True)
+            ]
+            drop += [f"{metric}_n_pos", f"{metric}_n_neg"]
+        out = out.drop(columns=[c for c in drop if c in out])
+    return out
+
+
+def print_scores(
+    scored: pd.DataFrame, metrics: list[str], searched: list[str], max_fpr: float
+) -> None:
+    """Per training configuration (a trial), its score table: the combination and ``metrics``
+    with their intervals and sizes."""
+    columns = [c for c in COLUMNS if c in scored]
     trial_ids = list(dict.fromkeys(scored.trial_id))
     for trial_id in trial_ids[:PRINTED_CONFIGURATIONS]:
         rows = scored[scored.trial_id == trial_id]
+        keep = columns + [
+            c
+            for metric in metrics
+            for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high")
+            + (f"{metric}_n_pos", f"{metric}_n_neg")
+            if c in rows
+        ]
+        text = readable(rows[keep], metrics, max_fpr).to_string(index=False)
         settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched)
-        text = rows[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}")
         print(f"\nScores of trial {trial_id}{' (' + settings + ')' if settings else ''}:\n{text}")
     if len(trial_ids) > PRINTED_CONFIGURATIONS:
         print(f"\n... and {len(trial_ids) - PRINTED_CONFIGURATIONS} more trials in scores.csv")
-    print()
+    print(CHANCE_NOTE + "\n")
 
 
 def trials_figure(
@@ -154,7 +248,7 @@ def trials_figure(
 ) -> Path | None:
     """A grouped bar chart, one group per trial: with a score table, the ``HEADLINE`` metric of
     every map (at the grid's first normalisation and image score); else the ``COMPARE``
-    metrics."""
+    metrics; None when there is neither."""
     if table.empty:
         return None
     names = [f"{row.trial_id} ({row.status})" for row in table.itertuples()]
@@ -171,9 +265,11 @@ def trials_figure(
             label = " ".join(part for part in key if part)
             values[label] = [by_trial.get(trial_id, math.nan) for trial_id in table.trial_id]
         ylabel = f"{search_space.HEADLINE} ({first.normalisation}, {first.image_score})"
-    else:
+    elif hasattr(search_space, "COMPARE"):
         values = {label: table[label].tolist() for label in search_space.COMPARE}
         ylabel = " / ".join(search_space.COMPARE.values())
+    else:  # nothing scored yet (an interrupted sweep)
+        return None
     title = f"{len(table)} trials, best {search_space.METRIC} first"
     return compare_trials(names, values, path, title, ylabel)
 
@@ -188,12 +284,9 @@ def post_table(
     client.log_text(run_id, markdown(table), f"{name}.md")
 
 
-def configurations(
-    finished: pd.DataFrame, search_space: ModuleType, searched: list[str]
-) -> list[tuple[tuple, pd.DataFrame]]:
-    """Trials grouped by configuration: the searched settings other than ``AGGREGATE_OVER``
-    (e.g. every seed of one model), as ``(values, rows)`` pairs."""
-    keys = [k for k in searched if k != search_space.AGGREGATE_OVER]
+def configurations(finished: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    """Trials grouped by the settings ``keys`` (e.g. every seed of one model), as ``(values,
+    rows)`` pairs."""
     if not keys:
         return [(("all",), finished)] if len(finished) else []
     return [
@@ -204,7 +297,8 @@ def configurations(
 
 def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.DataFrame:
     """Per group (e.g. MVTec category): the best finished trial by the sweep's metric (never by
-    a test metric), its ``OURS`` metrics beside the ``REFERENCE`` numbers, and a mean row."""
+    a test metric), its ``OURS`` metrics (and their 95% bootstrap intervals) beside the
+    ``REFERENCE`` numbers, and a mean row."""
     finished = table[table.status == "OK"]  # already sorted best first
     best = finished.groupby(search_space.GROUP_BY, sort=False).head(1)
     rows = []
@@ -212,7 +306,11 @@ def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.
         found = best[best[search_space.GROUP_BY] == group]
         if not len(found):
             continue
-        ours = {label: found[label].iloc[0] for label in search_space.OURS}
+        ours = {
+            column: found[column].iloc[0]
+            for label in search_space.OURS
+            for column in (label, f"{label} low", f"{label} high")
+        }
         rows.append(
             {search_space.GROUP_BY: group}
             | ours
@@ -223,7 +321,7 @@ def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.
         rows,
         columns=[
             search_space.GROUP_BY,
-            *search_space.OURS,
+            *(c for label in search_space.OURS for c in (label, f"{label} low", f"{label} high")),
             *search_space.REFERENCE_COLUMNS,
             "trial_id",
         ],
@@ -233,23 +331,44 @@ def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.
     return pd.concat([comparison, pd.DataFrame([mean | {"trial_id": ""}])], ignore_index=True)
 
 
-def aggregate_over_seeds(
-    table: pd.DataFrame, search_space: ModuleType, searched: list[str], fixed: dict[str, Any]
+def aggregate(
+    scored: pd.DataFrame,
+    search_space: ModuleType,
+    searched: list[str],
+    over: tuple[str, ...],
+    fixed: dict[str, Any],
 ) -> pd.DataFrame:
-    """Per configuration (the searched settings but ``AGGREGATE_OVER``, e.g. the seed): mean and
-    standard deviation of the ``AGGREGATE`` metrics over its finished trials, the number of
-    them, and the ``REFERENCE`` numbers of its ``REFERENCE_BY`` value (from ``fixed`` when
-    every trial shares it)."""
-    keys = [k for k in searched if k != search_space.AGGREGATE_OVER]
+    """Per configuration (the searched settings but ``over``, e.g. the seed) and scoring
+    combination: the number of trials pooled, and for each ``AGGREGATE`` metric its mean, the
+    95% t-interval of the mean over those trials (NaN for one), its standard deviation and the
+    mean class sizes of its trials; with the ``REFERENCE`` numbers of its ``REFERENCE_BY`` value
+    (from ``fixed`` when every trial shares it)."""
+    keys = [k for k in searched if k not in over] + [c for c in COLUMNS if c in scored]
     rows = []
-    for values, group in configurations(table[table.status == "OK"], search_space, searched):
-        row = dict(zip(keys, values, strict=False))
-        row[f"n_{search_space.AGGREGATE_OVER}s"] = len(group)
+    for values, group in configurations(scored, keys):
+        row = dict(zip(keys, values, strict=False)) if keys else {}
+        row["n_" + "_and_".join(f"{key}s" for key in over)] = len(group)
         for metric in search_space.AGGREGATE:
-            row[f"{metric}_mean"] = group[metric].mean()
-            row[f"{metric}_std"] = group[metric].std(ddof=1) if len(group) > 1 else math.nan
-        reference_by = row.get(search_space.REFERENCE_BY, fixed.get(search_space.REFERENCE_BY))
-        rows.append(row | search_space.REFERENCE.get(reference_by, {}))
+            if metric not in group:
+                continue
+            values_ = group[metric].dropna().to_numpy(dtype=float)
+            mean = values_.mean() if len(values_) else math.nan
+            std = values_.std(ddof=1) if len(values_) > 1 else math.nan
+            half = stats.t.ppf(0.975, len(values_) - 1) * std / math.sqrt(len(values_))
+            row |= {
+                f"{metric}_mean": mean,
+                f"{metric}_ci_low": mean - half if len(values_) > 1 else math.nan,
+                f"{metric}_ci_high": mean + half if len(values_) > 1 else math.nan,
+                f"{metric}_std": std,
+            }
+            for size in (f"{metric}_n_pos", f"{metric}_n_neg"):
+                if size in group:
+                    row[size] = group[size].mean()
+        reference = getattr(search_space, "REFERENCE_BY", None)
+        if reference:
+            by = row.get(reference, fixed.get(reference))
+            row |= search_space.REFERENCE.get(by, {})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -8,9 +8,14 @@ python orchestrator/sweep.py mnist ...           # as a file too (what ``ray sub
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import secrets
 import shlex
+import signal
 import sys
 import time
+from argparse import Namespace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +25,7 @@ if not __package__:  # run as a file: make the checkout importable as when insta
 
 import pandas as pd  # noqa: E402
 import ray  # noqa: E402
+import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
@@ -41,10 +47,39 @@ from orchestrator.tracking import (  # noqa: E402
     start_sweep,
     sweep_params,
 )
-from orchestrator.trainable import Faults, train_trial  # noqa: E402
+from orchestrator.trainable import faults_from_environment, train_trial  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the flags' help, and the epilog as written."""
+
+
+#: The scoring grid's names, for ``--help`` (the README has the whole story).
+SCORING_HELP = """scoring grid (--scoring KEY=JSON; a trained model is scored on every combination):
+  method         attention (the paper's maps); recon, recon_l1 (squared or absolute
+                 reconstruction error; L1 is the reproduction's); average_recon,
+                 average_recon_l1 (the reproduction's baseline: the error against the
+                 reconstruction of the mean normal image); controls: energy (mean intensity),
+                 gradient_energy (edge magnitude of the input), random (a uniform noise map),
+                 latent_distance (Mahalanobis distance of mu to the normal data, no map)
+  formulation    per_dim (the paper), authors (the authors' code), per_channel (mean_k
+                 |alpha_k A^k|), per_channel_reproduction (the reproduction's code: |sum_k
+                 alpha_k A^k| per dim, gradients RMS-normalised over the batch)
+  quantity       mu; z (a sampled z); normal_difference (the paper's Eq. 4 read literally: the
+                 mean mu_n - mu_x, whose gradient is -d mu: identical to mu under abs, the
+                 normal data do not change the map); normal_difference_z (a draw of it);
+                 kl_to_normal, mahalanobis (our readings in which the normal statistics
+                 matter: per-dim KL to, and squared standardised distance from, the normal
+                 data's latent Gaussian)
+  target_layer   encoder module names, e.g. encoder.2 or encoder.layer2.1.conv1
+  normalisation  none, minmax (per image), validation (per-pixel z-score against the
+                 validation images' maps)
+  image_score    mean, max
+Every AUROC, AP, AUPRO and EER comes with its class sizes and a 95% stratified bootstrap
+interval (the image, or a video's clip, is the unit of pixel metrics)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m orchestrator.sweep",
         description="Run EXPERIMENT's search space as a Ray Tune sweep; every trial is an MLflow "
         "run nested under one parent run for the sweep.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=SCORING_HELP,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("experiment", choices=sorted(SPACES), help="which search space to run")
     parser.add_argument(
@@ -132,6 +168,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a JSON grid makes it a dimension: --set 'lr={\"grid_search\": [1e-3, 1e-4]}')",
     )
     parser.add_argument(
+        "--preset",
+        choices=("paper", "authors", "reproduction"),
+        help="set what the paper, the authors' code or the reproduction used (training settings "
+        "and scoring grid, the README's table of presets; --set and --scoring apply after it)",
+    )
+    parser.add_argument(
         "--scoring",
         metavar="KEY=JSON",
         action="append",
@@ -141,21 +183,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"KEY is one of {', '.join(GRID_KEYS)}",
     )
     args = parser.parse_args(argv)
-    if args.restart_errored and not args.resume:
-        parser.error("--restart-errored needs --resume")
-    if args.resume and (args.max_concurrent or args.max_failures):
-        parser.error(
-            "--max-concurrent and --max-failures have no effect with --resume: Ray restores "
-            "the sweep's own"
-        )
+    for problem in flag_problems(args):
+        parser.error(problem)
     if args.resume and not args.name:
         args.name = latest_sweep(args.storage_path, args.experiment)
         if not args.name:
             parser.error(
                 f"--resume: no {args.experiment} sweep in {args.storage_path}; pass --name"
             )
-    args.name = args.name or f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Unique under parallel launches: the second, and 16 random bits.
+    args.name = args.name or (
+        f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    )
     return args
+
+
+#: A sweep's name: a folder under --storage-path and an MLflow tag, so nothing that could
+#: leave the folder (``..``, ``/``) or break a search filter (quotes).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def flag_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the flags themselves (before any setting or data is looked at)."""
+    problems = []
+    if args.name is not None and not NAME.fullmatch(args.name):
+        problems.append(
+            f"--name {args.name!r}: expected letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    checks = [
+        (
+            "--num-samples",
+            args.num_samples,
+            args.num_samples is None or args.num_samples >= 1,
+            ">= 1",
+        ),
+        (
+            "--max-concurrent",
+            args.max_concurrent,
+            args.max_concurrent >= 0,
+            ">= 0 (0: as resources allow)",
+        ),
+        ("--cpus-per-trial", args.cpus_per_trial, args.cpus_per_trial > 0, "> 0"),
+        ("--gpus-per-trial", args.gpus_per_trial, args.gpus_per_trial >= 0, ">= 0"),
+        ("--max-failures", args.max_failures, args.max_failures >= -1, ">= -1 (-1: unlimited)"),
+    ]
+    problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
+    if args.restart_errored and not args.resume:
+        problems.append("--restart-errored needs --resume")
+    return problems
 
 
 def latest_sweep(storage_path: str, experiment: str) -> str | None:
@@ -165,6 +241,10 @@ def latest_sweep(storage_path: str, experiment: str) -> str | None:
     return folders[-1].name if folders else None
 
 
+#: Flags that Ray restores with a sweep: on ``--resume`` a value given again must be the
+#: recorded one (repeating the original command is fine), and is otherwise not needed.
+RESTORED_FLAGS = {"max_concurrent": 0, "max_failures": 0}
+
 #: The flags that define a sweep's search space, with their values when not given; the
 #: sweep's parent run records them and ``--resume`` takes them from there.
 SPACE_FLAGS = {
@@ -173,6 +253,7 @@ SPACE_FLAGS = {
     "categories": None,
     "overrides": [],
     "scoring": [],
+    "preset": None,
 }
 
 
@@ -184,34 +265,31 @@ def restore_space_flags(args: argparse.Namespace) -> None:
     would check all 15 categories. A flag given again must have its recorded value."""
     recorded = sweep_params(args.tracking_uri, args.experiment, args.name)
     if recorded is None:
-        raise SystemExit(
+        raise SpaceError(
             f"--resume: no MLflow parent run of sweep {args.name!r} in {args.tracking_uri}; "
             "check --name, or pass the --tracking-uri it was recorded in"
         )
-    for flag, unset in SPACE_FLAGS.items():
+    for flag, unset in (SPACE_FLAGS | RESTORED_FLAGS).items():
         if flag not in recorded:  # a sweep recorded before the flag was
             continue
         given = getattr(args, flag)
         if given != unset and given != recorded[flag]:
             option = {"overrides": "--set"}.get(flag, "--" + flag.replace("_", "-"))
-            raise SystemExit(
+            raise SpaceError(
                 f"--resume: {option} {given!r} differs from the sweep's {recorded[flag]!r}; "
                 "leave it out: the sweep resumes as it started"
             )
         setattr(args, flag, recorded[flag])
 
 
-def run_sweep(
-    search_space: ModuleType,
-    space: dict[str, Any],
-    scoring: dict[str, Any],
-    args: argparse.Namespace,
-) -> tuple[tune.ResultGrid, Tracking]:
-    """Open the sweep's MLflow parent run and run the Tuner: every trial trains once and scores
-    its model on the ``scoring`` grid."""
+def open_sweep(
+    search_space: ModuleType, space: dict[str, Any], scoring: dict[str, Any], args: Namespace
+) -> Tracking:
+    """The sweep's MLflow experiment and parent run, with every flag, the space and the scoring
+    grid as params (``--resume`` reads them back)."""
     params = {
         "experiment": args.experiment,
-        **{flag: getattr(args, flag) for flag in SPACE_FLAGS},
+        **{flag: getattr(args, flag) for flag in (*SPACE_FLAGS, *RESTORED_FLAGS)},
         "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial,
         "storage_path": args.storage_path,
@@ -221,31 +299,42 @@ def run_sweep(
     }
     params |= {f"space.{key}": value for key, value in space.items()}
     params |= {f"scoring.{key}": value for key, value in scoring.items()}
-    tracking = start_sweep(args.tracking_uri, args.experiment, args.name, params)
+    return start_sweep(args.tracking_uri, args.experiment, args.name, params)
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+
+def run_sweep(
+    search_space: ModuleType,
+    space: dict[str, Any],
+    scoring: dict[str, Any],
+    tracking: Tracking,
+    args: Namespace,
+) -> tune.ResultGrid:
+    """Run (or restore) the Tuner: every trial trains once and scores its model on the
+    ``scoring`` grid. SIGTERM and SIGHUP stop it as Ctrl-C does (Tune stops the trials and saves
+    its state); a second signal raises ``KeyboardInterrupt`` at once."""
     trainable = tune.with_resources(
         tune.with_parameters(
             train_trial,
             tracking=tracking,
             experiment=search_space.EXPERIMENT,
             scoring=scoring,
-            faults=Faults.from_environment(),
+            faults=faults_from_environment(),
         ),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
-    path = f"{args.storage_path.rstrip('/')}/{args.name}"
+    for number in (signal.SIGTERM, signal.SIGHUP):  # after ray.init, which sets its own
+        signal.signal(number, forward_as_sigint)
+    # Tune replaces this during fit and puts it back when a first Ctrl-C has stopped it: a
+    # second one (or a first, without Tune's handler) stops at once.
+    signal.signal(signal.SIGINT, stop_now)
     if args.resume:
-        if not tune.Tuner.can_restore(path):
-            raise SystemExit(f"--resume: no sweep to resume at {path}")
         tuner = tune.Tuner.restore(
-            path,
+            sweep_path(args),
             trainable,
             resume_errored=not args.restart_errored,
             restart_errored=args.restart_errored,
         )
-        return tuner.fit(), tracking
+        return tuner.fit()
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -264,20 +353,68 @@ def run_sweep(
             verbose=1,
         ),
     )
-    return tuner.fit(), tracking
+    return tuner.fit()
 
 
-def reconcile(results: tune.ResultGrid, tracking: Tracking) -> None:
-    """Close the MLflow run of each trial whose process died (a crash, a lost node) and so could
-    not close its own: FAILED, with Ray's reason."""
+#: The signal that stopped the sweep, if one did (for the exit status: 128 + its number).
+STOPPED_BY: list[int] = []
+
+
+def forward_as_sigint(number: int, frame: object) -> None:
+    """SIGTERM or SIGHUP (a scheduler's timeout, a closed terminal): stop as Ctrl-C does."""
+    STOPPED_BY.append(number)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def stop_now(number: int, frame: object) -> None:
+    """Ctrl-C when Tune is not (or no longer) handling it: stop at once."""
+    STOPPED_BY.append(number)
+    raise KeyboardInterrupt
+
+
+def was_interrupted() -> bool:
+    """Whether Tune stopped on a signal: its handler puts :func:`stop_now` back when it has
+    been called (and stays installed otherwise)."""
+    return bool(STOPPED_BY) or signal.getsignal(signal.SIGINT) is stop_now
+
+
+def sweep_path(args: Namespace) -> str:
+    return f"{args.storage_path.rstrip('/')}/{args.name}"
+
+
+def reconcile(tracking: Tracking, outcomes: dict[str, tuple[str, str]], interrupted: bool) -> int:
+    """Close the MLflow run of each trial whose process could not close its own, by Tune's
+    ``outcomes`` (trial id -> status and error): KILLED when the sweep was interrupted, else
+    FAILED with Ray's reason (a crash, a lost node). (A trial stopped in its own process closes
+    its run KILLED itself.) Returns how many trials an interruption left unfinished, started or
+    not."""
     client = MlflowClient(tracking.uri)
     runs = {run.data.tags.get(TRIAL_TAG): run for run in summary.child_runs(client, tracking)}
-    for result in results:
-        run = runs.get(trial_id_of(result))
-        if result.error and run and run.info.status == "RUNNING":
-            error = str(result.error).strip().splitlines()[-1]
+    for trial_id, run in runs.items():
+        if run.info.status != "RUNNING":
+            continue
+        status, error = outcomes.get(trial_id, ("", ""))
+        if interrupted:
+            client.set_terminated(run.info.run_id, "KILLED")
+        elif status == "ERROR":
             client.set_tag(run.info.run_id, ERROR_TAG, error[:5000])
             client.set_terminated(run.info.run_id, "FAILED")
+    if not interrupted:
+        return 0
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in summary.child_runs(client, tracking)}
+    never_started = sum(trial_id not in runs for trial_id in outcomes)
+    return sum(run.info.status == "KILLED" for run in runs.values()) + never_started
+
+
+def tune_outcomes(results: tune.ResultGrid) -> dict[str, tuple[str, str]]:
+    """Trial id -> Tune's status (TERMINATED, ERROR, RUNNING, PENDING, PAUSED) and the last
+    line of its error. The public results do not say which trials an interrupted run left
+    unfinished (they have no error); their experiment analysis does."""
+    errors = {trial_id_of(r): str(r.error).strip().splitlines()[-1] for r in results if r.error}
+    return {
+        trial.trial_id: (trial.status, errors.get(trial.trial_id, ""))
+        for trial in results._experiment_analysis.trials
+    }
 
 
 def trial_dirname(trial: tune.experiment.Trial) -> str:
@@ -291,25 +428,30 @@ def trial_id_of(result: tune.Result) -> str:
 
 
 def publish(
-    results: tune.ResultGrid,
     tracking: Tracking,
     search_space: ModuleType,
     space: dict[str, Any],
+    args: Namespace,
+    interrupted: bool,
 ) -> pd.DataFrame:
     """The summary (from MLflow: :func:`orchestrator.summary.publish`), also written as CSV
-    beside the Ray results; then the parent run is closed. Returns the trials table."""
+    beside the Ray results; then the parent run is closed: KILLED (tag
+    ``vaecam.interrupted``) when the sweep was interrupted, FAILED when every trial failed.
+    Returns the trials table."""
     client = MlflowClient(tracking.uri)
     searched = searched_keys(space)
     fixed = {key: value for key, value in space.items() if key not in searched}
     table, _ = summary.publish(client, tracking, search_space, searched, fixed)
-    filesystem, folder = fs.FileSystem.from_uri(results.experiment_path)
+    filesystem, folder = fs.FileSystem.from_uri(sweep_path(args))
+    filesystem.create_dir(folder)
     with filesystem.open_output_stream(f"{folder}/summary.csv") as stream:
         stream.write(table.to_csv(index=False).encode())
-    print(f"Summary CSV: {results.experiment_path}/summary.csv")
-    errored = int((table.status != "OK").sum())
+    print(f"Summary CSV: {sweep_path(args)}/summary.csv")
+    errored = int((table.status == "ERROR").sum())
     client.set_tag(tracking.parent_run_id, "vaecam.errored_trials", errored)
-    status = "FAILED" if errored == len(table) else "FINISHED"
-    client.set_terminated(tracking.parent_run_id, status)
+    client.set_tag(tracking.parent_run_id, "vaecam.interrupted", str(interrupted).lower())
+    status = "FAILED" if errored and errored == len(table) else "FINISHED"
+    client.set_terminated(tracking.parent_run_id, "KILLED" if interrupted else status)
     return table
 
 
@@ -325,38 +467,95 @@ def resume_command(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.resume:
-        restore_space_flags(args)
     search_space = SPACES[args.experiment]
-    runtime = {
-        "data_root": str(args.data_root.resolve()),
-        "device": "cuda" if args.gpus_per_trial > 0 else "cpu",
-    }
-    if args.num_samples is None:
-        args.num_samples = (
-            search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
+    try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
+        check_resources(args)
+        if args.resume:
+            if not tune.Tuner.can_restore(sweep_path(args)):
+                raise SpaceError(
+                    f"--resume: no sweep to resume at {sweep_path(args)}; check --name and "
+                    "--storage-path"
+                )
+            restore_space_flags(args)
+        elif sweep_exists(args):
+            raise SpaceError(
+                f"--name {args.name!r}: a sweep of that name exists (in {args.storage_path} or "
+                f"{args.tracking_uri}); continue it with --resume, or choose a new name"
+            )
+        if args.num_samples is None:
+            args.num_samples = (
+                search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
+            )
+        runtime = {
+            "data_root": str(args.data_root.resolve()),
+            "device": "cuda" if args.gpus_per_trial > 0 else "cpu",
+        }
+        space = build_space(
+            search_space, args.quick, args.overrides, args.categories, runtime, args.preset
         )
-    try:  # bad settings, missing or bad data: one clear error now, not one per trial
-        space = build_space(search_space, args.quick, args.overrides, args.categories, runtime)
-        scoring = build_scoring(search_space, args.quick, args.scoring)
+        scoring = build_scoring(search_space, args.quick, args.scoring, args.preset)
         check_space(search_space.EXPERIMENT, space, scoring)
-        prepare_data(search_space.EXPERIMENT, space)
+        prepare_data(search_space.EXPERIMENT, space, progress)
     except (SpaceError, DataNotFoundError, DataFormatError, ValueError, KeyError) as error:
         print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
-    results, tracking = run_sweep(search_space, space, scoring, args)
-    reconcile(results, tracking)
-    table = publish(results, tracking, search_space, space)
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(include_dashboard=False)
+    tracking = open_sweep(search_space, space, scoring, args)
+    try:
+        results = run_sweep(search_space, space, scoring, tracking, args)
+        interrupted = reconcile(tracking, tune_outcomes(results), was_interrupted())
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable
+        interrupted = reconcile(tracking, {}, interrupted=True)
+    finally:
+        if started_ray:  # the local instance goes with the sweep, whatever happened
+            ray.shutdown()
+    table = publish(tracking, search_space, space, args, bool(interrupted))
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
     print(f"then open {tracking.ui_link()}")
+    if interrupted:
+        print(f"Interrupted: {interrupted} trials did not finish.")
+        print(f"Resume the sweep with:\n  {resume_command(args)}")
+        return 128 + (STOPPED_BY[0] if STOPPED_BY else signal.SIGINT)
     failed = table[table.status != "OK"]
     if len(failed):
         print(f"{len(failed)} of {len(table)} trials failed: {', '.join(failed.trial_id)}")
         print(f"Resume them from their last checkpoints with:\n  {resume_command(args)}")
         return 1
     return 0
+
+
+def check_resources(args: Namespace) -> None:
+    """Resources a local sweep could never get: Ray would wait for them forever. (On a cluster,
+    RAY_ADDRESS set, an autoscaler may add them: the flags are explicit there.)"""
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    if args.gpus_per_trial > 0 and torch.cuda.device_count() == 0:
+        raise SpaceError(
+            f"--gpus-per-trial {args.gpus_per_trial}: this machine has no GPU torch can use, "
+            "and no cluster to run on (RAY_ADDRESS is not set); train on the CPU with "
+            "--gpus-per-trial 0"
+        )
+    if args.cpus_per_trial > (os.cpu_count() or 1):
+        raise SpaceError(
+            f"--cpus-per-trial {args.cpus_per_trial}: this machine has {os.cpu_count()} CPUs"
+        )
+
+
+def sweep_exists(args: Namespace) -> bool:
+    """A sweep of this name in the storage path (local) or the MLflow store, without creating
+    either."""
+    local = "://" not in args.storage_path and Path(sweep_path(args)).exists()
+    return local or sweep_params(args.tracking_uri, args.experiment, args.name) is not None
+
+
+def progress(done: int, total: int, what: str) -> None:
+    """The data check's progress on large sets, one line now and then."""
+    if total >= 200 and (done == total or done % max(1, total // 10) == 0):
+        print(f"checking {what}: {done}/{total} files", flush=True)
 
 
 if __name__ == "__main__":

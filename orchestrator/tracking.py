@@ -20,13 +20,16 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from vaecam.data import file_lock
 from vaecam.scoring import COLUMNS, ScoreTable
 
 SWEEP_TAG = "vaecam.sweep"
 TRIAL_TAG = "ray.trial_id"
 ERROR_TAG = "vaecam.error"
+SUPERSEDED_TAG = "vaecam.superseded_by"  # a run its trial started over from (the new run)
 SCORES = "scores.csv"  # a run's score table: one row per scoring combination
 
 
@@ -64,10 +67,22 @@ def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | No
     return runs[0] if runs else None
 
 
+def open_store(uri: str) -> MlflowClient:
+    """A client of the store at ``uri`` whose schema exists. MLflow creates and migrates its
+    schema when a client first touches a new sqlite file, and sweeps started together would
+    race there (two of three crashed); a lock beside the file serialises that first touch. A
+    server store needs none."""
+    db = sqlite_path(uri)
+    with file_lock(db.with_name(db.name + ".lock") if db else None):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # the first touch: creates the schema
+    return client
+
+
 def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
     """The parent run of ``sweep`` in any experiment of the store, as its :class:`Tracking` and
     params, or None."""
-    client = MlflowClient(uri)
+    client = open_store(uri)
     ids = [experiment.experiment_id for experiment in client.search_experiments()]
     runs = client.search_runs(ids, f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1) if ids else []
     if not runs:
@@ -79,24 +94,37 @@ def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
 
 def sweep_params(uri: str, experiment: str, sweep: str) -> dict[str, Any] | None:
     """The params the parent run of ``sweep`` was started with (as :func:`start_sweep` got
-    them, JSON-decoded where they are JSON), or None when there is no such run."""
-    client = MlflowClient(uri)
+    them, JSON-decoded where they are JSON), or None when there is no such run (a sqlite store
+    that does not exist yet is not created)."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return None
+    client = open_store(uri)
     found = client.get_experiment_by_name(experiment)
     run = _sweep_run(client, found.experiment_id, sweep) if found else None
     return None if run is None else {k: unparam(v) for k, v in run.data.params.items()}
 
 
+def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
+    """The experiment's id, creating it if it does not exist; another sweep creating it at the
+    same moment is fine."""
+    found = client.get_experiment_by_name(experiment)
+    if found:
+        return found.experiment_id
+    try:
+        return client.create_experiment(experiment, _artifact_location(uri, experiment))
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(experiment).experiment_id
+
+
 def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]) -> Tracking:
     """Create (or reuse) the MLflow experiment and the sweep's parent run, on the driver before
-    trials start: concurrent creation races on sqlite. A sweep name seen before reuses its
-    parent run, so a resumed sweep stays one run."""
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id
-        if found
-        else client.create_experiment(experiment, _artifact_location(uri, experiment))
-    )
+    trials start. A sweep name seen before reuses its parent run, so a resumed sweep stays one
+    run. Sweeps may start together (:func:`open_store`, :func:`_experiment_id`)."""
+    client = open_store(uri)
+    experiment_id = _experiment_id(client, uri, experiment)
     run = _sweep_run(client, experiment_id, sweep)
     if run:
         run_id = run.info.run_id
@@ -122,15 +150,21 @@ def unparam(text: str) -> Any:
         return text  # a string param, logged as it is
 
 
+#: MLflow's limit of metrics in one ``log_batch`` request.
+BATCH = 1000
+
+
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
-    """Numeric, finite metrics at ``step`` (NaN breaks MLflow's charts; strings are no metrics)."""
+    """Numeric, finite metrics at ``step`` (NaN breaks MLflow's charts; strings are no metrics),
+    in requests of at most :data:`BATCH` (a scoring grid with intervals has thousands)."""
     now = int(time.time() * 1000)
     batch = [
         Metric(key, float(value), now, step)
         for key, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ]
-    client.log_batch(run_id, metrics=batch)
+    for start in range(0, len(batch), BATCH):
+        client.log_batch(run_id, metrics=batch[start : start + BATCH])
 
 
 class RunLog:
@@ -159,20 +193,34 @@ class RunLog:
 
 class TrialRun(RunLog):
     """The MLflow child run of one Tune trial, as a context manager: finished on success,
-    marked FAILED with the error's reason (tag ``vaecam.error``) when the trial raises."""
+    marked FAILED with the error's reason (tag ``vaecam.error``) when the trial raises, KILLED
+    when it is stopped (an interrupted sweep stops its trials).
 
-    def __init__(self, tracking: Tracking, trial_id: str, trial_name: str, config: Mapping):
+    A retry or restore keeps logging into the trial's one run, and every epoch is logged once
+    however often it is trained again (:meth:`log_epoch`). A trial that starts over from no
+    checkpoint (``--restart-errored``) while its run has epochs gets a fresh run: the old one
+    is KILLED and tagged ``vaecam.superseded_by`` (summaries leave it out), so no history mixes
+    two trainings."""
+
+    def __init__(
+        self, tracking: Tracking, trial_id: str, trial_name: str, config: Mapping, fresh: bool
+    ):
+        self.trial_id = trial_id
         client = MlflowClient(tracking.uri)
-        runs = client.search_runs(
-            [tracking.experiment_id],
-            f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{MLFLOW_PARENT_RUN_ID}` = "
-            f"'{tracking.parent_run_id}'",
-            max_results=1,
-        )
-        if runs:  # a retry or restore: keep logging into the trial's one run
-            super().__init__(tracking.uri, runs[0].info.run_id)
+        runs = [
+            run
+            for run in client.search_runs(
+                [tracking.experiment_id],
+                f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{MLFLOW_PARENT_RUN_ID}` = "
+                f"'{tracking.parent_run_id}'",
+            )
+            if SUPERSEDED_TAG not in run.data.tags
+        ]
+        old = runs[0] if runs else None
+        if old is not None and not (fresh and "epoch" in old.data.metrics):
+            super().__init__(tracking.uri, old.info.run_id)
             self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            if ERROR_TAG in runs[0].data.tags:  # the failure this attempt recovers from
+            if ERROR_TAG in old.data.tags:  # the failure this attempt recovers from
                 self.client.delete_tag(self.run_id, ERROR_TAG)
         else:
             tags = {
@@ -186,6 +234,10 @@ class TrialRun(RunLog):
             params = [Param(k, _param(v)) for k, v in config.items()]
             self.client.log_batch(self.run_id, params=params)
             self.client.log_dict(self.run_id, dict(config), "config.json")
+            if old is not None:  # started over: the old run's history stays as it was
+                self.client.set_tag(old.info.run_id, SUPERSEDED_TAG, self.run_id)
+                self.client.set_terminated(old.info.run_id, "KILLED")
+        self.logged = {m.step for m in self.client.get_metric_history(self.run_id, "epoch")}
 
     def __enter__(self) -> TrialRun:
         return self
@@ -193,6 +245,8 @@ class TrialRun(RunLog):
     def __exit__(self, kind, error, traceback) -> None:
         if error is None:
             self.client.set_terminated(self.run_id, "FINISHED")
+        elif isinstance(error, SystemExit | KeyboardInterrupt):  # stopped, not failed
+            self.client.set_terminated(self.run_id, "KILLED")
         else:
             self.client.set_tag(self.run_id, ERROR_TAG, f"{kind.__name__}: {error}"[:5000])
             self.client.set_terminated(self.run_id, "FAILED")
@@ -207,11 +261,14 @@ class TrialRun(RunLog):
         self.client.set_tag(self.run_id, "ray.node_id", node_id)
         self.client.set_tag(self.run_id, "ray.node_ids", ",".join(nodes))
 
-    def log_missing(self, metrics: Mapping[str, Any], step: int) -> None:
-        """Log ``metrics`` at ``step`` unless already there (a checkpointed epoch whose
-        metrics a crash kept from MLflow), so the per-epoch history stays contiguous."""
-        if not any(m.step == step for m in self.client.get_metric_history(self.run_id, "epoch")):
+    def log_epoch(self, metrics: Mapping[str, Any], step: int) -> None:
+        """An epoch's metrics at ``step``, unless the run has that step already: a trial
+        restored from a checkpoint older than what it had logged (Ray's state is saved now and
+        then, MLflow every epoch) trains those epochs again, deterministically, and a
+        checkpointed epoch that a crash kept from MLflow is logged from the checkpoint."""
+        if step not in self.logged:
             self.log_metrics(metrics, step)
+            self.logged.add(step)
 
 
 def scores_frame(table: ScoreTable) -> pd.DataFrame:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,30 +22,32 @@ from vaecam.experiments import EXPERIMENTS
 
 STATE_FILE = "state.pt"
 
-#: Test-only fault injection (never a setting of a search space): a JSON object in this
-#: environment variable of the sweep's driver, e.g. ``{"exit_epoch": 2, "when": {"seed": 1}}``.
+#: Test-only fault injection (never a setting of a search space): JSON in this environment
+#: variable of the sweep's driver, one fault or a list, e.g. ``{"exit_epoch": 2, "when":
+#: {"seed": 1}}``.
 FAULTS_VARIABLE = "VAECAM_FAULTS"
 
 
 @dataclass(frozen=True)
-class Faults:
-    """Deterministic faults for testing the failure paths, applied to the trials whose config
-    matches ``when``: ``exit_epoch`` kills the process after epoch ``exit_epoch - 1`` is
-    checkpointed and logged (a node or worker dying) unless the trial was resumed, so a retry or
-    restore then finishes; ``nan_epoch`` fails the trial as a non-finite loss in that epoch
+class Fault:
+    """A deterministic fault for testing the failure paths, in the trials whose config matches
+    ``when``, unless the trial was resumed (so a retry or restore then finishes):
+    ``exit_epoch`` kills the process after epoch ``exit_epoch - 1`` is checkpointed and logged
+    (a node or worker dying); ``nan_epoch`` fails the trial as a non-finite loss in that epoch
     would (before the epoch is reported)."""
 
     exit_epoch: int | None = None
     nan_epoch: int | None = None
     when: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_environment(cls) -> Faults | None:
-        text = os.environ.get(FAULTS_VARIABLE)
-        return cls(**json.loads(text)) if text else None
-
     def applies(self, config: Mapping[str, Any]) -> bool:
         return all(config.get(key) == value for key, value in self.when.items())
+
+
+def faults_from_environment() -> list[Fault]:
+    text = os.environ.get(FAULTS_VARIABLE)
+    found = json.loads(text) if text else []
+    return [Fault(**fault) for fault in ([found] if isinstance(found, dict) else found)]
 
 
 def save_state(state: dict[str, Any], directory: Path) -> None:
@@ -51,6 +55,17 @@ def save_state(state: dict[str, Any], directory: Path) -> None:
     partial = directory / f"{STATE_FILE}.partial"
     torch.save(state, partial)
     os.replace(partial, directory / STATE_FILE)
+
+
+@contextmanager
+def checkpoint_folder(trial_id: str) -> Iterator[Path]:
+    """A temporary folder to write a checkpoint in, named for the trial, so that what an
+    attempt killed while writing left behind is removed by the trial's next checkpoint."""
+    prefix = f"vaecam-checkpoint-{trial_id}-"
+    for stale in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder)
 
 
 def load_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
@@ -65,24 +80,23 @@ class TuneReporter:
     """Sends an experiment's reports to Tune (metrics, checkpoint) and the trial's MLflow run,
     and remembers the last epoch reported (the step its scores are logged at)."""
 
-    def __init__(self, run: TrialRun, state: dict[str, Any] | None, faults: Faults | None):
+    def __init__(self, run: TrialRun, state: dict[str, Any] | None, fault: Fault | None):
         self.run = run
         self.epoch = state["epoch"] if state else -1
-        self.resumed = state is not None
-        self.faults = faults
+        self.fault = fault if state is None else None  # a resumed trial goes on
 
     def report(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
         epoch = int(metrics["epoch"])
-        if self.faults and epoch == self.faults.nan_epoch:
+        if self.fault and epoch == self.fault.nan_epoch:
             raise FloatingPointError(f"epoch {epoch}: training loss became nan (injected fault)")
         # The checkpoint first: a crash between the two leaves an epoch that the restored
         # trial logs from its checkpoint (``TrialRun.log_missing``), never one logged twice.
-        with tempfile.TemporaryDirectory() as tmp:
-            save_state(state, Path(tmp))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        self.run.log_metrics(metrics, step=epoch)
+        with checkpoint_folder(self.run.trial_id) as tmp:
+            save_state(state, tmp)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
+        self.run.log_epoch(metrics, step=epoch)
         self.epoch = epoch
-        if self.faults and epoch + 1 == self.faults.exit_epoch and not self.resumed:
+        if self.fault and epoch + 1 == self.fault.exit_epoch:
             os._exit(17)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
@@ -94,7 +108,7 @@ def train_trial(
     tracking: Tracking,
     experiment: str,
     scoring: Mapping[str, Any],
-    faults: Faults | None = None,
+    faults: Sequence[Fault] = (),
 ) -> None:
     """Train ``config`` with ``experiment`` (from Tune's last checkpoint if any), then score the
     trained model on the ``scoring`` grid; the scores go to the trial's MLflow run at the last
@@ -107,13 +121,14 @@ def train_trial(
     trial_id = context.get_trial_id() or config.get("trial_id", "local")
     trial_name = context.get_trial_name() or trial_id
     config = {key: value for key, value in config.items() if key != "trial_id"}
-    with TrialRun(tracking, trial_id, trial_name, config) as run:
+    state = load_state(tune.get_checkpoint())
+    with TrialRun(tracking, trial_id, trial_name, config, fresh=state is None) as run:
         if ray.is_initialized():
             run.record_node(ray.get_runtime_context().get_node_id())
-        state = load_state(tune.get_checkpoint())
-        if state is not None:  # a retry or restore
-            run.log_missing(state["metrics"], step=state["epoch"])
+        if state is not None:  # a retry or restore: the checkpointed epoch, if MLflow lacks it
+            run.log_epoch(state["metrics"], step=state["epoch"])
         module = EXPERIMENTS[experiment]
-        reporter = TuneReporter(run, state, faults if faults and faults.applies(config) else None)
+        fault = next((fault for fault in faults if fault.applies(config)), None)
+        reporter = TuneReporter(run, state, fault)
         trained = module.train(config, reporter, state)
         run.log_scores(module.score(trained, scoring, reporter), step=reporter.epoch)

@@ -36,11 +36,25 @@ QUICK_NUM_SAMPLES = 1
 #: No scoring grid: a trial's scores are its disentanglement metrics.
 SCORING: dict[str, list[str]] = {}
 
+#: ``--preset`` (the README's table, with sources). The authors' code covers MNIST only.
+PRESETS = {
+    "paper": {"set": {"latent_dim": 10, "ad_reduction": "per_image"}},
+    "reproduction": {
+        "set": {
+            "latent_dim": 32,
+            "target_layer": "encoder.0",
+            "quantity": "z",
+            "ad_pairs": "random",
+            "ad_reduction": "reproduction",
+        }
+    },
+}
+
 SUMMARY = [METRIC, "factor_vae_score", "mig", "recon_error", "active_dims"]
 COMPARE = {"FactorVAE metric": "factor_vae_score", "MIG": "mig"}
 
-#: After the sweep: mean and std over seeds per configuration, beside published numbers.
-AGGREGATE_OVER = "seed"
+#: After the sweep: mean and interval over seeds per configuration, beside published numbers.
+AGGREGATE_OVER = [("seed",)]
 AGGREGATE = ["factor_vae_score", "mig", "recon_error"]
 SCATTER = ("recon_error", "factor_vae_score")  # the paper's Fig. 8: metric vs reconstruction
 REFERENCE_BY = "model"

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vaecam.attention import (
+    BATCH_DEPENDENT,
     FORMULATIONS,
     GAP_ONLY,
     QUANTITIES,
@@ -73,7 +74,7 @@ def test_batched_gradients_equal_a_loop_of_backwards(model, x, stats, formulatio
 
 
 @pytest.mark.parametrize("quantity", DETERMINISTIC)
-@pytest.mark.parametrize("formulation", list(FORMULATIONS))
+@pytest.mark.parametrize("formulation", sorted(set(FORMULATIONS) - BATCH_DEPENDENT))
 def test_weights_are_per_image(model, x, stats, formulation, quantity):
     batch = attention_maps(model, x, TARGET, formulation, quantity, stats)
     for b in range(len(x)):
@@ -165,11 +166,11 @@ def test_hooks_are_released(model, x):
 def test_bad_names_list_the_valid_ones(model, x, stats):
     with pytest.raises(KeyError, match=r"encoder\.0.*encoder\.2"):
         LayerActivations(model, "encoder.99")
-    with pytest.raises(KeyError, match="per_channel, per_dim"):
+    with pytest.raises(KeyError, match="per_channel, per_channel_reproduction, per_dim"):
         attention_maps(model, x, TARGET, formulation="gradcam++")
-    with pytest.raises(KeyError, match="mu, normal_difference, normal_difference_z, z"):
+    with pytest.raises(KeyError, match="mahalanobis, mu, normal_difference, normal_difference_z"):
         attention_maps(model, x, TARGET, quantity="sigma")
-    for quantity in ("normal_difference", "normal_difference_z"):
+    for quantity in ("normal_difference", "normal_difference_z", "kl_to_normal", "mahalanobis"):
         with pytest.raises(ValueError, match="latent_stats"):
             attention_maps(model, x, TARGET, quantity=quantity)
 
@@ -324,3 +325,86 @@ def test_gap_head_refuses_what_is_not_elementwise():
     dropout.encoder.insert(3, torch.nn.Dropout(0.5))
     assert gap_head(dropout.eval(), "encoder.2") is not None
     assert gap_head(dropout.train(), "encoder.2") is None
+
+
+# --- what each reading computes (PAPER.md section 1) ------------------------------------------
+
+
+@pytest.mark.parametrize("formulation", ["authors", "per_channel", "per_channel_reproduction"])
+def test_normal_difference_equals_mu_under_abs_whatever_the_statistics(model, x, formulation):
+    # Eq. 4 read literally: mu_n - mu_x has the gradient -d mu / dA; abs drops the sign, so the
+    # normal statistics (even absurd ones) never change the map.
+    absurd = LatentStats(torch.full((6,), 1e6), torch.full((6,), 1e-6))
+    mu = attention_maps(model, x, TARGET, formulation, "mu")
+    difference = attention_maps(model, x, TARGET, formulation, "normal_difference", absurd)
+    torch.testing.assert_close(difference.aggregate, mu.aggregate)
+    torch.testing.assert_close(difference.per_dim, mu.per_dim)
+
+
+def test_normal_difference_under_per_dim_is_the_relu_of_the_negated_map(model, x, stats):
+    mu, logvar, A = encode(model, x)
+    negated = -latent_gradients(mu, A)
+    want = FORMULATIONS["per_dim"](A.detach(), negated, (16, 16))
+    got = attention_maps(model, x, TARGET, "per_dim", "normal_difference", stats)
+    torch.testing.assert_close(got.per_dim, want.per_dim, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("quantity", ["kl_to_normal", "mahalanobis"])
+def test_statistics_aware_quantities_are_what_they_say(model, x, stats, quantity):
+    mu, logvar, _ = encode(model, x)
+    q = QUANTITIES[quantity](mu, logvar, stats, None)
+    d2 = (mu - stats.mu) ** 2 / stats.var
+    if quantity == "mahalanobis":
+        torch.testing.assert_close(q, d2)
+    else:  # KL(N(mu, sigma^2) || N(mu_n, sigma_n^2)) per dim, in closed form
+        p = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+        n = torch.distributions.Normal(stats.mu, stats.var.sqrt())
+        torch.testing.assert_close(q, torch.distributions.kl_divergence(p, n))
+
+
+@pytest.mark.parametrize("quantity", ["kl_to_normal", "mahalanobis"])
+@pytest.mark.parametrize("formulation", ["per_dim", "authors"])
+def test_statistics_aware_maps_change_with_the_statistics(model, x, stats, quantity, formulation):
+    moved = LatentStats(stats.mu + 1.0, stats.var * 3.0)
+    before = attention_maps(model, x, TARGET, formulation, quantity, stats).aggregate
+    after = attention_maps(model, x, TARGET, formulation, quantity, moved).aggregate
+    assert not torch.allclose(before, after, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("quantity", ["kl_to_normal", "mahalanobis"])
+def test_statistics_aware_maps_pass_gradcheck(quantity):
+    model = tiny(torch.float64, size=8, latent=3)
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    train = torch.rand(6, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        stats = latent_stats(*model.encode(train))
+
+    def maps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(attention_maps(model, x, TARGET, "per_dim", quantity, stats, None, True))
+
+    assert torch.autograd.gradcheck(maps, (x.requires_grad_(),), eps=1e-6, atol=1e-9, rtol=1e-5)
+
+
+def test_per_channel_reproduction_is_the_reproductions_code(model, x):
+    # The reproduction's per-dimension maps, written out: for each latent dim, the gradient of
+    # that dim over the whole batch, divided by its RMS over the whole batch tensor, GAP,
+    # weighted sum of channels, bilinear upsample, abs; then the mean over dims.
+    mu, _, A = encode(model, x)
+    per_dim = []
+    for i in range(model.latent_dim):
+        (g,) = torch.autograd.grad(mu[:, i].sum(), A, retain_graph=True)
+        g = g / (torch.sqrt(torch.mean(g**2)) + 1e-5)
+        alpha = F.adaptive_avg_pool2d(g, 1)  # (B, C, 1, 1)
+        cam = (alpha * A).sum(1, keepdim=True)  # (B, 1, h, w)
+        up = F.interpolate(cam, size=(16, 16), mode="bilinear", align_corners=False)
+        per_dim.append(up.abs()[:, 0])
+    want = torch.stack(per_dim).detach()
+    got = attention_maps(model, x, TARGET, "per_channel_reproduction")
+    torch.testing.assert_close(got.per_dim, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.aggregate, want.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_per_channel_reproduction_depends_on_the_batch_as_documented(model, x):
+    batch = attention_maps(model, x, TARGET, "per_channel_reproduction").aggregate
+    alone = attention_maps(model, x[:1], TARGET, "per_channel_reproduction").aggregate
+    assert not torch.allclose(batch[0], alone[0])

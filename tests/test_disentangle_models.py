@@ -60,6 +60,45 @@ def test_ad_loss_by_hand_and_mean_over_images():
     assert ad_loss(batch_i[:, None], batch_j[:, None]).item() == pytest.approx((4 / 9 + 1) / 2)
 
 
+def test_ad_loss_reproduction_reduction_is_the_reproductions_code():
+    # The reproduction's code: the overlap and the total summed over the whole batch into one
+    # ratio, then divided by the batch size (so a lambda is B times weaker than per image).
+    def reproduction(mi: torch.Tensor, mj: torch.Tensor) -> torch.Tensor:
+        batch = mi.shape[0]
+        return 2 * torch.min(mi, mj).sum() / (mi + mj).sum() / batch
+
+    generator = torch.Generator().manual_seed(0)
+    mi, mj = torch.rand(2, 8, 5, 5, generator=generator)
+    got = ad_loss(mi, mj, reduction="reproduction")
+    torch.testing.assert_close(got, reproduction(mi, mj))
+    pairs = torch.rand(2, 3, 8, 5, 5, generator=generator)  # (k pairs, B, H, W)
+    want = torch.stack([reproduction(pairs[0, k], pairs[1, k]) for k in range(3)]).mean()
+    torch.testing.assert_close(ad_loss(pairs[0], pairs[1], reduction="reproduction"), want)
+    # about B times smaller than the per-image mean for maps of similar totals
+    assert ad_loss(mi, mj).item() == pytest.approx(8 * got.item(), rel=0.1)
+    with pytest.raises(ValueError, match="per_image, reproduction"):
+        ad_loss(mi, mj, reduction="sum")
+
+
+def test_ad_factor_vae_uses_its_ad_reduction():
+    torch.manual_seed(0)
+    model = MODELS["ad_factor_vae"](
+        image_size=16, widths=(4, 4, 8, 8), hidden=16, latent_dim=3, discriminator_hidden=8
+    )
+    x = torch.rand(4, 1, 16, 16)
+    out = model(x, generator=torch.Generator().manual_seed(1))
+    terms = {}
+    for reduction in ("per_image", "reproduction"):
+        model.ad_reduction = reduction
+        terms[reduction] = model.regularisers(x, out, torch.Generator().manual_seed(2))["ad"]
+    # the pooled ratio over B = 4 images, divided by 4: a quarter of a per-image-sized overlap
+    batch_ratio = 4 * terms["reproduction"].item()
+    assert 0 < batch_ratio < 1 and batch_ratio == pytest.approx(terms["per_image"].item(), rel=1)
+    assert terms["reproduction"].item() < terms["per_image"].item()
+    with pytest.raises(ValueError, match="ad_reduction"):
+        MODELS["ad_factor_vae"](image_size=16, widths=(4, 4, 8, 8), ad_reduction="sum")
+
+
 def test_ad_loss_of_all_zero_maps_is_zero_not_nan():
     zeros = torch.zeros(2, 3, 3, requires_grad=True)
     value = ad_loss(zeros, zeros)

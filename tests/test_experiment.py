@@ -109,8 +109,12 @@ def test_score_measures_every_combination_on_the_one_model(tmp_path):
     assert len(table.rows) == (2 * 2 + 1) * 2
     for row in table.rows:
         assert 0 <= row["image_auroc"] <= 1 and 0 <= row["average_precision"] <= 1
-        per_digit = [k for k in row if k.startswith("image_auroc_vs_")]
+        per_digit = [k for k in row if k.startswith("image_auroc_vs_") and k[-1].isdigit()]
         assert len(per_digit) == 9 and "image_auroc_vs_1" not in row
+        for metric in ("image_auroc", "average_precision", *per_digit):  # each with its interval
+            assert 0 <= row[f"{metric}_ci_low"] <= row[f"{metric}_ci_high"] <= 1
+        n_test = len(trained.data.test)
+        assert row["image_auroc_n_pos"] + row["image_auroc_n_neg"] == n_test
     assert {r["method"] for r in table.rows} == {"attention", "recon"}
     metrics = table.metrics()
     assert "attention/encoder.2/authors/mu/none/max/image_auroc" in metrics
@@ -241,7 +245,12 @@ def test_mvtec_scores_pixels_and_images_for_every_combination(tmp_path):
     for row in table.rows:
         for metric in ("pixel_auroc", "aupro", "image_auroc"):
             assert 0 <= row[metric] <= 1
-    assert table.image_level == {"image_auroc"}
+            assert 0 <= row[f"{metric}_ci_low"] <= row[f"{metric}_ci_high"] <= 1
+        assert row["pixel_auroc_n_pos"] == trained.data.masks.sum()  # pixels
+        assert row["image_auroc_n_pos"] == trained.data.anomalous.sum()  # images
+    assert {m for m in table.image_level if not m.endswith(("_low", "_high", "_pos", "_neg"))} == {
+        "image_auroc"
+    }
     metrics = table.metrics()
     assert "attention/encoder.layer2.1.conv1/authors/normal_difference/validation/aupro" in metrics
     assert "recon/none/max/image_auroc" in metrics and "recon/none/pixel_auroc" in metrics
@@ -290,7 +299,9 @@ def test_ucsd_scores_attention_and_both_baselines_with_every_metric(tmp_path):
     for row in table.rows:
         for metric in ("pixel_auroc", "frame_auroc", "frame_eer", "pixel_criterion_eer"):
             assert 0 <= row[metric] <= 1
-    assert table.image_level == {"frame_auroc", "frame_eer"}
+            assert 0 <= row[f"{metric}_ci_low"] <= row[f"{metric}_ci_high"] <= 1
+    values = {m for m in table.image_level if not m.endswith(("_low", "_high", "_pos", "_neg"))}
+    assert values == {"frame_auroc", "frame_eer"}
     assert {"overlays/anomalous.png", "overlays/normal.png"} <= set(recorder.artifacts)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from processes import command_line, descendants, kill, proc_table, using
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "multinode"
@@ -53,83 +54,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _proc_table() -> dict[int, int]:
-    """pid -> parent pid of every live process, from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if fields[0] != "Z":  # a zombie is dead already
-            table[int(entry)] = int(fields[1])
-    return table
-
-
-def _descendants(root: int) -> set[int]:
-    """``root`` and every live process below it (Ray's workers get process groups of their
-    own, so the process group of ``root`` does not find them all)."""
-    table = _proc_table()
-    found, frontier = set(), {root} & set(table)
-    while frontier:
-        found |= frontier
-        frontier = {pid for pid, parent in table.items() if parent in frontier} - found
-    return found
-
-
-def _read(pid: int, name: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/{name}", "rb") as file:
-            return file.read()
-    except OSError:
-        return b""
-
-
-def _link(pid: int, name: str) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/{name}")
-    except OSError:
-        return ""
-
-
-def _command_line(pid: int) -> str:
-    return _read(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace")[:300]
-
-
-def _using(folders: list[str], marker: bytes | None = None) -> set[int]:
-    """Live processes whose working directory or an open file is in ``folders``, or whose
-    environment holds ``marker`` (a Ray agent's process title overwrites its environment:
-    the marker alone misses it; its log files in the node's temp dir find it)."""
-
-    def inside(path: str) -> bool:
-        return any(path == folder or path.startswith(f"{folder}/") for folder in folders)
-
-    def files(pid: int) -> list[str]:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            return []
-        return [_link(pid, "cwd")] + [_link(pid, f"fd/{fd}") for fd in fds]
-
-    return {
-        pid
-        for pid in _proc_table()
-        if pid != os.getpid()
-        and ((marker and marker in _read(pid, "environ")) or any(map(inside, files(pid))))
-    }
-
-
-def _kill(pids: set[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 class Cluster:
@@ -227,13 +151,13 @@ class Cluster:
         """SIGKILL every process of a node at once, as when its machine is lost; twice, for
         a worker process the raylet may have been starting meanwhile."""
         for _ in range(2):
-            _kill(_descendants(self.procs[name].pid) | _using([temp_dir]), signal.SIGKILL)
+            kill(descendants(self.procs[name].pid) | using([temp_dir]), signal.SIGKILL)
             time.sleep(0.2)
         self.procs[name].wait(timeout=10)
 
     def ours(self) -> set[int]:
         """Every live process this test started or that one of them spawned."""
-        return _using([str(self.tmp_path), *self.temp_dirs], self.marker)
+        return using([str(self.tmp_path), *self.temp_dirs], self.marker)
 
     def stop(self) -> list[str]:
         """End everything, the sweep first and the head last; the survivors, described
@@ -242,18 +166,18 @@ class Cluster:
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:  # leftovers: found by ``ours`` below
                 continue
-            pids = _descendants(proc.pid)
+            pids = descendants(proc.pid)
             # a node stops its own processes in order; the rest, whole process trees
-            _kill({proc.pid} if name in ("head", "worker") else pids, signal.SIGTERM)
+            kill({proc.pid} if name in ("head", "worker") else pids, signal.SIGTERM)
             deadline = time.monotonic() + 5  # then SIGKILL (mlflow ignores a first SIGTERM)
-            while _proc_table().keys() & pids and time.monotonic() < deadline:
+            while proc_table().keys() & pids and time.monotonic() < deadline:
                 time.sleep(0.1)
-            _kill(pids | _descendants(proc.pid), signal.SIGKILL)
+            kill(pids | descendants(proc.pid), signal.SIGKILL)
             proc.wait(timeout=10)
         time.sleep(0.5)
         strays = self.ours()
-        described = [f"{pid}: {_command_line(pid)}" for pid in strays]
-        _kill(strays, signal.SIGKILL)
+        described = [f"{pid}: {command_line(pid)}" for pid in strays]
+        kill(strays, signal.SIGKILL)
         for temp_dir in self.temp_dirs:
             shutil.rmtree(temp_dir, ignore_errors=True)
         return described

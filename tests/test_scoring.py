@@ -12,6 +12,7 @@ from vaecam.latent import LatentStats
 from vaecam.models import ConvVAE
 from vaecam.scoring import (
     BASELINES,
+    IMAGE_METHODS,
     NORMALISATIONS,
     NormalData,
     Pass,
@@ -46,7 +47,7 @@ def trained(tmp_path_factory):
 
 
 GRID = {
-    "method": ["attention", "recon", "average_recon"],
+    "method": ["attention", "recon", "average_recon", "random", "latent_distance"],
     "target_layer": ["encoder.0", "encoder.2"],
     "formulation": ["per_dim", "authors", "per_channel"],
     "quantity": ["mu", "z"],  # z is sampled: its draws must not depend on the rest of the grid
@@ -58,10 +59,12 @@ GRID = {
 def test_every_combination_of_the_grid_equals_it_scored_alone(trained):
     grid = anomaly.score(trained, GRID, Quiet(), figures=False)
     checked = scoring_grid(GRID)
-    assert len(grid.rows) == len(checked) == (12 + 2) * 2 * 2
+    assert len(grid.rows) == len(checked) == (12 + 3) * 2 * 2 + 1  # + latent_distance
     flat = grid.metrics()
     for row in grid.rows:
-        alone = {key: [row[key]] for key in ("method", "normalisation", "image_score")}
+        alone = {"method": [row["method"]]}
+        if row["normalisation"] is not None:  # an image-level method has neither
+            alone |= {key: [row[key]] for key in ("normalisation", "image_score")}
         if row["method"] == "attention":
             alone |= {key: [row[key]] for key in ("target_layer", "formulation", "quantity")}
         single = anomaly.score(trained, alone, Quiet(), figures=False)
@@ -94,7 +97,7 @@ def test_maps_do_not_depend_on_the_batch_size(trained):
     small = anomaly_maps(trained.model, test, grid, trained.normal, seed=3, batch_size=4)
     large = anomaly_maps(trained.model, test, grid, trained.normal, seed=3, batch_size=20)
     for variant in grid.variants:
-        if variant.quantity != "z":  # a sampled z draws per batch
+        if variant.quantity != "z" and variant.method != "random":  # these draw per batch
             torch.testing.assert_close(small[variant], large[variant], rtol=1e-5, atol=1e-6)
 
 
@@ -135,7 +138,7 @@ def test_metric_names_follow_the_documented_scheme():
     [
         ({"colour": ["red"]}, "unknown scoring key colour"),
         ({"formulation": []}, "formulation: the list is empty"),
-        ({"formulation": ["gradcam"]}, "expected one of authors, per_channel, per_dim"),
+        ({"formulation": ["gradcam"]}, "expected one of authors, per_channel, per_channel_rep"),
         ({"image_score": [3]}, "expected a list of names"),
         ({"method": ["attention"]}, "needs at least one target_layer"),
     ],
@@ -173,6 +176,52 @@ def test_normalisations_keep_shapes_and_do_what_they_say(name):
     if name == "validation":  # a map equal to the validation mean scores 0 everywhere
         same = NORMALISATIONS[name](val.mean(0, keepdim=True), val)
         assert torch.allclose(same, torch.zeros(1, 8, 8), atol=1e-5)
+
+
+def test_controls_are_what_they_say():
+    x = torch.rand(5, 3, 8, 8)
+    normal = NormalData(LatentStats(torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.5])), x[0])
+    mu = torch.randn(5, 2)
+    batch = Pass(x, torch.rand(5, 3, 8, 8), mu, torch.zeros(5, 2))
+    generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(BASELINES["energy"](batch, normal, generator), x.mean(1))
+    expected = (x - batch.recon).abs().mean(1)
+    torch.testing.assert_close(BASELINES["recon_l1"](batch, normal, generator), expected)
+    # central differences inside, one-sided at the border, per channel, then the mean
+    dx = torch.empty_like(x)
+    dx[..., 1:-1] = (x[..., 2:] - x[..., :-2]) / 2
+    dx[..., 0], dx[..., -1] = x[..., 1] - x[..., 0], x[..., -1] - x[..., -2]
+    dy = torch.empty_like(x)
+    dy[..., 1:-1, :] = (x[..., 2:, :] - x[..., :-2, :]) / 2
+    dy[..., 0, :], dy[..., -1, :] = x[..., 1, :] - x[..., 0, :], x[..., -1, :] - x[..., -2, :]
+    expected = (dx**2 + dy**2).sqrt().mean(1)
+    torch.testing.assert_close(BASELINES["gradient_energy"](batch, normal, generator), expected)
+    noise = BASELINES["random"](batch, normal, torch.Generator().manual_seed(0))
+    assert noise.shape == (5, 8, 8) and 0 <= noise.min() and noise.max() < 1
+    distance = ((mu - normal.stats.mu) ** 2 / normal.stats.var).sum(1).sqrt()
+    torch.testing.assert_close(IMAGE_METHODS["latent_distance"](batch, normal), distance)
+
+
+def test_the_random_map_scores_chance_within_its_interval(trained):
+    table = anomaly.score(trained, {"method": ["random", "energy"]}, Quiet(), figures=False)
+    for row in table.rows:
+        assert 0 <= row["image_auroc"] <= 1
+        assert row["image_auroc_n_pos"] + row["image_auroc_n_neg"] == len(trained.data.test)
+        if row["method"] == "random":
+            assert row["image_auroc_ci_low"] <= 0.5 <= row["image_auroc_ci_high"]
+            for digit in range(10):
+                if f"image_auroc_vs_{digit}" in row:
+                    low, high = (row[f"image_auroc_vs_{digit}_ci_{e}"] for e in ("low", "high"))
+                    assert low < high
+
+
+def test_an_image_level_method_has_no_normalisation_nor_image_score(trained):
+    table = anomaly.score(trained, {"method": ["latent_distance"]}, Quiet(), figures=False)
+    (row,) = table.rows
+    assert row["normalisation"] is None and row["image_score"] is None
+    metrics = table.metrics()
+    assert "latent_distance/image_auroc" in metrics
+    assert "latent_distance/image_auroc_ci_low" in metrics
 
 
 def test_baselines_are_the_reconstruction_errors_they_say():

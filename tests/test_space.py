@@ -47,6 +47,25 @@ def test_every_search_space_is_valid_in_both_budgets(name, tmp_path):
         check_space(search_space.EXPERIMENT, space, build_scoring(search_space, quick, []))
 
 
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_preset_is_valid_and_applies_before_set_and_scoring(name, tmp_path):
+    search_space = SPACES[name]
+    runtime = {"data_root": str(tmp_path), "device": "cpu"}
+    for preset_name, preset in search_space.PRESETS.items():
+        space = build_space(search_space, True, [], None, runtime, preset_name)
+        scoring = build_scoring(search_space, True, [], preset_name)
+        check_space(search_space.EXPERIMENT, space, scoring)
+        assert all(space[key] == value for key, value in preset.get("set", {}).items())
+        assert all(scoring[key] == value for key, value in preset.get("scoring", {}).items())
+    space = build_space(search_space, True, ["seed=7"], None, runtime, "reproduction")
+    assert space["seed"] == 7  # --set after the preset
+
+
+def test_an_unknown_preset_names_the_ones_there_are():
+    with pytest.raises(SpaceError, match="presets are paper, reproduction"):
+        build_space(SPACES["dsprites"], True, [], None, {}, "authors")
+
+
 def test_set_and_scoring_replace_what_they_name():
     digits = SPACES["digits"]
     space = build_space(digits, True, ["epochs=5", "lr=0.01", "model=conv_vae"], None, {})

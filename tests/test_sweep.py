@@ -8,16 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mvtec_fixture import make_mvtec
+from PIL import Image
 from ucsd_fixture import make_ucsd
 
 from orchestrator import rescore, summary, sweep
-from orchestrator.tracking import unparam
+from orchestrator.space import SpaceError
+from orchestrator.tracking import start_sweep, unparam
 from orchestrator.trainable import FAULTS_VARIABLE
-from search_spaces import dsprites, mvtec
+from search_spaces import digits, dsprites, mnist, mvtec
+from vaecam.scoring import scoring_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,41 +104,17 @@ def test_digits_quick_sweep_trains_once_and_scores_the_whole_grid(tmp_path):
     assert "overlays/inlier_1.png" in overlays and len(overlays) == 10  # inlier + 9 outliers
     assert {"config.json", "scores.csv", "model/model.pt", "model/normal_data.pt"} <= files
     scores = pd.read_csv(client.download_artifacts(child.info.run_id, "scores.csv", str(tmp_path)))
-    assert len(scores) == len(combinations) + 2  # + recon at both image scores
+    assert len(scores) == len(scoring_grid(digits.SCORING))  # + baselines and controls
+    for control in ("recon", "energy", "gradient_energy", "random", "latent_distance"):
+        assert control in set(scores.method)
+    random = scores[scores.method == "random"]
+    assert (random.image_auroc_ci_low <= 0.5).all() and (random.image_auroc_ci_high >= 0.5).all()
     parent_scores = client.download_artifacts(parent.info.run_id, "scores.csv", str(tmp_path))
     assert len(pd.read_csv(parent_scores)) == len(scores)
 
     with open(tmp_path / "ray_results" / "quick" / "summary.csv") as file:
         rows = list(csv.DictReader(file))
     assert [row["mlflow_run_id"] for row in rows] == [child.info.run_id]
-
-
-SEEDS = ["--set", 'seed={"grid_search": [0, 1]}']  # two trainings that differ by their seed
-
-
-@pytest.mark.slow
-def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(FAULTS_VARIABLE, '{"nan_epoch": 1, "when": {"seed": 1}}')
-    overrides = [*SEEDS, "--set", "epochs=3", "--scoring", 'target_layer=["encoder.2"]']
-    code = sweep.main(["digits", "--quick", *overrides, *_sweep_args(tmp_path, "faulty")])
-    assert code == 1
-    assert "1 of 2 trials failed" in capsys.readouterr().out
-
-    client, parent, children = _runs(tmp_path, "faulty")
-    by_status = {child.info.status: child for child in children}
-    assert set(by_status) == {"FINISHED", "FAILED"}
-    failed = by_status["FAILED"]
-    assert failed.data.params["seed"] == "1"
-    error = failed.data.tags["vaecam.error"]
-    assert "epoch 1" in error and "nan" in error
-    assert [m.step for m in client.get_metric_history(failed.info.run_id, "val_loss")] == [0]
-    assert not any(key.startswith("attention/") for key in failed.data.metrics)  # not scored
-
-    with open(tmp_path / "ray_results" / "faulty" / "summary.csv") as file:
-        rows = {row["status"]: row for row in csv.DictReader(file)}
-    assert rows["ERROR"]["mlflow_run_id"] == failed.info.run_id
-    assert "nan" in rows["ERROR"]["error"]
-    assert rows["OK"]["mlflow_run_id"] == by_status["FINISHED"].info.run_id
 
 
 def test_help_works_when_run_as_a_file_from_another_directory(tmp_path):
@@ -187,13 +167,73 @@ def test_bad_settings_and_scoring_fail_before_anything_starts(tmp_path, capsys, 
     assert not (tmp_path / "ray_results").exists()
 
 
-def test_resume_refuses_what_ray_would_ignore_and_a_sweep_it_cannot_find(tmp_path, capsys):
+def test_resume_checks_there_is_a_sweep_before_touching_mlflow(tmp_path, capsys):
     args = _sweep_args(tmp_path, "gone")
+    assert sweep.main(["digits", "--resume", *args]) == 2
+    assert "no sweep to resume at" in capsys.readouterr().err
+    # a finished sweep resumed from the wrong --storage-path stays as it was
+    tracking = start_sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", "digits", "done", {})
+    client = MlflowClient(tracking.uri)
+    client.set_terminated(tracking.parent_run_id, "FINISHED")
+    assert sweep.main(["digits", "--resume", *_sweep_args(tmp_path, "done")]) == 2
+    assert client.get_run(tracking.parent_run_id).info.status == "FINISHED"
+
+
+def test_resume_accepts_the_original_flags_again_and_refuses_other_values(tmp_path):
+    params = {"quick": True, "max_failures": 2, "max_concurrent": 0, "overrides": []}
+    start_sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", "digits", "again", params)
+    args = _sweep_args(tmp_path, "again")
+    same = sweep.parse_args(["digits", "--quick", "--resume", "--max-failures", "2", *args])
+    sweep.restore_space_flags(same)  # the original command with --resume appended
+    assert same.max_failures == 2 and same.quick
+    other = sweep.parse_args(["digits", "--resume", "--max-failures", "3", *args])
+    with pytest.raises(SpaceError, match="--max-failures 3 differs from the sweep's 2"):
+        sweep.restore_space_flags(other)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--name", "../x"], "--name '../x': expected letters"),
+        (["--name", "it's"], '--name "it\'s": expected letters'),
+        (["--cpus-per-trial", "-1"], "--cpus-per-trial -1.0: expected > 0"),
+        (["--max-concurrent", "-3"], "--max-concurrent -3: expected >= 0"),
+        (["--num-samples", "-1"], "--num-samples -1: expected >= 1"),
+        (["--num-samples", "0"], "--num-samples 0: expected >= 1"),
+        (["--max-failures", "-2"], "--max-failures -2: expected >= -1"),
+        (["--restart-errored"], "--restart-errored needs --resume"),
+    ],
+)
+def test_bad_flags_are_refused_before_anything_starts(tmp_path, capsys, flags, message):
+    args = ["digits", "--quick", *_sweep_args(tmp_path, "flags"), *flags]
     with pytest.raises(SystemExit) as exit_:
-        sweep.parse_args(["digits", "--resume", "--max-failures", "2", *args])
-    assert exit_.value.code == 2 and "Ray restores the sweep's own" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="no MLflow parent run of sweep 'gone'"):
-        sweep.main(["digits", "--resume", *args])
+        sweep.main(args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_gpus_that_are_not_there_are_refused_on_a_local_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    args = ["digits", "--quick", "--gpus-per-trial", "1", *_sweep_args(tmp_path, "gpu")]
+    assert sweep.main(args) == 2
+    assert "--gpus-per-trial 1.0: this machine has no GPU" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_a_name_that_exists_needs_resume(tmp_path, capsys):
+    start_sweep(f"sqlite:///{tmp_path / 'mlflow.db'}", "digits", "taken", {})
+    assert sweep.main(["digits", "--quick", *_sweep_args(tmp_path, "taken")]) == 2
+    error = capsys.readouterr().err
+    assert "a sweep of that name exists" in error and "--resume" in error
+    (tmp_path / "ray_results" / "folder").mkdir(parents=True)
+    assert sweep.main(["digits", "--quick", *_sweep_args(tmp_path, "folder")]) == 2
+
+
+def test_default_names_are_unique_under_parallel_launches():
+    names = {sweep.parse_args(["digits"]).name for _ in range(50)}
+    assert len(names) == 50 and all(sweep.NAME.fullmatch(name) for name in names)
 
 
 def test_missing_mnist_is_one_clear_error_before_anything_starts(tmp_path, capsys):
@@ -206,7 +246,9 @@ def test_missing_mnist_is_one_clear_error_before_anything_starts(tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(tmp_path, capsys):
+def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
+    tmp_path, capsys, ray_session
+):
     root = make_mvtec(tmp_path / "mvtec", categories=("grid", "bottle"), size=32)
     args = _sweep_args(tmp_path, "mvtec") + ["--data-root", str(root)]
     args += ["--categories", "grid,bottle", "--set", "image_size=32", "--set", "epochs=2"]
@@ -248,8 +290,35 @@ def test_bad_mvtec_categories_fail_before_anything_starts(tmp_path, capsys, cate
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _sixteen_bit(path: Path) -> None:
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [(_truncate, "cannot read image"), (_empty, "cannot read image"), (_sixteen_bit, "mode")],
+)
+def test_a_broken_image_fails_the_data_check_naming_it(tmp_path, capsys, damage, message):
+    root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
+    broken = sorted((root / "grid" / "test").rglob("*.png"))[-1]
+    damage(broken)
+    args = _sweep_args(tmp_path, "broken") + ["--data-root", str(root), "--categories", "grid"]
+    assert sweep.main(["mvtec", "--quick", *args]) == 2
+    error = capsys.readouterr().err
+    assert str(broken) in error and message in error
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
 @pytest.mark.slow
-def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path):
+def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path, ray_session):
     root = make_ucsd(tmp_path / "ucsd", n_test=3, masked_clips=(1, 2))
     args = _sweep_args(tmp_path, "ucsd") + ["--data-root", str(root)]
     args += ["--set", "image_size=24", "--set", "epochs=2", "--set", "val_clips=1"]
@@ -266,29 +335,45 @@ def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys, monkeypatch):
-    args = _sweep_args(tmp_path, "crash")
-    monkeypatch.setenv(FAULTS_VARIABLE, '{"exit_epoch": 2, "when": {"seed": 1}}')  # one dies
-    faults = [*SEEDS, "--set", "epochs=4", "--scoring", 'target_layer=["encoder.2"]']
-    assert sweep.main(["digits", "--quick", *faults, *args]) == 1
+def test_a_failed_and_a_crashed_trial_are_marked_and_resume_into_their_runs(
+    tmp_path, capsys, monkeypatch, ray_session
+):
+    args = _sweep_args(tmp_path, "faults")
+    faults = '[{"nan_epoch": 1, "when": {"seed": 2}}, {"exit_epoch": 2, "when": {"seed": 1}}]'
+    monkeypatch.setenv(FAULTS_VARIABLE, faults)  # seed 2's loss turns NaN, seed 1's node dies
+    flags = ["--set", 'seed={"grid_search": [0, 1, 2]}', "--set", "epochs=4"]
+    flags += ["--scoring", 'target_layer=["encoder.2"]', "--scoring", 'quantity=["mu"]']
+    assert sweep.main(["digits", "--quick", *flags, *args]) == 1
     out = capsys.readouterr().out
-    assert "python -m orchestrator.sweep digits --resume --name crash" in out
+    assert "2 of 3 trials failed" in out
+    assert "python -m orchestrator.sweep digits --resume --name faults" in out
 
-    client, parent, before = _runs(tmp_path, "crash")
-    status = {c.data.tags["ray.trial_id"]: c.info.status for c in before}
-    assert sorted(status.values()) == ["FAILED", "FINISHED"]
-    crashed = next(c for c in before if c.info.status == "FAILED")
-    assert [m.step for m in client.get_metric_history(crashed.info.run_id, "val_loss")] == [0, 1]
-    finished = next(c for c in before if c.info.status == "FINISHED")
-    summary = tmp_path / "ray_results" / "crash" / "summary.csv"
+    client, parent, before = _runs(tmp_path, "faults")
+    by_seed = {child.data.params["seed"]: child for child in before}
+    assert {seed: run.info.status for seed, run in by_seed.items()} == {
+        "0": "FINISHED",
+        "1": "FAILED",
+        "2": "FAILED",
+    }
+    error = by_seed["2"].data.tags["vaecam.error"]
+    assert "epoch 1" in error and "nan" in error
+    for seed, steps in (("1", [0, 1]), ("2", [0])):
+        history = client.get_metric_history(by_seed[seed].info.run_id, "val_loss")
+        assert [m.step for m in history] == steps
+        assert not any(key.startswith("attention/") for key in by_seed[seed].data.metrics)
+    summary = tmp_path / "ray_results" / "faults" / "summary.csv"
+    with open(summary) as file:
+        rows = {row["seed"]: row for row in csv.DictReader(file)}
+    assert rows["2"]["status"] == "ERROR" and "nan" in rows["2"]["error"]
+    assert rows["0"]["status"] == "OK"
     columns = summary.read_text().splitlines()[0]
 
-    with pytest.raises(SystemExit, match="--set .* differs from the sweep's"):
-        sweep.main(["digits", "--resume", "--set", "epochs=9", *args])
+    assert sweep.main(["digits", "--resume", "--set", "epochs=9", *args]) == 2
+    assert "--set ['epochs=9'] differs from the sweep's" in capsys.readouterr().err
     # the printed command has no --quick nor --set: the sweep's own come from its parent run
     assert sweep.main(["digits", "--resume", *args]) == 0
     assert summary.read_text().splitlines()[0] == columns  # the same space: the seed grid
-    client, parent_after, after = _runs(tmp_path, "crash")
+    client, parent_after, after = _runs(tmp_path, "faults")
     assert parent_after.info.run_id == parent.info.run_id  # the sweep stays one parent run
     assert sorted(c.info.run_id for c in after) == sorted(c.info.run_id for c in before)
     for child in after:
@@ -298,37 +383,89 @@ def test_a_crashed_trial_resumes_into_its_one_mlflow_run(tmp_path, capsys, monke
         assert sorted(steps) == [0, 1, 2, 3]  # contiguous, nothing logged twice
     with open(summary) as file:
         assert all(row["status"] == "OK" and not row["error"] for row in csv.DictReader(file))
-    again = next(c for c in after if c.info.run_id == finished.info.run_id)
-    assert again.info.end_time == finished.info.end_time  # the finished trial did not rerun
+    again = next(c for c in after if c.info.run_id == by_seed["0"].info.run_id)
+    assert again.info.end_time == by_seed["0"].info.end_time  # the finished trial did not rerun
 
 
-def test_seed_table_gives_mean_and_std_per_configuration_beside_the_references():
-    table = pd.DataFrame(
+def test_seed_table_gives_mean_and_interval_per_configuration_beside_the_references():
+    scored = pd.DataFrame(  # the finished trials' score rows: dSprites has one per trial
         {
-            "status": ["OK", "OK", "OK", "ERROR"],
-            "model": ["factor_vae", "factor_vae", "ad_factor_vae", "ad_factor_vae"],
-            "seed": [0, 1, 0, 1],
-            "factor_vae_score": [0.6, 0.8, 0.9, math.nan],
-            "mig": [0.1, 0.3, 0.2, math.nan],
-            "recon_error": [30.0, 40.0, 35.0, math.nan],
+            "model": ["factor_vae", "factor_vae", "factor_vae", "ad_factor_vae"],
+            "seed": [0, 1, 2, 0],
+            "factor_vae_score": [0.6, 0.8, 0.7, 0.9],
+            "mig": [0.1, 0.3, 0.2, 0.2],
+            "recon_error": [30.0, 40.0, 35.0, 35.0],
         }
     )
     searched = ["model", "seed"]
-    seeds = summary.aggregate_over_seeds(table, dsprites, searched, {}).set_index("model")
-    assert seeds.loc["factor_vae", "n_seeds"] == 2
+    seeds = summary.aggregate(scored, dsprites, searched, ("seed",), {}).set_index("model")
+    assert seeds.loc["factor_vae", "n_seeds"] == 3
     assert seeds.loc["factor_vae", "factor_vae_score_mean"] == pytest.approx(0.7)
-    assert seeds.loc["factor_vae", "factor_vae_score_std"] == pytest.approx(0.1414213, rel=1e-5)
-    assert seeds.loc["ad_factor_vae", "n_seeds"] == 1  # the errored seed is left out
+    assert seeds.loc["factor_vae", "factor_vae_score_std"] == pytest.approx(0.1)
+    half = 4.302652729749464 * 0.1 / math.sqrt(3)  # t(0.975, 2 dof) * sd / sqrt(n)
+    assert seeds.loc["factor_vae", "factor_vae_score_ci_low"] == pytest.approx(0.7 - half)
+    assert seeds.loc["factor_vae", "factor_vae_score_ci_high"] == pytest.approx(0.7 + half)
+    assert seeds.loc["ad_factor_vae", "n_seeds"] == 1
     assert math.isnan(seeds.loc["ad_factor_vae", "mig_std"])
+    assert math.isnan(seeds.loc["ad_factor_vae", "mig_ci_low"])  # one seed: no interval
     assert seeds.loc["factor_vae", "reproduction"].startswith("0.805")
 
     # one model, fixed (--set model=ad_factor_vae): its references still come with its row
     fixed = {"model": "ad_factor_vae"}
-    one = summary.aggregate_over_seeds(
-        table[table.model == "ad_factor_vae"], dsprites, ["seed"], fixed
+    one = summary.aggregate(
+        scored[scored.model == "ad_factor_vae"], dsprites, ["seed"], ("seed",), fixed
     )
     assert len(one) == 1
     assert one.loc[0, "reproduction"] == dsprites.REFERENCE["ad_factor_vae"]["reproduction"]
+
+
+def test_scores_are_pooled_per_combination_over_seeds_and_inliers():
+    rows = []
+    for inlier, seed, method, value in [
+        (0, 0, "recon", 0.9),
+        (0, 1, "recon", 0.8),
+        (1, 0, "recon", 0.7),
+        (1, 1, "recon", 0.6),
+        (0, 0, "random", 0.5),
+        (0, 1, "random", 0.5),
+        (1, 0, "random", 0.5),
+        (1, 1, "random", 0.5),
+    ]:
+        combination = {"method": method, "target_layer": "", "normalisation": "none"}
+        rows.append({"inlier": inlier, "seed": seed, **combination, "image_auroc": value})
+    scored = pd.DataFrame(rows)
+    per_inlier = summary.aggregate(scored, mnist, ["inlier", "seed"], ("seed",), {})
+    assert len(per_inlier) == 4 and set(per_inlier.n_seeds) == {2}
+    pooled = summary.aggregate(scored, mnist, ["inlier", "seed"], ("seed", "inlier"), {})
+    pooled = pooled.set_index("method")
+    assert pooled.loc["recon", "n_seeds_and_inliers"] == 4
+    assert pooled.loc["recon", "image_auroc_mean"] == pytest.approx(0.75)
+    assert pooled.loc["random", "image_auroc_std"] == 0
+    text = summary.readable(pooled.reset_index(), ["image_auroc"], 0.3)
+    assert text.image_auroc_mean.tolist() == ["0.750 [0.545, 0.955]", "0.500 [0.500, 0.500] ~"]
+
+
+def test_readable_tables_mark_what_is_not_distinguishable_from_chance():
+    frame = pd.DataFrame(
+        {
+            "method": ["attention", "random"],
+            "image_auroc": [0.8, 0.52],
+            "image_auroc_ci_low": [0.7, 0.45],
+            "image_auroc_ci_high": [0.9, 0.6],
+            "image_auroc_n_pos": [90, 90],
+            "image_auroc_n_neg": [10, 10],
+            "average_precision": [0.95, 0.91],  # chance: the positive rate, 0.9
+            "average_precision_ci_low": [0.92, 0.88],
+            "average_precision_ci_high": [0.97, 0.93],
+            "average_precision_n_pos": [90, 90],
+            "average_precision_n_neg": [10, 10],
+        }
+    )
+    text = summary.readable(frame, ["image_auroc", "average_precision"], 0.3)
+    assert text.image_auroc.tolist() == ["0.800 [0.700, 0.900]", "0.520 [0.450, 0.600] ~"]
+    assert text.average_precision.tolist() == ["0.950 [0.920, 0.970]", "0.910 [0.880, 0.930] ~"]
+    assert text.image_auroc_n.tolist() == ["90+/10-", "90+/10-"]
+    assert summary.chance("aupro", 1, 1, 0.3) == pytest.approx(0.15)
 
 
 def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
@@ -344,15 +481,20 @@ def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
             "recon AUPRO (ours)": [0.1, 0.1, 0.3],
         }
     )
+    for label in mvtec.OURS:  # the trials' intervals
+        table[f"{label} low"], table[f"{label} high"] = table[label] - 0.1, table[label] + 0.1
     comparison = summary.compare_with_reference(table, mvtec).set_index("category")
     assert comparison.loc["grid", "trial_id"] == "a"
     assert comparison.loc["grid", "attention (ours)"] == 0.6
+    assert comparison.loc["grid", "attention (ours) low"] == pytest.approx(0.5)
     assert comparison.loc["grid", "paper"] == 0.73
     assert comparison.loc["mean (2 swept)", "attention (ours)"] == pytest.approx(0.65)
 
 
 @pytest.mark.slow
-def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(tmp_path, capsys):
+def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(
+    tmp_path, capsys, ray_session
+):
     tiny = {
         "model_options": '{"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16}',
         "latent_dim": "3",
@@ -369,17 +511,17 @@ def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(tmp_
     }
     overrides = [arg for key, value in tiny.items() for arg in ("--set", f"{key}={value}")]
     args = _sweep_args(tmp_path, "dsprites")
+    overrides += ["--set", "model=ad_factor_vae"]  # one model, two seeds: two trials
     assert sweep.main(["dsprites", "--quick", *overrides, *args]) == 0
-    assert "Mean and std over seeds" in capsys.readouterr().out
+    assert "Mean and 95% interval (t, over trials) across seeds" in capsys.readouterr().out
     client, parent, children = _runs(tmp_path, "dsprites", experiment="dsprites")
-    assert len(children) == 4  # FactorVAE and AD-FactorVAE, two seeds each
+    assert len(children) == 2  # AD-FactorVAE, two seeds
     assert {"seeds.csv", "seeds.md", "scatter.png"} <= _artifacts(client, parent.info.run_id)
     seeds = client.download_artifacts(parent.info.run_id, "seeds.csv", str(tmp_path))
     with open(seeds) as file:
-        rows = {row["model"]: row for row in csv.DictReader(file)}
-    assert set(rows) == {"factor_vae", "ad_factor_vae"}
-    assert all(row["n_seeds"] == "2" for row in rows.values())
-    assert rows["ad_factor_vae"]["reproduction"].startswith("0.854")
+        (row,) = csv.DictReader(file)
+    assert row["n_seeds"] == "2" and float(row["factor_vae_score_std"]) >= 0
+    assert row["reproduction"].startswith("0.854")  # the fixed model's published numbers
     for child in children:
         assert {"figures/traversals.png", "figures/attention_per_dim.png"} <= _artifacts(
             client, child.info.run_id
@@ -387,10 +529,13 @@ def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(tmp_
 
 
 @pytest.mark.slow
-def test_rescore_adds_a_changed_grid_to_the_same_runs_without_training(tmp_path, monkeypatch):
+def test_rescore_adds_a_changed_grid_to_the_same_runs_without_training(
+    tmp_path, monkeypatch, ray_session
+):
     args = _sweep_args(tmp_path, "again")
     small = ["--set", "epochs=3", "--scoring", 'target_layer=["encoder.2"]']
     small += ["--scoring", 'formulation=["per_dim"]', "--scoring", 'quantity=["mu"]']
+    small += ["--scoring", 'method=["attention", "recon"]']
     assert sweep.main(["digits", "--quick", *small, *args]) == 0
     client, parent, (child,) = _runs(tmp_path, "again")
     run_id = child.info.run_id

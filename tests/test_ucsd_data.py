@@ -24,6 +24,7 @@ from vaecam.data.ucsd import (
     load_ucsd,
     parse_gt_frames,
     read_gt_frames,
+    verify_ucsd,
 )
 
 N_TRAIN, N_TEST, FRAMES = 4, 3, 12
@@ -553,3 +554,14 @@ def test_frame_size_mismatch(damaged: Path) -> None:
         load_ucsd(damaged, 16)
     message = str(error.value)
     assert str(frame) in message and f"{W + 2}x{H}" in message and f"{W}x{H}" in message
+
+
+def test_verify_decodes_every_frame_and_mask_and_names_a_broken_one(tmp_path: Path) -> None:
+    root = make_ucsd(tmp_path / "ucsd", n_test=3, masked_clips=(1,))
+    seen: list[tuple[int, int]] = []
+    verify_ucsd(root, progress=lambda done, total, what: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] == len(seen)  # every file, counted
+    mask = sorted((root / "UCSDped1" / "Test" / "Test001_gt").glob("*.bmp"))[3]
+    mask.write_bytes(mask.read_bytes()[:40])  # truncated: the header alone passes a listing
+    with pytest.raises(DataFormatError, match=re.escape(str(mask))):
+        verify_ucsd(root)

@@ -392,12 +392,13 @@ def test_aupro_interval_on_a_coarse_grid_is_centred_on_the_exact_value():
 def test_interval_metrics_names_and_types():
     flat = interval_metrics("pixel_auroc", Interval(0.8, 0.75, 0.85, np.int64(10), 90))
     assert flat == {
+        "pixel_auroc": 0.8,
         "pixel_auroc_ci_low": 0.75,
         "pixel_auroc_ci_high": 0.85,
         "pixel_auroc_n_pos": 10,
         "pixel_auroc_n_neg": 90,
     }
-    assert [type(v) for v in flat.values()] == [float, float, int, int]
+    assert [type(v) for v in flat.values()] == [float, float, float, int, int]
 
 
 def test_distinguishable_from_chance_bounds():

@@ -1,7 +1,8 @@
 """VAE Grad-CAM: attention maps from the latent space (Liu et al., CVPR 2020; PAPER.md section 1).
 
 Given the activations ``A`` ``(B, C, h, w)`` of an encoder *target layer* and a differentiated
-quantity ``q`` ``(B, n)`` (``mu``, a sampled ``z``, or the paper's Eq. 4 normal difference),
+quantity ``q`` ``(B, n)`` (``mu``, a sampled ``z``, the paper's Eq. 4 read literally, or a
+comparison with the normal data's latent statistics),
 every latent dim ``i`` gets the gradient ``dq_i / dA`` and hence a map. The three readings of
 how gradients become maps are registry entries of :data:`FORMULATIONS`; what is differentiated
 is one of :data:`QUANTITIES`.
@@ -36,6 +37,7 @@ from vaecam.latent import LatentStats, latent_stats, reparameterise
 from vaecam.registry import Registry
 
 __all__ = [
+    "BATCH_DEPENDENT",
     "FORMULATIONS",
     "GAP_ONLY",
     "QUANTITIES",
@@ -118,8 +120,9 @@ def _z(mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generat
 def _require(stats: LatentStats | None, like: Tensor) -> LatentStats:
     if stats is None:
         raise ValueError(
-            "the normal-difference quantities (Eq. 4) need the normal data's latent statistics: "
-            "pass latent_stats=latent_stats(mu, logvar) computed from training data"
+            "the quantities that compare with normal data (normal_difference, kl_to_normal, "
+            "mahalanobis) need the normal data's latent statistics: pass "
+            "latent_stats=latent_stats(mu, logvar) computed from training data"
         )
     return stats.to(like)
 
@@ -127,7 +130,10 @@ def _require(stats: LatentStats | None, like: Tensor) -> LatentStats:
 def _normal_difference(
     mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator
 ) -> Tensor:
-    # Eq. 4: the normal-difference variable is N(mu_i - mu_x, sigma_i^2 + sigma_x^2); its mean.
+    # Eq. 4 read literally: the normal-difference variable N(mu_n - mu_x, sigma_n^2 +
+    # sigma_x^2), its mean. The statistics are constants, so its gradient is -d mu / dA: under
+    # abs (authors, per_channel) its maps equal mu's, under per_dim they are the ReLU of the
+    # negated map. The normal data do not change the map.
     return _require(stats, mu).mu - mu
 
 
@@ -139,6 +145,34 @@ def _normal_difference_z(
     return reparameterise(stats.mu - mu, torch.log(stats.var + logvar.exp()), generator)
 
 
+def _kl_to_normal(
+    mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator
+) -> Tensor:
+    # Our reading of "how far from normal" per latent dim: KL(N(mu_x, sigma_x^2) ||
+    # N(mu_n, sigma_n^2)) = 1/2 (log sigma_n^2 / sigma_x^2 + (sigma_x^2 + (mu_x - mu_n)^2) /
+    # sigma_n^2 - 1), differentiated through mu and logvar; the statistics change the map.
+    stats = _require(stats, mu)
+    return 0.5 * (
+        torch.log(stats.var) - logvar + (logvar.exp() + (mu - stats.mu) ** 2) / stats.var - 1
+    )
+
+
+def _mahalanobis(
+    mu: Tensor, logvar: Tensor, stats: LatentStats | None, generator: Generator
+) -> Tensor:
+    # Per latent dim, the squared standardised distance of mu from the normal data's mean,
+    # (mu_x - mu_n)^2 / sigma_n^2: its sum over dims is the squared (diagonal) Mahalanobis
+    # distance. Our reading too; the statistics change the map.
+    stats = _require(stats, mu)
+    return (mu - stats.mu) ** 2 / stats.var
+
+
+#: What is differentiated, ``(mu, logvar, normal stats, generator) -> q (B, n)``, one map per
+#: dim of ``q``. ``mu`` (the authors' code) and a sampled ``z`` (the reproduction's
+#: disentanglement code) ignore the normal data. ``normal_difference`` is the paper's Eq. 4 read
+#: literally (the mean ``mu_n - mu_x``, whose gradient is ``-d mu``: identical to ``mu`` under
+#: abs) and ``normal_difference_z`` a draw of it; ``kl_to_normal`` and ``mahalanobis`` are our
+#: readings in which the normal statistics matter (the paper is silent on how).
 QUANTITIES: Registry[Quantity] = Registry(
     "attention quantity",
     {
@@ -146,6 +180,8 @@ QUANTITIES: Registry[Quantity] = Registry(
         "z": _z,
         "normal_difference": _normal_difference,
         "normal_difference_z": _normal_difference_z,
+        "kl_to_normal": _kl_to_normal,
+        "mahalanobis": _mahalanobis,
     },
 )
 
@@ -222,9 +258,33 @@ def _per_channel(
     return _mean_of_dims((alpha[..., None, None] * A).abs().mean(-3), size, per_dim)
 
 
+def _per_channel_reproduction(
+    A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
+) -> AttentionMaps:
+    """The reproduction's per-dimension maps: each dim's gradient divided by its RMS over the
+    whole batch (``g_i / (sqrt(mean_{b,c,h,w} g_i^2) + 1e-5)``, as the authors' code but per
+    dim), ``alpha^i = GAP``, ``M^i = |upsample(sum_k alpha^i_k A^k)|``, ``M = mean_i M^i``.
+    The batch-wide RMS makes an image's map depend on its batch-mates."""
+    rms = torch.linalg.vector_norm(grads, dim=(1, 2, 3, 4)) / math.sqrt(math.prod(grads.shape[1:]))
+    alpha = _gap(grads) / (rms[:, None, None] + 1e-5)  # (n, B, C)
+    maps = _upsample(torch.einsum("nbc,bchw->nbhw", alpha, A), size).abs()
+    return AttentionMaps(maps if per_dim else None, maps.mean(0))
+
+
+#: Formulations whose map of an image depends on its batch-mates (a batch-wide RMS).
+BATCH_DEPENDENT = frozenset({"per_channel_reproduction"})
+
+#: How gradients become maps (PAPER.md section 1): the paper's ``per_dim``, the authors' code
+#: (``authors``), the reproduction's reading as described (``per_channel``: ``mean_k |alpha_k
+#: A^k|``) and as its code computes it (``per_channel_reproduction``).
 FORMULATIONS: Registry[Formulation] = Registry(
     "attention formulation",
-    {"per_dim": _per_dim, "authors": _authors, "per_channel": _per_channel},
+    {
+        "per_dim": _per_dim,
+        "authors": _authors,
+        "per_channel": _per_channel,
+        "per_channel_reproduction": _per_channel_reproduction,
+    },
 )
 
 #: Formulations that read the gradients only through their GAP (:func:`_gap`), so they

@@ -33,7 +33,7 @@ them for one method's maps, pixel metrics on the annotated frames only).
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -47,6 +47,7 @@ __all__ = [
     "frame_level",
     "one_vs_each",
     "pixel_auroc",
+    "pixel_criterion_scores",
     "pixel_level_criterion",
     "roc_points",
     "video_anomaly_metrics",
@@ -654,6 +655,15 @@ def _check_coverage(coverage: float) -> Fraction:
     return Fraction(repr(float(coverage)))
 
 
+class CriterionScores(NamedTuple):
+    """The pixel-level criterion as one score per frame (:func:`pixel_criterion_scores`)."""
+
+    scores: np.ndarray  # (K,) anomalous frames first (the k-th largest value in the mask)
+    is_anomalous: np.ndarray  # (K,) bool
+    n_excluded: int  # anomalous frames with an empty mask, left out
+    frames: np.ndarray  # (K,) the index of each score's frame in the input
+
+
 def _criterion_scores(
     maps: np.ndarray,
     masks: np.ndarray,
@@ -661,7 +671,7 @@ def _criterion_scores(
     frames: np.ndarray,
     frame_max: np.ndarray,
     coverage: Fraction,
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> CriterionScores:
     """One score per frame whose ROC curve is the pixel-level criterion's (FPR, TPR) curve.
 
     Args:
@@ -672,7 +682,8 @@ def _criterion_scores(
 
     Returns:
         ``scores`` (anomalous frames first, then normal ones), ``is_anomalous`` (bool, same
-        length) and the number of anomalous frames excluded for an empty mask.
+        length), the number of anomalous frames excluded for an empty mask, and each score's
+        frame (from ``frames``).
     """
     if frame_max.size and frame_max.dtype.kind == "f" and np.isnan(frame_max).any():
         raise ValueError("maps contain NaN")
@@ -701,7 +712,9 @@ def _criterion_scores(
     scores = np.concatenate((detect_at, normal_max))
     is_anomalous = np.zeros(scores.size, dtype=bool)
     is_anomalous[: kept.size] = True
-    return scores, is_anomalous, n_excluded
+    return CriterionScores(
+        scores, is_anomalous, n_excluded, np.concatenate((frames[kept], frames[~is_anom]))
+    )
 
 
 def _criterion_metrics(
@@ -766,12 +779,22 @@ def pixel_level_criterion(
             binary, a normal frame has mask pixels, there is no normal frame or no anomalous
             frame with a non-empty mask, NaN, or ``coverage`` not in ``(0, 1]``.
     """
+    return _criterion_metrics(*pixel_criterion_scores(maps, masks, frame_labels, coverage)[:3])
+
+
+def pixel_criterion_scores(
+    maps: Any, masks: Any, frame_labels: Any, coverage: float = 0.4
+) -> CriterionScores:
+    """The pixel-level criterion of :func:`pixel_level_criterion` as an ordinary ROC problem:
+    one score per frame (an anomalous frame's ``k``-th largest value inside its mask, a normal
+    frame's max) and its label, whose ROC curve is the criterion's. For intervals over them
+    (resampling frames, or the clips given by ``frames``). Arguments and errors as
+    :func:`pixel_level_criterion`."""
     fraction = _check_coverage(coverage)
     maps, masks = _check_maps_masks(maps, masks, "(F, H, W)")
     labels = _check_frame_labels(frame_labels, maps.shape[0], "frame_labels")
     frames = np.arange(maps.shape[0])
-    frame_max = maps.max(axis=(1, 2))
-    return _criterion_metrics(*_criterion_scores(maps, masks, labels, frames, frame_max, fraction))
+    return _criterion_scores(maps, masks, labels, frames, maps.max(axis=(1, 2)), fraction)
 
 
 def video_anomaly_metrics(
@@ -824,7 +847,9 @@ def video_anomaly_metrics(
     out = frame_level(frame_scores, labels)
     out.update(
         _criterion_metrics(
-            *_criterion_scores(maps, masks, labels, annotated, annotated_max, _check_coverage(0.4))
+            *_criterion_scores(maps, masks, labels, annotated, annotated_max, _check_coverage(0.4))[
+                :3
+            ]
         )
     )
     if annotated.size == n_frames:

@@ -40,7 +40,8 @@ from vaecam.training import batches, encode_all
 class NormalData(NamedTuple):
     """What scoring uses of the normal training images, computed once per trained model (and
     saved with its weights, so a finished model is scored again without its training data):
-    ``stats``, the latent statistics (Eq. 4), and ``mean_recon`` ``(C, H, W)``, the model's
+    ``stats``, the latent statistics (what the quantities that compare with normal data and the
+    latent distance use), and ``mean_recon`` ``(C, H, W)``, the model's
     reconstruction of the mean training image (the ``average_recon`` baseline)."""
 
     stats: LatentStats
@@ -86,25 +87,63 @@ class Pass(NamedTuple):
     logvar: Tensor
 
 
-#: A baseline's map of a batch, ``(Pass, NormalData on the batch's device, generator) ->
-#: (B, H, W)``; higher = more anomalous. ``generator`` is the method's own (CPU).
+#: A baseline's or a control's map of a batch, ``(Pass, NormalData on the batch's device,
+#: generator) -> (B, H, W)``; higher = more anomalous. ``generator`` is the method's own (CPU).
 Baseline = Callable[[Pass, NormalData, torch.Generator], Tensor]
+
+
+def _gradient_magnitude(x: Tensor) -> Tensor:
+    """``|grad x|`` per pixel ``(B, H, W)``, channels averaged: central differences inside,
+    one-sided at the border (``torch.gradient``)."""
+    dy, dx = torch.gradient(x, dim=(-2, -1))
+    return torch.sqrt(dx**2 + dy**2).mean(1)
+
+
+def _random(batch: Pass, normal: NormalData, generator: torch.Generator) -> Tensor:
+    # Uniform noise, drawn on the CPU: a map that knows nothing scores AUROC 0.5 up to chance.
+    shape = (batch.x.shape[0], *batch.x.shape[-2:])
+    return torch.rand(shape, generator=generator, dtype=batch.x.dtype).to(batch.x.device)
+
 
 BASELINES: Registry[Baseline] = Registry(
     "scoring method",
     {
-        # squared reconstruction error, averaged over channels (the usual VAE baseline)
+        # squared reconstruction error (L2), averaged over channels: the usual VAE baseline
         "recon": lambda batch, normal, generator: (batch.x - batch.recon).pow(2).mean(1),
+        # absolute reconstruction error (L1): the reproduction's baseline
+        "recon_l1": lambda batch, normal, generator: (batch.x - batch.recon).abs().mean(1),
         # the reproduction's "average reconstruction" baseline, which beat the paper's model on
         # UCSD Ped1: the squared difference from the reconstruction of the mean normal image
         "average_recon": lambda batch, normal, generator: (
             (batch.x - normal.mean_recon).pow(2).mean(1)
         ),
+        "average_recon_l1": lambda batch, normal, generator: (
+            (batch.x - normal.mean_recon).abs().mean(1)
+        ),
+        # controls: what a map that sees only the input's intensity, its edges, or nothing scores
+        "energy": lambda batch, normal, generator: batch.x.mean(1),
+        "gradient_energy": lambda batch, normal, generator: _gradient_magnitude(batch.x),
+        "random": _random,
     },
 )
 
-#: Every scoring method: the paper's attention maps and the :data:`BASELINES`.
-METHODS = ("attention", *BASELINES)
+
+def latent_distance(batch: Pass, normal: NormalData) -> Tensor:
+    """The (diagonal) Mahalanobis distance of each image's ``mu`` to the normal data's latent
+    Gaussian, ``sqrt(sum_i (mu_i - mu_n,i)^2 / sigma_n,i^2)`` ``(B,)``: an image-level control
+    that needs no map."""
+    return ((batch.mu - normal.stats.mu) ** 2 / normal.stats.var).sum(1).sqrt()
+
+
+#: Methods that score an image without a map, ``(Pass, NormalData) -> (B,)``: no
+#: normalisation or image score applies, so their rows have neither.
+IMAGE_METHODS: Registry[Callable[[Pass, NormalData], Tensor]] = Registry(
+    "image-level scoring method", {"latent_distance": latent_distance}
+)
+
+#: Every scoring method: the paper's attention maps, the baselines and controls with maps, and
+#: the image-level ones.
+METHODS = ("attention", *BASELINES, *IMAGE_METHODS)
 
 
 # --- after the maps: normalisation and image scores ------------------------------------------
@@ -169,8 +208,11 @@ class ScoringGrid:
         return (attention if "attention" in self.method else []) + baselines
 
     def __len__(self) -> int:
-        """The number of combinations scored (maps x normalisations x image scores)."""
-        return len(self.variants) * len(self.normalisation) * len(self.image_score)
+        """The number of combinations scored: maps x normalisations x image scores, and one
+        per image-level method."""
+        maps = [v for v in self.variants if v.method not in IMAGE_METHODS]
+        image = len(self.variants) - len(maps)
+        return len(maps) * len(self.normalisation) * len(self.image_score) + image
 
 
 #: The registry each grid key's names come from (``target_layer``: the model's modules).
@@ -243,8 +285,9 @@ def anomaly_maps(
     batch_size: int,
 ) -> dict[Variant, Tensor]:
     """Every map of ``grid.variants`` for ``images`` ``(N, C, H, W)``, each ``(N, H, W)`` on
-    the CPU, from one shared pass per batch of ``batch_size`` (see the module doc). The model
-    is put in eval mode; sampled quantities draw from :func:`generator_for`."""
+    the CPU (``(N,)`` scores for the :data:`IMAGE_METHODS`), from one shared pass per batch of
+    ``batch_size`` (see the module doc). The model is put in eval mode; sampled quantities and
+    the random control draw from :func:`generator_for`."""
     model.eval()
     device = next(model.parameters()).device
     normal = normal.to(device)
@@ -274,7 +317,9 @@ def anomaly_maps(
                 mu, logvar = model.encode(x)
             batch = Pass(x, torch.sigmoid(model.decode(mu)), mu, logvar)
             for method in grid.method:
-                if method != "attention":
+                if method in IMAGE_METHODS:
+                    parts[Variant(method)].append(IMAGE_METHODS[method](batch, normal).cpu())
+                elif method != "attention":
                     baseline = BASELINES[method](batch, normal, method_generators[method])
                     parts[Variant(method)].append(baseline.cpu())
     return {variant: torch.cat(chunks) for variant, chunks in parts.items()}
@@ -288,10 +333,11 @@ COLUMNS = ("method", "target_layer", "formulation", "quantity", "normalisation",
 
 @dataclass
 class ScoreTable:
-    """Scores of one trained model: one row per combination (:data:`COLUMNS`, a baseline's
-    layer, formulation and quantity None), then every metric. Map-level metrics (pixel AUROC)
-    do not depend on the image score and repeat across a combination's image-score rows;
-    ``image_level`` names the metrics that do."""
+    """Scores of one trained model: one row per combination (:data:`COLUMNS`: a baseline's
+    layer, formulation and quantity None, and an image-level method's normalisation and image
+    score too), then every metric. Map-level metrics (pixel AUROC) do not depend on the image
+    score and repeat across a combination's image-score rows; ``image_level`` names the
+    metrics that do."""
 
     rows: list[dict[str, Any]]
     image_level: frozenset[str]

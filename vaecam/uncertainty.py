@@ -65,6 +65,7 @@ which a resample is a handful of vector operations on its unit multiplicities ``
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -114,13 +115,14 @@ class Interval(NamedTuple):
 
 
 def interval_metrics(name: str, interval: Interval) -> dict[str, float | int]:
-    """The flat dict to log beside metric ``name``: its interval bounds and class sizes.
+    """The flat dict to log for metric ``name``: its value, interval bounds and class sizes.
 
     Returns:
-        ``{f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_n_pos": n_pos,
-        f"{name}_n_neg": n_neg}`` (the estimate itself is logged under ``name`` by the caller).
+        ``{name: estimate, f"{name}_ci_low": low, f"{name}_ci_high": high,
+        f"{name}_n_pos": n_pos, f"{name}_n_neg": n_neg}``.
     """
     return {
+        name: float(interval.estimate),
         f"{name}_ci_low": float(interval.low),
         f"{name}_ci_high": float(interval.high),
         f"{name}_n_pos": int(interval.n_pos),
@@ -208,6 +210,36 @@ def _multiplicities(draws: np.ndarray, n_units: int) -> np.ndarray:
         # scatters across the whole (c, G) block.
         row[:] = np.bincount(drawn, minlength=n_units)
     return out
+
+
+#: Multiplicity matrices of earlier draws, newest last, at most :data:`_DRAWN_BYTES` in all.
+_DRAWN: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_DRAWN_BYTES = 256 * 2**20
+
+
+def _drawn_multiplicities(
+    strata: list[np.ndarray], n_units: int, resamples: int, seed: int
+) -> np.ndarray:
+    """``(R, G)`` int32: how often each unit is drawn in each of the ``resamples`` stratified
+    resamples of :func:`_resample_units`.
+
+    The draws depend on the labels (the strata), never on the scores: every method and metric
+    scored on one test set is resampled alike (a fair comparison), and the draws are made once
+    and kept, which is most of a bootstrap's cost when a scoring grid asks for hundreds of
+    intervals on the same labels."""
+    key = (tuple(s.tobytes() for s in strata), n_units, resamples, seed)
+    if key in _DRAWN:
+        _DRAWN.move_to_end(key)
+        return _DRAWN[key]
+    chunk = max(1, _CHUNK_ELEMENTS // n_units)
+    drawn = np.concatenate(
+        [_multiplicities(d, n_units) for d in _resample_units(strata, resamples, seed, chunk)]
+    ).astype(np.int32)
+    drawn.flags.writeable = False
+    _DRAWN[key] = drawn
+    while sum(m.nbytes for m in _DRAWN.values()) > _DRAWN_BYTES and len(_DRAWN) > 1:
+        _DRAWN.popitem(last=False)
+    return drawn
 
 
 def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
@@ -347,8 +379,21 @@ def _sorted_samples(scores: np.ndarray, mask: np.ndarray, unit: np.ndarray) -> _
     return _SortedSamples(unit[order], mask[order], last)
 
 
-def _sample_replicates(
-    name: str | None,
+def _weighted_replicates(
+    name: str, scores: np.ndarray, mask: np.ndarray, unit: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """``(R,)`` bootstrap values of the metric ``name`` for the unit multiplicities ``weights``
+    ``(R, G)``: the sorted samples weighted by their unit's multiplicity, rows in chunks."""
+    table = _sorted_samples(scores, mask, unit)
+    chunk = max(1, _CHUNK_ELEMENTS // max(scores.size, weights.shape[1]))
+    values = [
+        _ROWS[name](*_class_counts(table, weights[lo : lo + chunk].astype(np.float64)))
+        for lo in range(0, weights.shape[0], chunk)
+    ]
+    return np.concatenate(values)
+
+
+def _called_replicates(
     metric: Callable[[Any, Any], float],
     scores: np.ndarray,
     mask: np.ndarray,
@@ -356,18 +401,9 @@ def _sample_replicates(
     n_units: int,
     draws: Iterator[np.ndarray],
 ) -> np.ndarray:
-    """``(R,)`` bootstrap values of the metric, one per row of the chunks of ``draws``.
-
-    The fast path (``name`` given) weights the sorted samples by their unit's multiplicity;
-    another callable is evaluated on each resample's concatenated units.
-    """
+    """``(R,)`` values of any ``metric`` called on each resample's concatenated units, one per
+    row of the chunks of ``draws``."""
     values = []
-    if name is not None:
-        table = _sorted_samples(scores, mask, unit)
-        for chunk in draws:
-            p, q = _class_counts(table, _multiplicities(chunk, n_units).astype(np.float64))
-            values.append(_ROWS[name](p, q))
-        return np.concatenate(values)
     by_unit = np.argsort(unit, kind="stable")  # each unit's samples, contiguous
     sizes = np.bincount(unit, minlength=n_units)
     first = np.cumsum(sizes) - sizes
@@ -446,9 +482,14 @@ def bootstrap_interval(
     unit, n_units = _unit_ids(groups, scores.size, "sample")
     has_pos = np.bincount(unit, weights=mask, minlength=n_units) > 0
     has_neg = np.bincount(unit, weights=~mask, minlength=n_units) > 0
-    chunk = max(1, _CHUNK_ELEMENTS // max(scores.size, n_units))
-    draws = _resample_units(_strata(has_pos, has_neg), resamples, seed, chunk)
-    values = _sample_replicates(name, fn, scores, mask, unit, n_units, draws)
+    strata = _strata(has_pos, has_neg)
+    if name is not None:
+        weights = _drawn_multiplicities(strata, n_units, resamples, seed)
+        values = _weighted_replicates(name, scores, mask, unit, weights)
+    else:
+        chunk = max(1, _CHUNK_ELEMENTS // max(scores.size, n_units))
+        draws = _resample_units(strata, resamples, seed, chunk)
+        values = _called_replicates(fn, scores, mask, unit, n_units, draws)
     return Interval(estimate, *_percentile_interval(values, level), n_pos, n_neg)
 
 
@@ -600,8 +641,8 @@ def pixel_auroc_interval(
     # Python ints: the very division metrics.pixel_auroc makes.
     estimate = int(pairs.k.sum(dtype=np.int64)) / (2 * n_pos * n_neg)
     strata = _strata(pairs.n_pos > 0, pairs.n_neg > 0)
-    draws = np.concatenate(list(_resample_units(strata, resamples, seed, resamples)))
-    values = _pixel_auroc_rows(pairs, _multiplicities(draws, n_units))
+    weights = _drawn_multiplicities(strata, n_units, resamples, seed).astype(np.int64)
+    values = _pixel_auroc_rows(pairs, weights)
     return Interval(estimate, *_percentile_interval(values, level), n_pos, n_neg)
 
 
@@ -747,7 +788,7 @@ def _aupro_rows(grid: _ProGrid, weights: np.ndarray, max_fpr: float) -> np.ndarr
         x = np.concatenate((zeros, fpr, ones), axis=1)
         y = np.concatenate((zeros, pro, ones), axis=1)
         out[lo : lo + step] = _trapezoid_rows(x, y, max_fpr) / max_fpr
-    return out
+    return np.clip(out, 0.0, 1.0)  # a perfect curve's area rounds to 1 + 1e-16 otherwise
 
 
 def aupro_interval(
@@ -801,6 +842,5 @@ def aupro_interval(
     grid = _pro_grid(flat_maps, flat_masks, maps.shape, unit, n_units, thresholds, max_fpr)
     n_pos = int(np.count_nonzero(flat_masks))
     strata = _strata(grid.n_regions > 0, grid.n_normal > 0)
-    draws = np.concatenate(list(_resample_units(strata, resamples, seed, resamples)))
-    values = _aupro_rows(grid, _multiplicities(draws, n_units), max_fpr)
+    values = _aupro_rows(grid, _drawn_multiplicities(strata, n_units, resamples, seed), max_fpr)
     return Interval(estimate, *_percentile_interval(values, level), n_pos, flat_masks.size - n_pos)

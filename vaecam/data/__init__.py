@@ -9,8 +9,12 @@ Loaders read the real on-disk layouts (torchvision's ``<root>/MNIST/raw``) and f
 
 from __future__ import annotations
 
+import fcntl
 import gzip
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +27,7 @@ __all__ = [
     "DataNotFoundError",
     "LabelledImages",
     "MNIST_FILES",
+    "file_lock",
     "OneClassSplit",
     "load_digits",
     "load_mnist",
@@ -108,7 +113,8 @@ def _gunzip_missing(raw: Path) -> None:
     for name in MNIST_FILES:
         target, archive = raw / name, raw / f"{name}.gz"
         if not target.is_file() and archive.is_file():
-            partial = target.with_name(f"{name}.partial")  # never leave a truncated target
+            # never leave a truncated target; a name of its own: trials may start together
+            partial = target.with_name(f"{name}.{os.getpid()}.partial")
             try:
                 with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
                     shutil.copyfileobj(source, sink)
@@ -119,6 +125,22 @@ def _gunzip_missing(raw: Path) -> None:
                     f"MNIST: found {archive} but could not decompress it to {target} ({error}); "
                     f"decompress it yourself, e.g. gunzip -k {archive}"
                 ) from None
+
+
+@contextmanager
+def file_lock(path: Path | None) -> Iterator[None]:
+    """Exclusive between processes on this machine while the block runs, through an advisory
+    lock on the file ``path`` (created, with its folder); no lock for None."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _one_line(error: BaseException) -> str:
@@ -164,8 +186,11 @@ def load_mnist(root: Path, image_size: int = MNIST_SIZE, download: bool = False)
     if raw.is_dir():
         _gunzip_missing(raw)
     try:
-        # The train set's download fetches all four files, so the test set never downloads.
-        train = MNIST(str(root), train=True, download=download)
+        # The train set's download fetches all four files, so the test set never downloads;
+        # one process at a time (trials on a fresh node start together, and torchvision writes
+        # each file under its final name).
+        with file_lock(root / "MNIST" / ".download.lock" if download else None):
+            train = MNIST(str(root), train=True, download=download)
         test = MNIST(str(root), train=False, download=False)
     except (RuntimeError, OSError) as error:
         # torchvision raises RuntimeError both for "not found" and for a failed download

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
 
 from vaecam.data import DataFormatError, DataNotFoundError
+
+#: Told as a data check goes: ``(files done, files in all, what is being checked)``.
+Progress = Callable[[int, int, str], None]
 
 
 @contextmanager

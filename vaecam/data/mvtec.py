@@ -34,7 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
-from vaecam.data.images import reading_image, require_eight_bit
+from vaecam.data.images import Progress, reading_image, require_eight_bit
 
 __all__ = [
     "CATEGORIES",
@@ -163,20 +163,31 @@ def read_mask(path: Path, image_size: int) -> Tensor:
     return _to_mask_tensor(_resized(mask, image_size, Image.Resampling.NEAREST))
 
 
+def _open_pair(image_path: Path, mask_path: Path | None) -> tuple[Image.Image, Image.Image | None]:
+    """A test image and its mask (None for test/good), decoded and checked: the mask must have
+    its image's size."""
+    image = _open(image_path, "image")
+    if mask_path is None:
+        return image, None
+    mask = _open(mask_path, "mask")
+    if mask.size != image.size:
+        raise DataFormatError(
+            f"MVTec AD: mask {mask_path} is {_size(mask)} but its image {image_path} "
+            f"is {_size(image)}; a mask must have its image's size, pixel for pixel"
+        )
+    return image, mask
+
+
 def _read_pair(image_path: Path, mask_path: Path | None, image_size: int) -> tuple[Tensor, Tensor]:
     """A test image (3, S, S) and its mask (S, S) bool, resized together; ``mask_path`` None
-    (test/good) gives an all-False mask. Checks that the mask matches the image's size."""
-    image = _image_pixels(_open(image_path, "image"))
-    if mask_path is None:
+    (test/good) gives an all-False mask."""
+    image, mask_image = _open_pair(image_path, mask_path)
+    if mask_image is None:
         mask = torch.zeros(image_size, image_size, dtype=torch.bool)
     else:
-        mask_image = _open(mask_path, "mask").convert("L")
-        if mask_image.size != image.size:
-            raise DataFormatError(
-                f"MVTec AD: mask {mask_path} is {_size(mask_image)} but its image {image_path} "
-                f"is {_size(image)}; a mask must have its image's size, pixel for pixel"
-            )
+        mask_image = mask_image.convert("L")
         mask = _to_mask_tensor(_resized(mask_image, image_size, Image.Resampling.NEAREST))
+    image = _image_pixels(image)
     return _to_image_tensor(_resized(image, image_size, Image.Resampling.BILINEAR)), mask
 
 
@@ -252,6 +263,23 @@ def check_category(
     if not train_dir.is_dir():
         raise _not_found(train_dir, "training folder")
     return _pngs(train_dir), _test_items(category_dir)
+
+
+def verify_category(
+    root: Path, category: str, progress: Progress | None = None, *, workers: int | None = None
+) -> None:
+    """:func:`check_category`, then decode every image and mask of the category once, in
+    parallel, with the loader's checks (8-bit, masks the size of their images), keeping no
+    pixels: a truncated, empty, corrupt or 16-bit file is one error naming it before any trial
+    starts. ``progress(done, total, what)`` is told as files are done."""
+    train_paths, items = check_category(root, category)
+    pairs = [(path, None) for path in train_paths] + [(image, mask) for _, image, mask in items]
+    what = f"MVTec AD {category}"
+    # ``map`` cancels the queued tasks once a result raises, so a corrupt file fails at once.
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for done, _ in enumerate(pool.map(lambda pair: _open_pair(*pair), pairs), start=1):
+            if progress is not None:
+                progress(done, len(pairs), what)
 
 
 def load_mvtec(

@@ -49,7 +49,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataFormatError, DataNotFoundError, _check_image_size
-from vaecam.data.images import reading_image, require_eight_bit
+from vaecam.data.images import Progress, reading_image, require_eight_bit
 
 __all__ = [
     "SCENES",
@@ -466,6 +466,33 @@ def _read_test_frame(
             f"{_size(expected)}; a mask must have its frame's size, pixel for pixel"
         )
     return frame, mask > MASK_THRESHOLD
+
+
+def verify_ucsd(
+    root: Path,
+    scene: str = "UCSDped1",
+    progress: Progress | None = None,
+    *,
+    workers: int | None = None,
+) -> None:
+    """:func:`check_ucsd`, then decode every frame and mask once, in parallel, with the loader's
+    checks (8-bit, the scene's size, masks the size of their frames), keeping no pixels: a
+    truncated, empty, corrupt or 16-bit file is one error naming it before any trial starts.
+    ``progress(done, total, what)`` is told as files are done."""
+    train_clips, test_clips = check_ucsd(root, scene)
+    expected = _size_on_disk(train_clips[0].frames[0])
+    items = [(frame, None) for clip in train_clips for frame in clip.frames]
+    items += [
+        (frame, None if clip.masks is None else clip.masks[index])
+        for clip in test_clips
+        for index, frame in enumerate(clip.frames)
+    ]
+    # ``map`` cancels the queued tasks once a result raises, so a corrupt file fails at once.
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        checked = pool.map(lambda item: _read_test_frame(*item, expected, expected), items)
+        for done, _ in enumerate(checked, start=1):
+            if progress is not None:
+                progress(done, len(items), f"UCSD {scene}")
 
 
 def _size_on_disk(path: Path) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from vaecam.data.images import Progress
 from vaecam.data.mvtec import Augment
 from vaecam.experiments.common import (
     AnomalyData,
@@ -86,10 +87,11 @@ def check(config: Mapping[str, Any]) -> AnomalySettings:
     return check_settings(settings_class(config), config)
 
 
-def prepare(config: Mapping[str, Any]) -> None:
-    """Check the data ``config`` reads (fetching it where allowed) before any trial starts."""
+def prepare(config: Mapping[str, Any], progress: Progress | None = None) -> None:
+    """Check the data ``config`` reads, every file decoded once (fetching it where allowed),
+    before any trial starts; ``progress(done, total, what)`` is told as files are done."""
     settings = check(config)
-    DATASETS[settings.dataset].check(settings)
+    DATASETS[settings.dataset].check(settings, progress)
 
 
 def check_scoring(config: Mapping[str, Any], grid: Mapping[str, Any]) -> ScoringGrid:
@@ -182,6 +184,12 @@ def score(
     image_level: set[str] = set()
     shown: dict[Variant, Tensor] = {}  # the maps the figures show: the first normalisation's
     for variant, maps in test.items():
+        if maps.dim() == 1:  # an image-level method: scores, no map
+            shown[variant] = maps
+            image = benchmark.image_metrics(maps, data, settings)
+            image_level |= set(image)
+            rows.append(variant._asdict() | {"normalisation": None, "image_score": None} | image)
+            continue
         for normalisation in checked.normalisation:
             normalised = NORMALISATIONS[normalisation](maps, val.get(variant))
             shown.setdefault(variant, normalised)
@@ -231,16 +239,18 @@ def _slug(text: str) -> str:
 def log_figures(
     trained: Trained,
     grid: ScoringGrid,
-    maps: Mapping[Variant, Tensor],
+    shown: Mapping[Variant, Tensor],
     table: ScoreTable,
     reporter: Reporter,
 ) -> None:
     """``overlays/<group>.png``: input, ground truth (where there are masks), reconstruction
-    and every map of the grid for a few test images of each group; ``figures/roc.png``: each
-    map's ROC curve, pixel-level where there are masks, else from the first image score."""
+    and every map of ``shown`` (the grid's first normalisation) for a few test images of each
+    group; ``figures/roc.png``: each map's ROC curve, pixel-level where there are masks, else
+    image-level from the first image score (and the image-level methods' scores)."""
     settings, model, data, _ = trained
     device = next(model.parameters()).device
     normalisation, image_score = grid.normalisation[0], grid.image_score[0]
+    maps = {variant: values for variant, values in shown.items() if values.dim() == 3}
     with tempfile.TemporaryDirectory() as tmp:
         for group, rows in figure_rows(data, settings.figure_examples).items():
             with torch.no_grad():
@@ -256,24 +266,29 @@ def log_figures(
             )
             reporter.log_artifact(path, "overlays")
 
-        curves = {}
-        for variant, variant_maps in maps.items():
-            row = next(
-                r
-                for r in table.rows
-                if all(r[k] == v for k, v in variant._asdict().items())
-                and (r["normalisation"], r["image_score"]) == (normalisation, image_score)
-            )
-            if data.masks is not None:
-                annotated = data.has_mask if data.has_mask is not None else slice(None)
-                points = roc_points(variant_maps[annotated], data.masks[annotated])
-                area, kind = row["pixel_auroc"], "pixel"
-            elif "image_auroc" in row:
-                points = roc_points(IMAGE_SCORES[image_score](variant_maps), data.anomalous)
-                area, kind = row["image_auroc"], f"image ({image_score})"
-            else:
-                continue
-            curves[label(variant).replace("\n", " ")] = (*points, area)
-        if curves:
+        if data.masks is not None:  # pixel-level curves of the maps
+            annotated = data.has_mask if data.has_mask is not None else slice(None)
+            metric, kind = "pixel_auroc", "pixel"
+            curves = {v: roc_points(m[annotated], data.masks[annotated]) for v, m in maps.items()}
+        else:  # image-level curves of every method
+            metric, kind = "image_auroc", f"image ({image_score})"
+            scores = {
+                v: s if s.dim() == 1 else IMAGE_SCORES[image_score](s) for v, s in shown.items()
+            }
+            curves = {v: roc_points(s, data.anomalous) for v, s in scores.items()}
+        areas = {}
+        for row in table.rows:
+            variant = Variant(*(row[key] for key in Variant._fields))
+            if row["normalisation"] in (normalisation, None) and row["image_score"] in (
+                image_score,
+                None,
+            ):
+                areas[variant] = row.get(metric)
+        named = {
+            label(v).replace("\n", " "): (*points, areas[v])
+            for v, points in curves.items()
+            if areas.get(v) is not None
+        }
+        if named:
             title = f"{settings.dataset}: {kind} ROC ({normalisation})"
-            reporter.log_artifact(roc_figure(curves, Path(tmp) / "roc.png", title), "figures")
+            reporter.log_artifact(roc_figure(named, Path(tmp) / "roc.png", title), "figures")

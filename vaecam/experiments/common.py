@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from vaecam.data.images import Progress
 from vaecam.models import MODELS, VAE
 from vaecam.scoring import NormalData
 from vaecam.settings import SettingsError, setting
@@ -192,7 +193,8 @@ class AnomalyData(NamedTuple):
     images whose masks are ground truth (UCSD clips without masks are never scored as
     all-normal); ``groups`` names what each test image is (a digit, a defect type, anomalous or
     normal frame) for figures, and ``titles`` labels it; ``classes`` holds class labels where
-    metrics need them (the MNIST digit).
+    metrics need them (the MNIST digit); ``units`` the bootstrap's resampling unit of each test
+    image where images are not independent (a video's clip).
     """
 
     train: Tensor  # (N, C, H, W)
@@ -204,6 +206,7 @@ class AnomalyData(NamedTuple):
     masks: Tensor | None = None  # (M, H, W) bool
     has_mask: Tensor | None = None  # (M,) bool; None: every test image's mask is ground truth
     classes: Tensor | None = None  # (M,) int64
+    units: Tensor | None = None  # (M,) int64; None: each image its own unit
 
 
 Metrics = Callable[[Tensor, AnomalyData, Any], dict[str, float]]
@@ -212,13 +215,14 @@ Metrics = Callable[[Tensor, AnomalyData, Any], dict[str, float]]
 class Benchmark(NamedTuple):
     """A dataset and its evaluation protocol, plugged into the anomaly skeleton
     (:mod:`vaecam.experiments.anomaly`): its ``settings`` (an :class:`AnomalySettings`
-    subclass with its defaults), ``check(settings)`` (its files, before any trial starts),
+    subclass with its defaults), ``check(settings, progress)`` (every file decoded once, before
+    any trial starts),
     ``load(settings) -> AnomalyData``, and its metrics: ``map_metrics(maps (M, H, W), data,
     settings)`` for pixel-level ground truth (None without masks) and ``image_metrics(scores
     (M,), data, settings)`` from one score per image."""
 
     settings: type[AnomalySettings]
-    check: Callable[[Any], None]
+    check: Callable[[Any, Progress | None], None]
     load: Callable[[Any], AnomalyData]
     image_metrics: Metrics
     map_metrics: Metrics | None = None

@@ -22,10 +22,12 @@ from torch import Tensor
 
 from vaecam.attention import FORMULATIONS, attention_maps
 from vaecam.data.dsprites import GROUND_TRUTH, GroundTruthData
+from vaecam.data.images import Progress
 from vaecam.disentanglement import factor_vae_score, mig
 from vaecam.experiments.common import Reporter, build_model, fit, log_model
 from vaecam.figures import image_grid
 from vaecam.models import VAE
+from vaecam.models.disentangle import AD_REDUCTIONS
 from vaecam.scoring import ScoreTable
 from vaecam.settings import SettingsError, check_settings, data_keys, setting
 from vaecam.settings import defaults as settings_defaults
@@ -54,6 +56,7 @@ class DisentanglementSettings:
     formulation: str = setting("per_dim", choices=FORMULATIONS)
     quantity: str = setting("z", choices=("z", "mu"))  # the reproduction differentiated a z
     ad_pairs: str | int = "random"  # latent pairs in the AD loss: random (one per step) | k | all
+    ad_reduction: str = setting("per_image", choices=AD_REDUCTIONS)  # or the reproduction's
     lr: float = setting(1e-4, gt=0)
     batch_size: int = setting(64, ge=2)
     iterations: int = setting(300_000, ge=1)
@@ -92,8 +95,9 @@ def check(config: Mapping[str, Any]) -> DisentanglementSettings:
     return check_settings(DisentanglementSettings, config)
 
 
-def prepare(config: Mapping[str, Any]) -> None:
-    """Fail before any trial starts if the dataset is missing (e.g. the real .npz)."""
+def prepare(config: Mapping[str, Any], progress: Progress | None = None) -> None:
+    """Fail before any trial starts if the dataset is missing or unreadable (the real .npz is
+    read whole)."""
     load(check(config))
 
 

@@ -17,10 +17,16 @@ import torch
 from torch import Tensor
 
 from vaecam.data import hold_out
-from vaecam.data.mvtec import CATEGORIES, GOOD, check_category, load_mvtec
+from vaecam.data.images import Progress
+from vaecam.data.mvtec import CATEGORIES, GOOD, load_mvtec, verify_category
 from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
-from vaecam.metrics import aupro, auroc, pixel_auroc
 from vaecam.settings import setting
+from vaecam.uncertainty import (
+    aupro_interval,
+    bootstrap_interval,
+    interval_metrics,
+    pixel_auroc_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,10 @@ class MVTecSettings(AnomalySettings):
     figure_examples: int = setting(2, ge=0)
 
 
-def check(settings: MVTecSettings) -> None:
-    """The category's folders and a mask for every defective test image, before any trial."""
-    check_category(Path(settings.data_root), settings.category)
+def check(settings: MVTecSettings, progress: Progress | None = None) -> None:
+    """The category's folders, a mask for every defective test image, and every file decoded
+    once, before any trial starts."""
+    verify_category(Path(settings.data_root), settings.category, progress)
 
 
 def load(settings: MVTecSettings) -> AnomalyData:
@@ -59,18 +66,20 @@ def load(settings: MVTecSettings) -> AnomalyData:
 
 
 def map_metrics(maps: Tensor, data: AnomalyData, settings: MVTecSettings) -> dict[str, float]:
-    """``pixel_auroc`` (all test pixels pooled) and ``aupro`` (up to ``max_fpr``)."""
-    return {
-        "pixel_auroc": pixel_auroc(maps, data.masks),
-        "aupro": aupro(maps, data.masks, settings.max_fpr),
-    }
+    """``pixel_auroc`` (all test pixels pooled) and ``aupro`` (up to ``max_fpr``), each with
+    its 95% bootstrap interval over test images (the image is the resampling unit: its pixels
+    are not independent) and its pixel counts."""
+    return interval_metrics("pixel_auroc", pixel_auroc_interval(maps, data.masks)) | (
+        interval_metrics("aupro", aupro_interval(maps, data.masks, max_fpr=settings.max_fpr))
+    )
 
 
 def image_metrics(scores: Tensor, data: AnomalyData, settings: MVTecSettings) -> dict[str, float]:
-    """``image_auroc``, defective vs good test images (when both are there)."""
+    """``image_auroc``, defective vs good test images (when both are there), with its 95%
+    bootstrap interval and image counts."""
     if data.anomalous.all() or not data.anomalous.any():
         return {}
-    return {"image_auroc": auroc(scores, data.anomalous)}
+    return interval_metrics("image_auroc", bootstrap_interval("auroc", scores, data.anomalous))
 
 
 MVTEC = Benchmark(MVTecSettings, check, load, image_metrics, map_metrics)

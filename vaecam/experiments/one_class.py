@@ -3,7 +3,8 @@ experiment, plugged into the anomaly skeleton (:mod:`vaecam.experiments.anomaly`
 
 Train on one digit (the inlier), validate on held-out images of it, test on all ten: the inlier
 is normal, every other digit anomalous. Metrics are image-level (there are no pixel masks):
-AUROC and average precision against all other digits, and AUROC against each digit alone.
+AUROC and average precision against all other digits, and AUROC against each digit alone, each
+with a 95% stratified bootstrap interval.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import torch
 from torch import Tensor
 
 from vaecam.data import LabelledImages, load_digits, load_mnist, one_class_split, subsample
+from vaecam.data.images import Progress
 from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
-from vaecam.metrics import anomaly_metrics
 from vaecam.settings import setting
+from vaecam.uncertainty import bootstrap_interval, interval_metrics
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class DigitsSettings(OneClassSettings):
 Loader = Callable[[Path, int, bool], LabelledImages]
 
 
-def check(loader: Loader, settings: OneClassSettings) -> None:
-    """Read (or download) the dataset: a missing one fails before any trial starts."""
+def check(loader: Loader, settings: OneClassSettings, progress: Progress | None = None) -> None:
+    """Read (or download) the dataset, every image decoded: a missing or broken one fails
+    before any trial starts."""
     loader(Path(settings.data_root), settings.image_size, settings.download)
 
 
@@ -78,9 +81,18 @@ def image_metrics(
     scores: Tensor, data: AnomalyData, settings: OneClassSettings
 ) -> dict[str, float]:
     """``image_auroc`` and ``average_precision`` (inlier vs all other digits) and
-    ``image_auroc_vs_<d>`` for each other digit ``d``."""
+    ``image_auroc_vs_<d>`` for each other digit ``d`` (inlier vs that digit alone), each with
+    its 95% bootstrap interval and class sizes (:func:`~vaecam.uncertainty.interval_metrics`)."""
     assert data.classes is not None
-    return anomaly_metrics(scores.numpy(), data.classes.numpy(), settings.inlier)
+    out = interval_metrics("image_auroc", bootstrap_interval("auroc", scores, data.anomalous))
+    interval = bootstrap_interval("average_precision", scores, data.anomalous)
+    out |= interval_metrics("average_precision", interval)
+    inliers = data.classes == settings.inlier
+    for digit in data.classes[~inliers].unique().tolist():
+        pair = inliers | (data.classes == digit)
+        interval = bootstrap_interval("auroc", scores[pair], data.anomalous[pair])
+        out |= interval_metrics(f"image_auroc_vs_{digit}", interval)
+    return out
 
 
 MNIST = Benchmark(

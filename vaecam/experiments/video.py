@@ -18,10 +18,12 @@ from typing import Any
 
 from torch import Tensor
 
-from vaecam.data.ucsd import SCENES, check_ucsd, load_ucsd
+from vaecam.data.images import Progress
+from vaecam.data.ucsd import SCENES, load_ucsd, verify_ucsd
 from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
-from vaecam.metrics import frame_level, pixel_auroc, pixel_level_criterion
+from vaecam.metrics import pixel_criterion_scores
 from vaecam.settings import setting
+from vaecam.uncertainty import bootstrap_interval, interval_metrics, pixel_auroc_interval
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,10 @@ class UCSDSettings(AnomalySettings):
     figure_examples: int = setting(3, ge=0)
 
 
-def check(settings: UCSDSettings) -> None:
-    """The layout, every frame and mask and the frame labels, before any trial starts."""
-    check_ucsd(Path(settings.data_root), settings.scene)
+def check(settings: UCSDSettings, progress: Progress | None = None) -> None:
+    """The layout, the frame labels, and every frame and mask decoded once, before any trial
+    starts."""
+    verify_ucsd(Path(settings.data_root), settings.scene, progress)
 
 
 def load(settings: UCSDSettings) -> AnomalyData:
@@ -64,23 +67,40 @@ def load(settings: UCSDSettings) -> AnomalyData:
         ],
         masks=data.test_masks,
         has_mask=data.has_mask,
+        units=data.test_clip,  # a clip's frames are correlated: the clip is the unit
     )
 
 
 def map_metrics(maps: Tensor, data: AnomalyData, settings: UCSDSettings) -> dict[str, float]:
     """Over the frames of the clips with pixel masks: ``pixel_auroc`` (pooled pixels) and the
     pixel-level criterion's ``pixel_criterion_auroc``, ``pixel_criterion_eer`` and
-    ``pixel_criterion_excluded`` (anomalous frames with an empty mask)."""
+    ``pixel_criterion_excluded`` (anomalous frames with an empty mask). Each AUROC and EER has
+    its 95% bootstrap interval over clips (a clip's frames are not independent) and counts."""
     annotated = data.has_mask
-    masks, labels = data.masks[annotated], data.anomalous[annotated]
-    return {"pixel_auroc": pixel_auroc(maps[annotated], masks)} | pixel_level_criterion(
-        maps[annotated], masks, labels
-    )
+    masks, clips = data.masks[annotated], data.units[annotated]
+    out = interval_metrics("pixel_auroc", pixel_auroc_interval(maps[annotated], masks, clips))
+    criterion = pixel_criterion_scores(maps[annotated], masks, data.anomalous[annotated])
+    for name, metric in (
+        ("pixel_criterion_auroc", "auroc"),
+        ("pixel_criterion_eer", "equal_error_rate"),
+    ):
+        interval = bootstrap_interval(
+            metric, criterion.scores, criterion.is_anomalous, groups=clips[criterion.frames]
+        )
+        out |= interval_metrics(name, interval)
+    return out | {"pixel_criterion_excluded": criterion.n_excluded}
 
 
 def image_metrics(scores: Tensor, data: AnomalyData, settings: UCSDSettings) -> dict[str, float]:
-    """``frame_auroc`` and ``frame_eer`` over every test frame."""
-    return frame_level(scores, data.anomalous)
+    """``frame_auroc`` and ``frame_eer`` over every test frame, each with its 95% bootstrap
+    interval over clips and frame counts."""
+    return {
+        name: value
+        for name, metric in (("frame_auroc", "auroc"), ("frame_eer", "equal_error_rate"))
+        for name, value in interval_metrics(
+            name, bootstrap_interval(metric, scores, data.anomalous, groups=data.units)
+        ).items()
+    }
 
 
 UCSD = Benchmark(UCSDSettings, check, load, image_metrics, map_metrics)

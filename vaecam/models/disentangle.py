@@ -44,19 +44,38 @@ DSPRITES_MODEL: dict[str, Any] = {
 # --- the attention-disentanglement loss (PAPER.md section 2) -------------------------------
 
 
-def ad_loss(maps_i: Tensor, maps_j: Tensor, eps: float = 1e-8) -> Tensor:
-    """The attention-disentanglement loss of two non-negative maps, per image, averaged::
+#: How :func:`ad_loss` reduces over a batch: ``per_image`` (ours, the mean of per-image
+#: overlaps) or ``reproduction`` (one overlap pooled over the batch, divided by ``B``).
+AD_REDUCTIONS = ("per_image", "reproduction")
+
+
+def ad_loss(
+    maps_i: Tensor, maps_j: Tensor, eps: float = 1e-8, reduction: str = "per_image"
+) -> Tensor:
+    """The attention-disentanglement loss of two non-negative maps (PAPER.md section 2)::
 
         L_AD(M^i, M^j) = 2 * sum_p min(M^i_p, M^j_p) / sum_p (M^i_p + M^j_p)
 
     a soft overlap in [0, 1]: 1 for identical maps, 0 for disjoint supports. ``maps_i`` and
-    ``maps_j`` are ``(..., H, W)`` (e.g. ``(B, H, W)``, or ``(k, B, H, W)`` for k pairs); the
-    sum runs over ``H, W`` and the result is the mean over the leading dims. A pair of all-zero
-    maps (every ReLU off) has no overlap: the denominator is clamped at ``eps``, giving 0.
+    ``maps_j`` are ``(..., B, H, W)`` (e.g. ``(B, H, W)``, or ``(k, B, H, W)`` for k pairs); the
+    sum runs over ``H, W``. ``reduction``:
+
+    - ``"per_image"``: the ratio per image, averaged over the leading dims;
+    - ``"reproduction"``: as the reproduction's code, the sums pooled over the batch into one
+      ratio, divided by the batch size ``B`` (then averaged over other leading dims). It is
+      about ``B`` times smaller, so the same ``lam`` is ``B`` times weaker than ``per_image``'s.
+
+    A pair of all-zero maps (every ReLU off) has no overlap: the denominator is clamped at
+    ``eps``, giving 0.
     """
-    overlap = torch.minimum(maps_i, maps_j).sum(dim=(-2, -1))
+    overlap = torch.minimum(maps_i, maps_j).sum(dim=(-2, -1))  # (..., B)
     total = (maps_i + maps_j).sum(dim=(-2, -1))
-    return (2 * overlap / total.clamp_min(eps)).mean()
+    if reduction == "per_image":
+        return (2 * overlap / total.clamp_min(eps)).mean()
+    if reduction == "reproduction":
+        batch = overlap.shape[-1]
+        return (2 * overlap.sum(-1) / total.sum(-1).clamp_min(eps) / batch).mean()
+    raise ValueError(f"reduction must be one of {', '.join(AD_REDUCTIONS)}, got {reduction!r}")
 
 
 ADPairs = Literal["random", "all"] | int
@@ -267,7 +286,10 @@ class ADFactorVAE(FactorVAE):
     Defaults: ``target_layer="encoder.4"``, the third conv (8 x 8; PAPER.md lists the first or
     the third conv for dSprites); ``formulation="per_dim"`` (the paper's); ``quantity="z"`` (the
     reproduction's disentanglement code differentiated a sampled ``z``); ``ad_pairs="random"``
-    (the reproduction); ``lam=40``, the reproduction's best of 1, 20, 40, 80.
+    (the reproduction); ``lam=40``, the value of the reproduction's best run of 1, 20, 40 and
+    80, but applied to ``ad_reduction="per_image"`` (ours): the reproduction pooled the overlap
+    over the batch and divided by ``B`` (``ad_reduction="reproduction"``), so its ``lam=40`` is
+    ``B`` (64) times weaker than ours.
 
     ``options`` are :class:`FactorVAE`'s (``gamma``, the discriminator's, and ConvVAE's); all
     arguments are keywords.
@@ -281,13 +303,18 @@ class ADFactorVAE(FactorVAE):
         formulation: str = "per_dim",
         quantity: Literal["z", "mu"] = "z",
         ad_pairs: ADPairs = "random",
+        ad_reduction: str = "per_image",
         **options: Any,
     ):
         super().__init__(**options)
+        if ad_reduction not in AD_REDUCTIONS:
+            raise ValueError(
+                f"ad_reduction must be one of {', '.join(AD_REDUCTIONS)}, got {ad_reduction!r}"
+            )
         LayerActivations(self, target_layer)  # unknown layer: fail now, listing names
         FORMULATIONS[formulation]
         if quantity not in ("z", "mu"):
-            # the normal-difference quantities (Eq. 4) need normal-data statistics: not here
+            # the quantities that compare with normal data need its statistics: not here
             raise ValueError(f"quantity for the AD loss must be 'z' or 'mu', got {quantity!r}")
         _pair_count(self.latent_dim, ad_pairs)
         self.lam = lam
@@ -295,6 +322,7 @@ class ADFactorVAE(FactorVAE):
         self.formulation = formulation
         self.quantity = quantity
         self.ad_pairs = ad_pairs
+        self.ad_reduction = ad_reduction
 
     def regularisers(
         self, x: Tensor, out: VAEOutput, generator: torch.Generator | None = None
@@ -319,7 +347,9 @@ class ADFactorVAE(FactorVAE):
         index = {d: k for k, d in enumerate(dims)}
         # A loop over pairs of unbound maps, not maps[pairs[:, 0]]: the backward of fancy
         # indexing scatters per pair, ~4x slower for all 45 pairs of 10 dims at 64x64 (CPU).
-        ad = [ad_loss(maps[index[i]], maps[index[j]]) for i, j in pairs]
+        ad = [
+            ad_loss(maps[index[i]], maps[index[j]], reduction=self.ad_reduction) for i, j in pairs
+        ]
         return terms | {"ad": torch.stack(ad).mean()}
 
     @property

@@ -1,0 +1,103 @@
+"""MLflow bookkeeping (orchestrator.tracking) without Ray: every epoch logged once, a trial that
+starts over gets a fresh run, and sweeps that start together on one fresh sqlite store."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from orchestrator import summary
+from orchestrator.tracking import SUPERSEDED_TAG, TrialRun, start_sweep
+from orchestrator.trainable import TuneReporter, checkpoint_folder
+
+CONFIG = {"lr": 0.001, "seed": 0}
+
+
+def _store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _epochs(run: TrialRun, reporter: TuneReporter, epochs: range) -> None:
+    for epoch in epochs:
+        reporter.report({"epoch": epoch, "val_loss": 1.0 / (epoch + 1)}, {"epoch": epoch})
+
+
+def _steps(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, "val_loss"))
+
+
+def test_a_restore_from_an_older_checkpoint_logs_no_step_twice(tmp_path):
+    tracking = start_sweep(_store(tmp_path), "digits", "sweep", {})
+    with TrialRun(tracking, "t1", "t1", CONFIG, fresh=True) as first:
+        _epochs(first, TuneReporter(first, None, None), range(13))  # MLflow has 0..12
+    # Ray's saved state pointed at epoch 11 when the driver died: the trial trains 12 again
+    state = {"epoch": 11, "metrics": {"epoch": 11, "val_loss": 1 / 12}}
+    with TrialRun(tracking, "t1", "t1", CONFIG, fresh=False) as again:
+        assert again.run_id == first.run_id
+        again.log_epoch(state["metrics"], step=state["epoch"])
+        _epochs(again, TuneReporter(again, state, None), range(12, 16))
+    client = MlflowClient(tracking.uri)
+    assert _steps(client, first.run_id) == list(range(16))
+
+
+def test_a_trial_started_over_gets_a_fresh_run_and_the_old_one_is_left_out(tmp_path):
+    tracking = start_sweep(_store(tmp_path), "digits", "sweep", {})
+    with pytest.raises(FloatingPointError):
+        with TrialRun(tracking, "t1", "t1", CONFIG, fresh=True) as first:
+            _epochs(first, TuneReporter(first, None, None), range(3))
+            raise FloatingPointError("nan")
+    # --restart-errored: no checkpoint, the trial trains from epoch 0 again
+    with TrialRun(tracking, "t1", "t1", CONFIG, fresh=True) as second:
+        _epochs(second, TuneReporter(second, None, None), range(5))
+    client = MlflowClient(tracking.uri)
+    assert second.run_id != first.run_id
+    old = client.get_run(first.run_id)
+    assert old.info.status == "KILLED" and old.data.tags[SUPERSEDED_TAG] == second.run_id
+    assert _steps(client, first.run_id) == [0, 1, 2]  # its history as it was
+    assert _steps(client, second.run_id) == [0, 1, 2, 3, 4]
+    assert [run.info.run_id for run in summary.child_runs(client, tracking)] == [second.run_id]
+    # a retry without a checkpoint but with nothing logged yet keeps its one run
+    with TrialRun(tracking, "t2", "t2", CONFIG, fresh=True) as empty:
+        pass
+    with TrialRun(tracking, "t2", "t2", CONFIG, fresh=True) as retry:
+        assert retry.run_id == empty.run_id
+
+
+def _start(uri: str, name: str, queue) -> None:
+    try:
+        tracking = start_sweep(uri, "digits", name, {"name": name})
+        queue.put(("ok", tracking.experiment_id))
+    except Exception as error:  # reported, not raised: the parent asserts
+        queue.put(("error", repr(error)))
+
+
+def test_sweeps_started_together_on_a_fresh_sqlite_store_all_succeed(tmp_path):
+    uri = _store(tmp_path)
+    context = multiprocessing.get_context("fork")  # nothing of this store is open yet
+    queue = context.Queue()
+    processes = [context.Process(target=_start, args=(uri, f"sweep-{i}", queue)) for i in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    outcomes = [queue.get(timeout=5) for _ in processes]
+    assert [kind for kind, _ in outcomes] == ["ok"] * 4, outcomes
+    assert len({experiment_id for _, experiment_id in outcomes}) == 1  # one experiment
+    client = MlflowClient(uri)
+    parents = client.search_runs([outcomes[0][1]])
+    assert sorted(run.info.run_name for run in parents) == [f"sweep-{i}" for i in range(4)]
+
+
+def test_a_checkpoint_left_behind_by_a_killed_attempt_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    stale = tmp_path / "vaecam-checkpoint-t1-abc"
+    stale.mkdir()
+    (stale / "state.pt.partial").write_bytes(b"half")
+    other = tmp_path / "vaecam-checkpoint-t2-abc"
+    other.mkdir()
+    with checkpoint_folder("t1") as folder:
+        assert folder.exists() and not stale.exists()
+    assert not folder.exists() and other.exists()  # another trial's is not ours to remove
