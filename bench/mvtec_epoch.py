@@ -21,7 +21,7 @@ run ``--min-seconds`` (at least one epoch, at most ``--max-epochs``).
 
 ``--data-root`` defaults to ``../shared/data/mvtec_ad`` relative to the repository root (the
 real ``grid``: 25 training PNGs of 1024x1024). Without it, a synthetic category of the same
-count and size is written to a temporary folder (tests/mvtec_fixture.py), with a message.
+count and size is written to a temporary folder (vaecam.data.synthetic), with a message.
 
 Prints readable lines, then one JSON object as the last line.
 """
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,12 +46,18 @@ from vaecam.training import batches, train_step
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def mvtec_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's parser with the MVTec AD trial's data and batch flags."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data/mvtec_ad"))
     parser.add_argument("--category", default="grid")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    parser = mvtec_parser(__doc__)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--min-seconds", type=float, default=10.0, help="per variant")
     parser.add_argument("--max-epochs", type=int, default=10)
@@ -76,10 +81,9 @@ def resolve_data(root: Path, category: str) -> tuple[Path, str]:
         f"MVTec AD '{category}' not found under {root} (expected {category}/train/good/*.png; "
         "the data is at https://www.mvtec.com/company/research/datasets/mvtec-ad).\n"
         "Falling back to a SYNTHETIC category of 25 training PNGs of 1024x1024 "
-        "(tests/mvtec_fixture.py); timings are indicative only."
+        "(vaecam.data.synthetic); timings are indicative only."
     )
-    sys.path.insert(0, str(REPO / "tests"))
-    from mvtec_fixture import make_mvtec
+    from vaecam.data.synthetic import make_mvtec
 
     folder = tempfile.TemporaryDirectory(prefix="mvtec_bench_")
     atexit.register(folder.cleanup)

@@ -25,21 +25,11 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 from search_spaces import digits
 from vaecam.experiments import anomaly
+from vaecam.experiments.common import NullReporter  # noqa: E402
 from vaecam.scoring import COLUMNS
-
-
-class Discard:
-    """A reporter that keeps nothing (the figures are still drawn and written)."""
-
-    def report(self, metrics: dict, state: dict) -> None:
-        pass
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        pass
 
 
 def main() -> None:
@@ -51,18 +41,18 @@ def main() -> None:
     config |= {"epochs": args.epochs, "data_root": args.data_root}
 
     start = time.perf_counter()
-    trained = anomaly.train(config, Discard())
+    trained = anomaly.train(config, NullReporter())
     train_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    table = anomaly.score(trained, digits.SCORING, Discard())
+    table = anomaly.score(trained, digits.SCORING, NullReporter())
     grid_s = time.perf_counter() - start
 
     single_s = []
     for row in table.rows:
         alone = {key: [row[key]] for key in COLUMNS if row[key] is not None}
         start = time.perf_counter()
-        anomaly.score(trained, alone, Discard())
+        anomaly.score(trained, alone, NullReporter())
         single_s.append(time.perf_counter() - start)
 
     combinations = len(table.rows)

@@ -93,11 +93,12 @@ def build_space(
     categories: list[str] | None,
     runtime: Mapping[str, Any],
     preset_name: str | None = None,
+    seeds: int | None = None,
 ) -> dict[str, Any]:
     """The param space Tune samples: every setting's default (the experiment's), the search
     space's ``QUICK`` or ``TRAIN`` over them, the preset's settings over that, ``--set
-    KEY=VALUE`` over that, the category grid narrowed to ``categories``, and the ``runtime``
-    settings (data root, device)."""
+    KEY=VALUE`` over that, the category grid narrowed to ``categories``, a grid of ``seeds``
+    seeds (0 .. seeds - 1) and the ``runtime`` settings (data root, device)."""
     train = dict(search_space.QUICK if quick else search_space.TRAIN)
     train |= preset(search_space, preset_name).get("set", {})
     experiment = EXPERIMENTS[search_space.EXPERIMENT]
@@ -115,6 +116,10 @@ def build_space(
                 f"{', '.join(sorted(space))}"
             )
         space[key] = value
+    if seeds is not None:
+        if any(item.partition("=")[0] == "seed" for item in overrides):
+            raise SpaceError("--seeds and --set seed=...: give the seeds one way")
+        space["seed"] = tune.grid_search(list(range(seeds)))
     return space | dict(runtime)
 
 

@@ -22,6 +22,8 @@ from scipy import stats
 
 from orchestrator.tracking import (
     ERROR_TAG,
+    PLANNED_TAG,
+    STOPPED_TAG,
     SUPERSEDED_TAG,
     TRIAL_TAG,
     Tracking,
@@ -40,6 +42,9 @@ STATUS = {
     "SCHEDULED": "RUNNING",
 }
 
+#: The status of a trial a scheduler stopped early (its MLflow run: KILLED, ``STOPPED_TAG``).
+STOPPED = "STOPPED"
+
 #: At most this many training configurations' score tables are printed (all are in scores.csv).
 PRINTED_CONFIGURATIONS = 4
 
@@ -55,8 +60,9 @@ def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
 def trials(
     client: MlflowClient, tracking: Tracking, search_space: ModuleType, searched: list[str]
 ) -> pd.DataFrame:
-    """One row per trial, best first by the sweep's metric (failed and unfinished trials last,
-    with their reason): status, the searched settings, epochs done, the search space's
+    """One row per trial, best first by the sweep's metric (failed, stopped and unfinished
+    trials last, with their reason): status (``STOPPED``: a scheduler stopped it early), the
+    searched settings, epochs done (and planned, for stopped trials), the search space's
     ``SUMMARY`` metrics, its ``OURS`` and ``COMPARE`` metrics where it has them, the MLflow
     run."""
     wanted = {key: key for key in search_space.SUMMARY}
@@ -65,13 +71,15 @@ def trials(
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
     for run in child_runs(client, tracking):
-        metrics, params = run.data.metrics, run.data.params
+        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+        status = STOPPED if STOPPED_TAG in tags else STATUS[run.info.status]
+        done = int(metrics["epoch"]) + 1 if "epoch" in metrics else 0
         rows.append(
-            {"trial_id": run.data.tags.get(TRIAL_TAG, ""), "status": STATUS[run.info.status]}
+            {"trial_id": tags.get(TRIAL_TAG, ""), "status": status}
             | {key: unparam(params[key]) if key in params else None for key in searched}
-            | {"epochs_done": int(metrics["epoch"]) + 1 if "epoch" in metrics else 0}
+            | {"epochs_done": done, "epochs_planned": int(tags.get(PLANNED_TAG, done))}
             | {label: metrics.get(key, math.nan) for label, key in wanted.items()}
-            | {"mlflow_run_id": run.info.run_id, "error": run.data.tags.get(ERROR_TAG, "")}
+            | {"mlflow_run_id": run.info.run_id, "error": tags.get(ERROR_TAG, "")}
         )
     if not rows:
         return pd.DataFrame(columns=["trial_id", "status", *searched, search_space.METRIC])
@@ -114,6 +122,10 @@ def publish(
     table = trials(client, tracking, search_space, searched)
     heading = f"Summary, best first by {search_space.METRIC} ({search_space.MODE})"
     post_table(client, run_id, "summary", table, heading, digits=4)
+    saving = scheduler_saving(table)
+    if saving:
+        print(saving + "\n")
+        client.set_tag(run_id, "vaecam.scheduler_saving", saving)
     scored = scores(client, table, searched)
     shown = getattr(search_space, "SCORES", None)
     max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
@@ -158,6 +170,20 @@ def publish(
                 path = scatter_figure(points, Path(tmp) / "scatter.png", title, x, y)
                 client.log_artifact(run_id, str(path))
     return table, scored
+
+
+def scheduler_saving(table: pd.DataFrame) -> str | None:
+    """What stopping trials early saved, e.g. "The scheduler stopped 2 of 4 trials early: 6
+    of 16 planned epochs (38%) were not trained"; None when it stopped none."""
+    stopped = table[table.status == STOPPED] if len(table) else table
+    if not len(stopped):
+        return None
+    planned = int(table.epochs_planned.sum())
+    saved = int((stopped.epochs_planned - stopped.epochs_done).sum())
+    return (
+        f"The scheduler stopped {len(stopped)} of {len(table)} trials early (not scored): "
+        f"{saved} of {planned} planned epochs ({saved / planned:.0%}) were not trained"
+    )
 
 
 #: AUPRO's integration limit where a sweep does not set one (the MVTec AD benchmark's).

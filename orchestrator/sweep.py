@@ -8,6 +8,7 @@ python orchestrator/sweep.py mnist ...           # as a file too (what ``ray sub
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ import signal
 import sys
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,27 +31,44 @@ import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
 from orchestrator import summary  # noqa: E402
+from orchestrator.provenance import (  # noqa: E402
+    code_provenance,
+    command_tags,
+    environment_provenance,
+)
+from orchestrator.search import OPTUNA_EXTRA, SEARCHES, build_search  # noqa: E402
 from orchestrator.space import (  # noqa: E402
     SpaceError,
     build_scoring,
     build_space,
     check_space,
+    corners,
     prepare_data,
     searched_keys,
 )
+from orchestrator.system_metrics import EXTRA as SYSTEM_METRICS_EXTRA  # noqa: E402
+from orchestrator.system_metrics import require_psutil  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
     ERROR_TAG,
+    PLANNED_TAG,
+    STOPPED_TAG,
     TRIAL_TAG,
     Tracking,
     sqlite_path,
     start_sweep,
     sweep_params,
 )
-from orchestrator.trainable import faults_from_environment, train_trial  # noqa: E402
+from orchestrator.trainable import (  # noqa: E402
+    TrialOptions,
+    faults_from_environment,
+    train_trial,
+)
 from search_spaces import SPACES  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
+from vaecam.experiments import EXPERIMENTS  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
 
 
@@ -174,6 +193,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and scoring grid, the README's table of presets; --set and --scoring apply after it)",
     )
     parser.add_argument(
+        "--seeds",
+        type=int,
+        help="replicate every configuration over seeds 0..N-1 (a grid dimension of its own, "
+        "replacing the space's seed grid); the summary aggregates over them (default: the "
+        "space's seeds)",
+    )
+    parser.add_argument(
+        "--search",
+        choices=SEARCHES,
+        help="how trials are picked: random (Tune's sampling of the space's random "
+        "dimensions, the same sample on every grid value and seed) or optuna (Optuna's TPE "
+        "per combination of the grid values, learning from the mean over seeds; needs "
+        f"{OPTUNA_EXTRA}) (default: random)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        help="fifo: every trial trains to the end; asha: Asynchronous Successive Halving "
+        "stops trials whose validation metric is in the worst part at each rung (epochs "
+        "grace-period x reduction-factor^k); a stopped trial is not scored (default: fifo)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=int,
+        help=f"asha: epochs every trial trains before it can be stopped (default: "
+        f"{DEFAULTS['grace_period']})",
+    )
+    parser.add_argument(
+        "--reduction-factor",
+        type=float,
+        help=f"asha: 1 in this many trials goes on at each rung (default: "
+        f"{DEFAULTS['reduction_factor']})",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="epochs between checkpoints, and always the last: a resumed or retried trial "
+        "trains again at most N-1 epochs; every checkpoint is a write (an upload on a "
+        f"cluster) of the whole model and optimiser (default: {DEFAULTS['checkpoint_every']})",
+    )
+    parser.add_argument(
+        "--system-metrics",
+        action=argparse.BooleanOptionalAction,
+        help="record CPU, memory, disk, network and GPU use in each trial's run (MLflow's "
+        f"system/ metrics; needs psutil, and nvidia-ml-py for GPUs: {SYSTEM_METRICS_EXTRA}) "
+        "(default: on, off with --quick)",
+    )
+    parser.add_argument(
+        "--system-metrics-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --system-metrics: seconds between samples (each is one step of system/ metrics)",
+    )
+    parser.add_argument(
         "--scoring",
         metavar="KEY=JSON",
         action="append",
@@ -228,6 +302,16 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
         ("--gpus-per-trial", args.gpus_per_trial, args.gpus_per_trial >= 0, ">= 0"),
         ("--max-failures", args.max_failures, args.max_failures >= -1, ">= -1 (-1: unlimited)"),
     ]
+    for flag, value, lowest in (
+        ("--seeds", args.seeds, 1),
+        ("--grace-period", args.grace_period, 1),
+        ("--checkpoint-every", args.checkpoint_every, 1),
+    ):
+        checks.append((flag, value, value is None or value >= lowest, f">= {lowest}"))
+    every = args.system_metrics_every
+    checks.append(("--system-metrics-every", every, every > 0, "> 0 seconds"))
+    factor = args.reduction_factor
+    checks.append(("--reduction-factor", factor, factor is None or factor > 1, "> 1"))
     problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
     if args.restart_errored and not args.resume:
         problems.append("--restart-errored needs --resume")
@@ -241,12 +325,20 @@ def latest_sweep(storage_path: str, experiment: str) -> str | None:
     return folders[-1].name if folders else None
 
 
-#: Flags that Ray restores with a sweep: on ``--resume`` a value given again must be the
-#: recorded one (repeating the original command is fine), and is otherwise not needed.
-RESTORED_FLAGS = {"max_concurrent": 0, "max_failures": 0}
+#: Flags that Ray restores with a sweep (its scheduler and search state included): on
+#: ``--resume`` a value given again must be the recorded one (repeating the original command is
+#: fine), and is otherwise not needed.
+RESTORED_FLAGS = {
+    "max_concurrent": 0,
+    "max_failures": 0,
+    "search": None,
+    "scheduler": None,
+    "grace_period": None,
+    "reduction_factor": None,
+}
 
-#: The flags that define a sweep's search space, with their values when not given; the
-#: sweep's parent run records them and ``--resume`` takes them from there.
+#: The flags that define a sweep's search space and how its trials run, with their values when
+#: not given; the sweep's parent run records them and ``--resume`` takes them from there.
 SPACE_FLAGS = {
     "quick": False,
     "num_samples": None,
@@ -254,7 +346,33 @@ SPACE_FLAGS = {
     "overrides": [],
     "scoring": [],
     "preset": None,
+    "seeds": None,
+    "checkpoint_every": None,
+    "system_metrics": None,
 }
+
+#: What a flag left out (and not recorded by the sweep being resumed) means.
+DEFAULTS = {
+    "search": "random",
+    "scheduler": "fifo",
+    "grace_period": 10,
+    "reduction_factor": 3.0,
+    "checkpoint_every": 10,
+}
+
+
+def resolve_defaults(args: Namespace, search_space: ModuleType) -> None:
+    """Fill in the flags left out: :data:`DEFAULTS`, the space's number of samples, system
+    metrics on unless ``--quick`` (minutes on a laptop need no monitoring thread)."""
+    for flag, value in DEFAULTS.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    if args.num_samples is None:
+        args.num_samples = (
+            search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
+        )
+    if args.system_metrics is None:
+        args.system_metrics = not args.quick
 
 
 def restore_space_flags(args: argparse.Namespace) -> None:
@@ -283,10 +401,15 @@ def restore_space_flags(args: argparse.Namespace) -> None:
 
 
 def open_sweep(
-    search_space: ModuleType, space: dict[str, Any], scoring: dict[str, Any], args: Namespace
+    search_space: ModuleType,
+    space: dict[str, Any],
+    scoring: dict[str, Any],
+    args: Namespace,
+    provenance: dict[str, str],
 ) -> Tracking:
     """The sweep's MLflow experiment and parent run, with every flag, the space and the scoring
-    grid as params (``--resume`` reads them back)."""
+    grid as params (``--resume`` reads them back), and the driver's ``provenance`` and
+    environment as tags."""
     params = {
         "experiment": args.experiment,
         **{flag: getattr(args, flag) for flag in (*SPACE_FLAGS, *RESTORED_FLAGS)},
@@ -299,25 +422,31 @@ def open_sweep(
     }
     params |= {f"space.{key}": value for key, value in space.items()}
     params |= {f"scoring.{key}": value for key, value in scoring.items()}
-    return start_sweep(args.tracking_uri, args.experiment, args.name, params)
+    tags = provenance | environment_provenance()
+    return start_sweep(args.tracking_uri, args.experiment, args.name, params, tags)
 
 
 def run_sweep(
     search_space: ModuleType,
     space: dict[str, Any],
     scoring: dict[str, Any],
+    search: tuple[Any, int],
     tracking: Tracking,
+    options: TrialOptions,
     args: Namespace,
 ) -> tune.ResultGrid:
     """Run (or restore) the Tuner: every trial trains once and scores its model on the
-    ``scoring`` grid. SIGTERM and SIGHUP stop it as Ctrl-C does (Tune stops the trials and saves
-    its state); a second signal raises ``KeyboardInterrupt`` at once."""
+    ``scoring`` grid; trials come from ``search`` (``build_search``'s search algorithm and
+    number of samples) under the ``--scheduler``. SIGTERM and SIGHUP stop it as Ctrl-C does
+    (Tune stops the trials and saves its state); a second signal raises ``KeyboardInterrupt``
+    at once."""
     trainable = tune.with_resources(
         tune.with_parameters(
             train_trial,
             tracking=tracking,
             experiment=search_space.EXPERIMENT,
             scoring=scoring,
+            options=options,
             faults=faults_from_environment(),
         ),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
@@ -327,7 +456,7 @@ def run_sweep(
     # Tune replaces this during fit and puts it back when a first Ctrl-C has stopped it: a
     # second one (or a first, without Tune's handler) stops at once.
     signal.signal(signal.SIGINT, stop_now)
-    if args.resume:
+    if args.resume:  # the search's and the scheduler's state come back with the sweep
         tuner = tune.Tuner.restore(
             sweep_path(args),
             trainable,
@@ -335,14 +464,19 @@ def run_sweep(
             restart_errored=args.restart_errored,
         )
         return tuner.fit()
+    search_alg, num_samples = search
+    module = EXPERIMENTS[search_space.EXPERIMENT]
+    max_t = max(module.rounds(config) for config in corners(space))
     tuner = tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=search_space.METRIC,
             mode=search_space.MODE,
-            num_samples=args.num_samples,
-            max_concurrent_trials=args.max_concurrent or None,
+            search_alg=search_alg,
+            scheduler=SCHEDULERS[args.scheduler](args, max_t),
+            num_samples=num_samples,
+            max_concurrent_trials=None,  # the search algorithm limits them (build_search)
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -350,10 +484,73 @@ def run_sweep(
             storage_path=args.storage_path,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
+            callbacks=[MarkStoppedEarly(search_space.EXPERIMENT)],
             verbose=1,
         ),
     )
     return tuner.fit()
+
+
+def asha(args: Namespace, max_t: int) -> ASHAScheduler:
+    """ASHA on the sweep's metric, in epochs (Tune's iterations: one report per epoch)."""
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=max_t,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+    )
+
+
+#: ``--scheduler`` choices: name -> (args, the longest training in epochs) -> scheduler.
+SCHEDULERS: dict[str, Callable[[Namespace, int], TrialScheduler]] = {
+    "fifo": lambda args, max_t: FIFOScheduler(),
+    "asha": asha,
+}
+
+#: Ray's own record of a trial (its last result) says a scheduler stopped it early.
+STOPPED_EARLY = "stopped_early"
+
+
+class MarkStoppedEarly(tune.Callback):
+    """Marks in a trial's last result (Ray's record: ``result.json``, the ``ResultGrid``)
+    that the scheduler stopped it before its last epoch: Tune calls both ``TERMINATED``. A
+    trial's last result reaches callbacks with ``done`` set only when it was stopped; one that
+    trained to the end reports its last epoch before it is done."""
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get("done") and result.get("epoch", -1) + 1 < self.rounds(trial.config):
+            result[STOPPED_EARLY] = True
+
+    def rounds(self, config: dict[str, Any]) -> int:
+        return EXPERIMENTS[self.experiment].rounds(config)
+
+
+def stopped_early(results: tune.ResultGrid, experiment: str) -> dict[str, tuple[int, int]]:
+    """Trial id -> (epochs trained, epochs planned) of the trials a scheduler stopped."""
+    rounds = EXPERIMENTS[experiment].rounds
+    return {
+        trial.trial_id: (int(trial.last_result["epoch"]) + 1, rounds(trial.config))
+        for trial in results._experiment_analysis.trials
+        if trial.last_result.get(STOPPED_EARLY)
+    }
+
+
+def mark_stopped_early(tracking: Tracking, stopped: dict[str, tuple[int, int]]) -> None:
+    """Close the MLflow run of each trial a scheduler stopped KILLED, tagged
+    ``vaecam.stopped_early`` with the epochs it was planned to train (``vaecam.planned_epochs``):
+    it is neither finished (its model was not scored) nor failed."""
+    client = MlflowClient(tracking.uri)
+    for run in summary.child_runs(client, tracking):
+        trial_id = run.data.tags.get(TRIAL_TAG)
+        if trial_id in stopped:
+            done, planned = stopped[trial_id]
+            client.set_tag(run.info.run_id, STOPPED_TAG, f"after epoch {done} of {planned}")
+            client.set_tag(run.info.run_id, PLANNED_TAG, str(planned))
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
 
 
 #: The signal that stopped the sweep, if one did (for the exit status: 128 + its number).
@@ -466,6 +663,9 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The sweep as the command runs it; its exit status: 0 when every trial finished (or a
+    scheduler stopped it), 1 when some failed, 2 for bad input (nothing started), 128 + the
+    signal's number when a signal interrupted it."""
     args = parse_args(argv)
     search_space = SPACES[args.experiment]
     try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
@@ -482,50 +682,116 @@ def main(argv: list[str] | None = None) -> int:
                 f"--name {args.name!r}: a sweep of that name exists (in {args.storage_path} or "
                 f"{args.tracking_uri}); continue it with --resume, or choose a new name"
             )
-        if args.num_samples is None:
-            args.num_samples = (
-                search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
-            )
+        resolve_defaults(args, search_space)
+        if args.system_metrics:
+            require_psutil()
         runtime = {
             "data_root": str(args.data_root.resolve()),
             "device": "cuda" if args.gpus_per_trial > 0 else "cpu",
         }
         space = build_space(
-            search_space, args.quick, args.overrides, args.categories, runtime, args.preset
+            search_space,
+            args.quick,
+            args.overrides,
+            args.categories,
+            runtime,
+            args.preset,
+            args.seeds,
         )
         scoring = build_scoring(search_space, args.quick, args.scoring, args.preset)
         check_space(search_space.EXPERIMENT, space, scoring)
+        search = build_search(
+            args.search,
+            space,
+            search_space.METRIC,
+            search_space.MODE,
+            args.num_samples,
+            explore=search_space.EXPLORE,
+            max_concurrent=args.max_concurrent,
+        )
         prepare_data(search_space.EXPERIMENT, space, progress)
-    except (SpaceError, DataNotFoundError, DataFormatError, ValueError, KeyError) as error:
+    except (
+        SpaceError,
+        DataNotFoundError,
+        DataFormatError,
+        ValueError,
+        KeyError,
+        ImportError,
+    ) as error:
         print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return run(args, search_space, space, scoring, search, argv)
+    finally:  # a sweep run in a Python session leaves its Ctrl-C as it was
+        signal.signal(signal.SIGINT, handler)
+
+
+def run(
+    args: Namespace,
+    search_space: ModuleType,
+    space: dict[str, Any],
+    scoring: dict[str, Any],
+    search: tuple[Any, int],
+    argv: list[str] | None,
+) -> int:
+    """Run the checked sweep on Ray (a local instance unless one is running or RAY_ADDRESS
+    names a cluster), close its runs, publish its summary; the exit status of :func:`main`."""
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(include_dashboard=False)
-    tracking = open_sweep(search_space, space, scoring, args)
+    driver = code_provenance() | command_tags(
+        None if argv is None else [sys.executable, "-m", "orchestrator.sweep", *argv]
+    )
+    tracking = open_sweep(search_space, space, scoring, args, driver)
+    every = args.system_metrics_every if args.system_metrics else None
+    options = TrialOptions(args.checkpoint_every, every, driver, args.restart_errored)
     try:
-        results = run_sweep(search_space, space, scoring, tracking, args)
-        interrupted = reconcile(tracking, tune_outcomes(results), was_interrupted())
+        results = run_sweep(search_space, space, scoring, search, tracking, options, args)
+        outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
+        interrupted = was_interrupted()
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable
-        interrupted = reconcile(tracking, {}, interrupted=True)
+        outcomes, stopped, interrupted = {}, {}, True
     finally:
+        # What is left takes seconds and must not be cut short: a signal now would leave runs
+        # RUNNING, or Ray half shut down (its core worker then exits by itself, losing this
+        # output). Tune has stopped, and the trials go with Ray.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if started_ray:  # the local instance goes with the sweep, whatever happened
-            ray.shutdown()
-    table = publish(tracking, search_space, space, args, bool(interrupted))
+            shutdown_local_ray()
+    unfinished = reconcile(tracking, outcomes, interrupted)
+    if not interrupted:
+        mark_stopped_early(tracking, stopped)
+    table = publish(tracking, search_space, space, args, interrupted)
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
     print(f"then open {tracking.ui_link()}")
     if interrupted:
-        print(f"Interrupted: {interrupted} trials did not finish.")
+        print(f"Interrupted: {unfinished} trials did not finish.")
         print(f"Resume the sweep with:\n  {resume_command(args)}")
         return 128 + (STOPPED_BY[0] if STOPPED_BY else signal.SIGINT)
-    failed = table[table.status != "OK"]
+    failed = table[~table.status.isin(["OK", summary.STOPPED])]
     if len(failed):
         print(f"{len(failed)} of {len(table)} trials failed: {', '.join(failed.trial_id)}")
         print(f"Resume them from their last checkpoints with:\n  {resume_command(args)}")
         return 1
     return 0
+
+
+def shutdown_local_ray(timeout_s: float = 30.0) -> None:
+    """Shut down the Ray instance this sweep started and wait for its processes to exit, the
+    trials' included: a worker notices that its raylet is gone only after it, and one still
+    running (a second Ctrl-C gives Tune no time to stop it) could open or log into an MLflow
+    run after :func:`reconcile` has closed them. What outlives ``timeout_s`` is killed."""
+    import psutil  # Ray's own copy (ray/thirdparty_files) when not installed
+
+    processes = psutil.Process().children(recursive=True)
+    ray.shutdown()
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def check_resources(args: Namespace) -> None:
@@ -559,4 +825,5 @@ def progress(done: int, total: int, what: str) -> None:
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # each line out at once, also into a log file
     sys.exit(main())

@@ -8,6 +8,7 @@ logging into it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -22,14 +23,18 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from PIL import Image
 
-from vaecam.data import file_lock
+from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
+from vaecam.data import DataSource, file_lock
 from vaecam.scoring import COLUMNS, ScoreTable
 
 SWEEP_TAG = "vaecam.sweep"
 TRIAL_TAG = "ray.trial_id"
 ERROR_TAG = "vaecam.error"
 SUPERSEDED_TAG = "vaecam.superseded_by"  # a run its trial started over from (the new run)
+STOPPED_TAG = "vaecam.stopped_early"  # a scheduler (ASHA) stopped the trial: when
+PLANNED_TAG = "vaecam.planned_epochs"  # the epochs a stopped trial would have trained
 SCORES = "scores.csv"  # a run's score table: one row per scoring combination
 
 
@@ -119,10 +124,17 @@ def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
         return client.get_experiment_by_name(experiment).experiment_id
 
 
-def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]) -> Tracking:
+def start_sweep(
+    uri: str,
+    experiment: str,
+    sweep: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] = {},  # noqa: B006  (read only)
+) -> Tracking:
     """Create (or reuse) the MLflow experiment and the sweep's parent run, on the driver before
-    trials start. A sweep name seen before reuses its parent run, so a resumed sweep stays one
-    run. Sweeps may start together (:func:`open_store`, :func:`_experiment_id`)."""
+    trials start, with ``tags`` (the latest driver's provenance). A sweep name seen before
+    reuses its parent run, so a resumed sweep stays one run. Sweeps may start together
+    (:func:`open_store`, :func:`_experiment_id`)."""
     client = open_store(uri)
     experiment_id = _experiment_id(client, uri, experiment)
     run = _sweep_run(client, experiment_id, sweep)
@@ -134,6 +146,7 @@ def start_sweep(uri: str, experiment: str, sweep: str, params: Mapping[str, Any]
             experiment_id, run_name=sweep, tags={SWEEP_TAG: sweep}
         ).info.run_id
         client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in params.items()])
+    log_tags(client, run_id, tags)
     return Tracking(uri, experiment_id, run_id)
 
 
@@ -180,6 +193,43 @@ class RunLog:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_tags(self, tags: Mapping[str, str]) -> None:
+        log_tags(self.client, self.run_id, tags)
+
+    def log_image(self, key: str, image: Image.Image, step: int | None) -> None:
+        """``image`` under ``key`` at ``step`` (None: the run's last epoch), the MLflow UI's
+        image comparison across runs and steps; once: a step the run has an image of under
+        ``key`` already (a restored trial training an epoch again, a re-scoring) is skipped."""
+        if step is None:
+            step = int(self.client.get_run(self.run_id).data.metrics.get("epoch", 0))
+        # MLflow's file name for a keyed image: images/<key, / as ~>+step+<step>+timestamp+...
+        prefix = f"images/{key.replace('/', '~')}+step+{step}+"
+        if not any(
+            item.path.startswith(prefix)
+            for item in self.client.list_artifacts(self.run_id, "images")
+        ):
+            self.client.log_image(self.run_id, image, key=key, step=step)
+
+    def log_dataset(self, source: DataSource, split: str, num_images: int) -> None:
+        """``source`` as the run's ``split`` dataset input: its digest over the files read
+        (hashed once per machine, :func:`~orchestrator.provenance.dataset_digest`), where it
+        is and where it is published, and the settings that picked the images from it."""
+        if source.files == ():  # generated in memory: nothing to hash but what it is
+            digest = hashlib.sha256(source.name.encode()).hexdigest()
+            where: str | Path = source.url or source.name
+        else:
+            digest, where = dataset_digest(source.root, source.files), source.root
+        log_dataset_input(
+            self.client,
+            self.run_id,
+            name=source.name + (" (synthetic)" if source.synthetic else ""),
+            source=where,
+            digest=digest,
+            num_images=num_images,
+            split=split,
+            profile={**source.selection, "url": source.url, "synthetic": source.synthetic},
+        )
+
     def log_scores(self, table: ScoreTable, step: int) -> None:
         """The score table as flat metrics at ``step`` and as ``scores.csv``, merged with what
         the run has: a combination scored again replaces its row, and a metric whose value is
@@ -197,10 +247,11 @@ class TrialRun(RunLog):
     when it is stopped (an interrupted sweep stops its trials).
 
     A retry or restore keeps logging into the trial's one run, and every epoch is logged once
-    however often it is trained again (:meth:`log_epoch`). A trial that starts over from no
-    checkpoint (``--restart-errored``) while its run has epochs gets a fresh run: the old one
-    is KILLED and tagged ``vaecam.superseded_by`` (summaries leave it out), so no history mixes
-    two trainings."""
+    however often it is trained again (:meth:`log_epoch`; training is seeded, so an epoch
+    trained again gives the same numbers). A trial told to start over (``fresh``: a
+    ``--restart-errored`` trial without a checkpoint) while its run has epochs gets a fresh
+    run: the old one is KILLED and tagged ``vaecam.superseded_by`` (summaries leave it out),
+    so no history mixes two trainings."""
 
     def __init__(
         self, tracking: Tracking, trial_id: str, trial_name: str, config: Mapping, fresh: bool

@@ -8,16 +8,20 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
+from PIL import Image
 from ray import tune
 
+from orchestrator.provenance import environment_provenance
+from orchestrator.system_metrics import system_metrics
 from orchestrator.tracking import Tracking, TrialRun
+from vaecam.data import DataSource
 from vaecam.experiments import EXPERIMENTS
 
 STATE_FILE = "state.pt"
@@ -32,9 +36,9 @@ FAULTS_VARIABLE = "VAECAM_FAULTS"
 class Fault:
     """A deterministic fault for testing the failure paths, in the trials whose config matches
     ``when``, unless the trial was resumed (so a retry or restore then finishes):
-    ``exit_epoch`` kills the process after epoch ``exit_epoch - 1`` is checkpointed and logged
-    (a node or worker dying); ``nan_epoch`` fails the trial as a non-finite loss in that epoch
-    would (before the epoch is reported)."""
+    ``exit_epoch`` kills the process after epoch ``exit_epoch - 1`` is logged (and checkpointed
+    when one is due): a node or worker dying; ``nan_epoch`` fails the trial as a non-finite loss
+    in that epoch would (before the epoch is reported)."""
 
     exit_epoch: int | None = None
     nan_epoch: int | None = None
@@ -77,30 +81,72 @@ def load_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
 
 
 class TuneReporter:
-    """Sends an experiment's reports to Tune (metrics, checkpoint) and the trial's MLflow run,
-    and remembers the last epoch reported (the step its scores are logged at)."""
+    """Sends an experiment's reports to the trial's MLflow run (everything) and Tune (metrics
+    every epoch, a checkpoint every ``checkpoint_every`` epochs and with the last, which goes
+    to Tune after scoring: :meth:`finish`); remembers the last epoch reported (the step its
+    scores and final images are logged at)."""
 
-    def __init__(self, run: TrialRun, state: dict[str, Any] | None, fault: Fault | None):
+    def __init__(
+        self,
+        run: TrialRun,
+        state: dict[str, Any] | None,
+        fault: Fault | None,
+        checkpoint_every: int = 1,
+    ):
         self.run = run
         self.epoch = state["epoch"] if state else -1
         self.fault = fault if state is None else None  # a resumed trial goes on
+        self.checkpoint_every = checkpoint_every
+        self.last: tuple[dict[str, float], dict[str, Any]] | None = None
 
-    def report(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
+    def report(self, metrics: dict[str, float], state: dict[str, Any], final: bool) -> None:
         epoch = int(metrics["epoch"])
         if self.fault and epoch == self.fault.nan_epoch:
             raise FloatingPointError(f"epoch {epoch}: training loss became nan (injected fault)")
-        # The checkpoint first: a crash between the two leaves an epoch that the restored
-        # trial logs from its checkpoint (``TrialRun.log_missing``), never one logged twice.
-        with checkpoint_folder(self.run.trial_id) as tmp:
-            save_state(state, tmp)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
+        # MLflow first: Tune's report may end the process (a scheduler's stop). An epoch
+        # logged but not checkpointed is trained again on a restore, and not logged again.
         self.run.log_epoch(metrics, step=epoch)
         self.epoch = epoch
+        if final:
+            self.last = (metrics, state)  # to Tune once the model is scored: :meth:`finish`
+        elif (epoch + 1) % self.checkpoint_every == 0:
+            self.checkpoint(metrics, state)
+        else:
+            tune.report(metrics)
         if self.fault and epoch + 1 == self.fault.exit_epoch:
             os._exit(17)
 
+    def checkpoint(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        with checkpoint_folder(self.run.trial_id) as tmp:
+            save_state(state, tmp)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(tmp)))
+
+    def finish(self) -> None:
+        """Report the last epoch to Tune, with its checkpoint, after the model is scored: a
+        scheduler may stop a trial at any report (ASHA at a rung on the last epoch, or at
+        ``max_t``), which ends its process, and a trial that trained to the end is scored."""
+        if self.last is not None:
+            self.checkpoint(*self.last)
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.run.log_artifact(path, artifact_path)
+
+    def log_image(self, key: str, image: Image.Image, step: int | None) -> None:
+        self.run.log_image(key, image, self.epoch if step is None else step)
+
+    def log_dataset(self, source: DataSource, split: str, num_images: int) -> None:
+        self.run.log_dataset(source, split, num_images)
+
+
+@dataclass(frozen=True)
+class TrialOptions:
+    """How the sweep's driver wants each trial run (its flags), passed to every trial."""
+
+    checkpoint_every: int = 1  # epochs between checkpoints (the last is always checkpointed)
+    system_metrics_every: float | None = None  # seconds between MLflow's system/ metrics (CPU,
+    # memory, GPU) in the run; None: none
+    provenance: Mapping[str, str] = field(default_factory=dict)  # the driver's code, command
+    restart: bool = False  # --restart-errored: a trial with no checkpoint starts a fresh run
 
 
 def train_trial(
@@ -108,11 +154,14 @@ def train_trial(
     tracking: Tracking,
     experiment: str,
     scoring: Mapping[str, Any],
+    options: TrialOptions = TrialOptions(),
     faults: Sequence[Fault] = (),
 ) -> None:
     """Train ``config`` with ``experiment`` (from Tune's last checkpoint if any), then score the
     trained model on the ``scoring`` grid; the scores go to the trial's MLflow run at the last
-    epoch's step.
+    epoch's step. The run gets the driver's provenance and this node's environment
+    (:mod:`orchestrator.provenance`) and, with ``options.system_metrics_every``, MLflow's
+    system metrics while the trial runs.
 
     Outside a Tune session (a unit test) ``tune.report`` and ``tune.get_checkpoint`` are no-ops
     and the trial id falls back to ``config["trial_id"]``.
@@ -122,13 +171,18 @@ def train_trial(
     trial_name = context.get_trial_name() or trial_id
     config = {key: value for key, value in config.items() if key != "trial_id"}
     state = load_state(tune.get_checkpoint())
-    with TrialRun(tracking, trial_id, trial_name, config, fresh=state is None) as run:
+    fresh = state is None and options.restart
+    with TrialRun(tracking, trial_id, trial_name, config, fresh=fresh) as run:
+        run.log_tags({**options.provenance, **environment_provenance()})
         if ray.is_initialized():
             run.record_node(ray.get_runtime_context().get_node_id())
         if state is not None:  # a retry or restore: the checkpointed epoch, if MLflow lacks it
             run.log_epoch(state["metrics"], step=state["epoch"])
         module = EXPERIMENTS[experiment]
         fault = next((fault for fault in faults if fault.applies(config)), None)
-        reporter = TuneReporter(run, state, fault)
-        trained = module.train(config, reporter, state)
-        run.log_scores(module.score(trained, scoring, reporter), step=reporter.epoch)
+        reporter = TuneReporter(run, state, fault, options.checkpoint_every)
+        every = options.system_metrics_every
+        with system_metrics(run.run_id, tracking.uri, every) if every else nullcontext():
+            trained = module.train(config, reporter, state, scoring)
+            run.log_scores(module.score(trained, scoring, reporter), step=reporter.epoch)
+    reporter.finish()

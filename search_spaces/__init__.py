@@ -5,7 +5,8 @@ Tune optimises (validation on held-out normal data, never a test metric), and tw
 
 - what changes training, which Tune searches: ``TRAIN`` and ``NUM_SAMPLES`` (the full sweep),
   ``QUICK`` and ``QUICK_NUM_SAMPLES`` (minutes on a CPU). Each overrides only what differs from
-  the experiment's defaults (``vaecam``'s settings dataclasses, checked before Ray starts);
+  the experiment's defaults (``vaecam``'s settings dataclasses, checked before Ray starts).
+  ``EXPLORE`` names the grids a model-based search (``--search optuna``) may explore;
 - ``SCORING``: the grid of lists (methods, target layers, formulations, quantities,
   normalisations, image scores) that every trained model is scored on, never trained again
   (``QUICK_SCORING`` for ``--quick`` where it differs).

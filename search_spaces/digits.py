@@ -14,6 +14,7 @@ NUM_SAMPLES = 1
 #: ``--quick``: one trial (one training), scored on the whole grid.
 QUICK = {"dataset": "digits", "epochs": 30}
 QUICK_NUM_SAMPLES = 1
+EXPLORE = mnist.EXPLORE
 
 SCORING = mnist.SCORING
 PRESETS = mnist.PRESETS

@@ -33,6 +33,11 @@ QUICK = {
 }
 QUICK_NUM_SAMPLES = 1
 
+#: Grid dimensions that ``--search optuna`` may explore as a choice instead of running every
+#: value (its sampled dimensions it always explores). None here: each grid names data or a
+#: comparison the summary shows whole, and the seed grid replicates.
+EXPLORE: tuple[str, ...] = ()
+
 #: No scoring grid: a trial's scores are its disentanglement metrics.
 SCORING: dict[str, list[str]] = {}
 

@@ -28,6 +28,11 @@ NUM_SAMPLES = 1  # samples of the random dimensions per grid point
 QUICK = {"dataset": "mnist", "epochs": 3, "max_test_images": 2000}
 QUICK_NUM_SAMPLES = 1
 
+#: Grid dimensions that ``--search optuna`` may explore as a choice instead of running every
+#: value (its sampled dimensions it always explores). None here: each grid names data or a
+#: comparison the summary shows whole, and the seed grid replicates.
+EXPLORE: tuple[str, ...] = ()
+
 #: Every trained model is scored on all of these (PAPER.md section 1): both convs, the three
 #: readings of how gradients become maps, what is differentiated (mu; Eq. 4 read literally,
 #: which equals mu under abs; two readings in which the normal statistics matter), both image

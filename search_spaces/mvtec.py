@@ -30,6 +30,11 @@ NUM_SAMPLES = 2
 QUICK = {"dataset": "mvtec", "category": tune.grid_search(["grid"]), "batch_size": 8, "epochs": 30}
 QUICK_NUM_SAMPLES = 1
 
+#: Grid dimensions that ``--search optuna`` may explore as a choice instead of running every
+#: value (its sampled dimensions it always explores). None here: each grid names data or a
+#: comparison the summary shows whole, and the seed grid replicates.
+EXPLORE: tuple[str, ...] = ()
+
 #: The reproduction's layer and its neighbours, the authors' formulation and the paper's, Eq. 4
 #: read literally and a reading in which the normal statistics matter, raw maps and z-scores
 #: against the validation images' maps; the reconstruction baseline and the controls.

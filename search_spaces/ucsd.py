@@ -20,6 +20,11 @@ NUM_SAMPLES = 1
 QUICK = {"dataset": "ucsd", "image_size": 96, "epochs": 3}
 QUICK_NUM_SAMPLES = 1
 
+#: Grid dimensions that ``--search optuna`` may explore as a choice instead of running every
+#: value (its sampled dimensions it always explores). None here: each grid names data or a
+#: comparison the summary shows whole, and the seed grid replicates.
+EXPLORE: tuple[str, ...] = ()
+
 #: The second and third conv blocks, both formulations, Eq. 4 read literally and a reading in
 #: which the normal statistics matter; the two baselines of the reproduction and the controls
 #: beside the paper's maps.

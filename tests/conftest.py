@@ -1,7 +1,13 @@
 """Shared fixtures: one local Ray instance for the tests that run sweeps in this process."""
 
+import os
+import tempfile
+
 import pytest
 import ray
+
+# Dataset digests are cached per machine (orchestrator.provenance); the tests' go with them.
+os.environ.setdefault("VAECAM_CACHE_DIR", tempfile.mkdtemp(prefix="vaecam-test-cache-"))
 
 
 @pytest.fixture(scope="session")

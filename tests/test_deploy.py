@@ -168,7 +168,11 @@ def test_dockerfile_pins_the_ray_image_and_installs_the_project():
     assert any(args.split()[-2:] == [".", "."] for args in copies), "the project is copied"
     runs = [args for instruction, args in instructions if instruction == "RUN"]
     installs = [args for args in runs if "pip install" in args]
-    assert any(re.search(r"\s-e \.(\s|$)", args) for args in installs), "the project is installed"
+    project = [re.search(r'\s-e "?\.(\[(?P<extras>[^\]]*)\])?"?(\s|$)', args) for args in installs]
+    project = [match for match in project if match]
+    assert project, "the project is installed"
+    extras = set((project[0]["extras"] or "").split(","))
+    assert {"optuna", "system-metrics"} <= extras, "with what --search and --system-metrics need"
     assert any("torch" in args for args in installs)
     assert all("--no-cache-dir" in args for args in installs)
 

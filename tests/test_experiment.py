@@ -4,31 +4,50 @@ from pathlib import Path
 
 import pytest
 import torch
-from mvtec_fixture import make_mvtec
-from ucsd_fixture import make_ucsd
 
 from vaecam.data import DataNotFoundError
+from vaecam.data.synthetic import make_mvtec, make_ucsd
 from vaecam.experiments import EXPERIMENTS, anomaly, disentanglement
-from vaecam.experiments.common import build_model, fit
+from vaecam.experiments.common import NullReporter, build_model, fit
+from vaecam.experiments.localisation import MVTEC
 from vaecam.models import MODELS, ConvVAE
 from vaecam.settings import SettingsError
 
-INTERFACE = ("defaults", "data_settings", "check", "prepare", "check_scoring", "train", "score")
+INTERFACE = (
+    "defaults",
+    "data_settings",
+    "check",
+    "prepare",
+    "check_scoring",
+    "rounds",
+    "train",
+    "score",
+)
 
 
-class Recorder:
+class Recorder(NullReporter):
     def __init__(self):
         self.reports: list[dict] = []
         self.states: list[dict] = []
+        self.finals: list[bool] = []
         self.artifacts: list[str] = []
+        self.images: list[tuple[str, int | None, tuple[int, int]]] = []
+        self.datasets: list[tuple[str, str, int, dict]] = []
 
-    def report(self, metrics, state):
+    def report(self, metrics, state, final):
         self.reports.append(metrics)
         self.states.append(state)
+        self.finals.append(final)
 
     def log_artifact(self, path: Path, artifact_path=None):
         assert path.stat().st_size > 0
         self.artifacts.append(f"{artifact_path}/{path.name}")
+
+    def log_image(self, key, image, step):
+        self.images.append((key, step, image.size))
+
+    def log_dataset(self, source, split, num_images):
+        self.datasets.append((source.name, split, num_images, source.selection.get("inlier")))
 
 
 def _config(tmp_path, **changes):
@@ -93,11 +112,26 @@ def test_train_reports_every_epoch_then_logs_the_model_and_its_normal_data(tmp_p
     recorder = Recorder()
     trained = anomaly.train(_config(tmp_path), recorder)
     assert [r["epoch"] for r in recorder.reports] == [0, 1]
+    assert recorder.finals == [False, True]  # the reporter always checkpoints the last epoch
+    assert anomaly.rounds(_config(tmp_path)) == 2
     assert {"train_loss", "val_loss", "val_recon", "val_kl"} <= set(recorder.reports[-1])
     assert not any(key.endswith("auroc") for report in recorder.reports for key in report)
     assert recorder.artifacts == ["model/model.pt", "model/normal_data.pt"]
     assert set(recorder.states[-1]) == {"epoch", "metrics", "model", "optimizer", "generator"}
     assert trained.normal.stats.mu.shape == (8,) and trained.normal.mean_recon.shape == (1, 16, 16)
+    sizes = {"train": len(trained.data.train), "val": len(trained.data.val), "test": 120}
+    assert recorder.datasets == [("sklearn_digits", split, n, 1) for split, n in sizes.items()]
+    assert recorder.images == []  # no scoring grid given: no preview
+
+
+def test_train_previews_the_first_maps_of_the_grid_over_training(tmp_path):
+    recorder = Recorder()
+    anomaly.train(_config(tmp_path, epochs=20), recorder, scoring=GRID)
+    # ten times over training, the last epoch among them; one row per test group
+    steps = [step for key, step, _ in recorder.images if key == "training/attention"]
+    assert steps == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
+    width, height = recorder.images[0][2]
+    assert height > width  # ten groups (inlier 1 and nine outlier digits): a tall picture
 
 
 def test_score_measures_every_combination_on_the_one_model(tmp_path):
@@ -123,6 +157,10 @@ def test_score_measures_every_combination_on_the_one_model(tmp_path):
     overlays = {a for a in recorder.artifacts if a.startswith("overlays/")}
     assert overlays == {"overlays/inlier_1.png"} | {
         f"overlays/outlier_{d}.png" for d in range(10) if d != 1
+    }
+    # the same pictures for the MLflow UI's comparison across runs, at the last epoch's step
+    assert {(key + ".png", step) for key, step, _ in recorder.images} == {
+        (overlay, None) for overlay in overlays
     }
     assert "figures/roc.png" in recorder.artifacts
 
@@ -240,6 +278,12 @@ def test_mvtec_scores_pixels_and_images_for_every_combination(tmp_path):
     recorder = Recorder()
     trained = anomaly.train(_mvtec_config(root, category="bottle"), recorder)
     assert [r["epoch"] for r in recorder.reports] == [0, 1]
+    source = MVTEC.source(anomaly.check(_mvtec_config(root, category="bottle")))
+    assert source.name == "mvtec_ad/bottle" and source.root == root.resolve() / "bottle"
+    assert source.synthetic and source.files is None  # written by vaecam.data.synthetic
+    assert [(name, split) for name, split, _, _ in recorder.datasets] == [
+        ("mvtec_ad/bottle", split) for split in ("train", "val", "test")
+    ]
     table = anomaly.score(trained, MVTEC_GRID, recorder)
     assert len(table.rows) == 3 * 2
     for row in table.rows:

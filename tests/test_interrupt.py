@@ -23,6 +23,7 @@ EPOCHS = 8
 SWEEP = ["digits", "--quick", "--set", 'seed={"grid_search": [0, 1]}', "--set", f"epochs={EPOCHS}"]
 SWEEP += ["--scoring", 'method=["attention", "recon"]', "--scoring", 'target_layer=["encoder.2"]']
 SWEEP += ["--scoring", 'formulation=["per_dim"]', "--scoring", 'quantity=["mu"]']
+SWEEP += ["--checkpoint-every", "1"]  # resumes continue from the last epoch checkpointed
 
 
 class Sweep:

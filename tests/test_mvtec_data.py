@@ -1,4 +1,4 @@
-"""MVTec AD loader on a tiny fixture in the real layout (tests/mvtec_fixture.py), its errors on
+"""MVTec AD loader on a tiny fixture in the real layout (vaecam.data.synthetic), its errors on
 damaged copies, and the batch augmentation. Offline, a few seconds."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mvtec_fixture import make_mvtec
 from PIL import Image
 
 from vaecam.data import DataNotFoundError
@@ -26,6 +25,7 @@ from vaecam.data.mvtec import (
     read_image,
     read_mask,
 )
+from vaecam.data.synthetic import make_mvtec
 
 SIZE = 32  # the fixture's native size
 DEFECTS = ("crack", "hole")

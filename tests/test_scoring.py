@@ -1,13 +1,12 @@
 """Scoring a trained model on a grid (vaecam.scoring, vaecam.experiments.anomaly.score): every
 combination from shared work equals that combination scored alone."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from vaecam.attention import attention_maps
 from vaecam.experiments import anomaly
+from vaecam.experiments.common import NullReporter
 from vaecam.latent import LatentStats
 from vaecam.models import ConvVAE
 from vaecam.scoring import (
@@ -26,14 +25,6 @@ from vaecam.scoring import (
 )
 
 
-class Quiet:
-    def report(self, metrics, state):
-        pass
-
-    def log_artifact(self, path: Path, artifact_path=None):
-        pass
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     config = anomaly.defaults({"dataset": "digits"}) | {
@@ -43,7 +34,7 @@ def trained(tmp_path_factory):
         "max_test_images": 100,
         "latent_dim": 6,
     }
-    return anomaly.train(config, Quiet())
+    return anomaly.train(config, NullReporter())
 
 
 GRID = {
@@ -57,7 +48,7 @@ GRID = {
 
 
 def test_every_combination_of_the_grid_equals_it_scored_alone(trained):
-    grid = anomaly.score(trained, GRID, Quiet(), figures=False)
+    grid = anomaly.score(trained, GRID, NullReporter(), figures=False)
     checked = scoring_grid(GRID)
     assert len(grid.rows) == len(checked) == (12 + 3) * 2 * 2 + 1  # + latent_distance
     flat = grid.metrics()
@@ -67,7 +58,7 @@ def test_every_combination_of_the_grid_equals_it_scored_alone(trained):
             alone |= {key: [row[key]] for key in ("normalisation", "image_score")}
         if row["method"] == "attention":
             alone |= {key: [row[key]] for key in ("target_layer", "formulation", "quantity")}
-        single = anomaly.score(trained, alone, Quiet(), figures=False)
+        single = anomaly.score(trained, alone, NullReporter(), figures=False)
         assert len(single.rows) == 1
         for key, value in single.metrics().items():
             assert flat[key] == pytest.approx(value, abs=1e-6), key
@@ -203,7 +194,7 @@ def test_controls_are_what_they_say():
 
 
 def test_the_random_map_scores_chance_within_its_interval(trained):
-    table = anomaly.score(trained, {"method": ["random", "energy"]}, Quiet(), figures=False)
+    table = anomaly.score(trained, {"method": ["random", "energy"]}, NullReporter(), figures=False)
     for row in table.rows:
         assert 0 <= row["image_auroc"] <= 1
         assert row["image_auroc_n_pos"] + row["image_auroc_n_neg"] == len(trained.data.test)
@@ -216,7 +207,7 @@ def test_the_random_map_scores_chance_within_its_interval(trained):
 
 
 def test_an_image_level_method_has_no_normalisation_nor_image_score(trained):
-    table = anomaly.score(trained, {"method": ["latent_distance"]}, Quiet(), figures=False)
+    table = anomaly.score(trained, {"method": ["latent_distance"]}, NullReporter(), figures=False)
     (row,) = table.rows
     assert row["normalisation"] is None and row["image_score"] is None
     metrics = table.metrics()

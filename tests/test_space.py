@@ -2,7 +2,6 @@
 can get, each checked, and the data of each value that picks data checked once."""
 
 import pytest
-from mvtec_fixture import make_mvtec
 from ray import tune
 
 from orchestrator.space import (
@@ -17,6 +16,7 @@ from orchestrator.space import (
 )
 from search_spaces import SPACES
 from vaecam.data import DataNotFoundError
+from vaecam.data.synthetic import make_mvtec
 
 
 def test_candidates_are_the_values_a_trial_can_get():

@@ -1,8 +1,11 @@
 """The sweep CLI end to end: real Ray Tune trials recorded in a real (sqlite) MLflow store."""
 
+import collections
 import csv
+import json
 import math
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,16 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import ray
+import torch
 from mlflow import MlflowClient
-from mvtec_fixture import make_mvtec
 from PIL import Image
-from ucsd_fixture import make_ucsd
 
 from orchestrator import rescore, summary, sweep
 from orchestrator.space import SpaceError
 from orchestrator.tracking import start_sweep, unparam
 from orchestrator.trainable import FAULTS_VARIABLE
 from search_spaces import digits, dsprites, mnist, mvtec
+from vaecam.data.synthetic import make_mvtec, make_ucsd
 from vaecam.scoring import scoring_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +119,99 @@ def test_digits_quick_sweep_trains_once_and_scores_the_whole_grid(tmp_path):
     with open(tmp_path / "ray_results" / "quick" / "summary.csv") as file:
         rows = list(csv.DictReader(file))
     assert [row["mlflow_run_id"] for row in rows] == [child.info.run_id]
+
+    # provenance on both runs: the command as typed, the code's commit, what ran it
+    for run in (parent, child):
+        tags = run.data.tags
+        assert tags["vaecam.command"].endswith(
+            "-m orchestrator.sweep digits --quick " + shlex.join(_sweep_args(tmp_path, "quick"))
+        )
+        assert tags["mlflow.source.name"] == "orchestrator.sweep"
+        assert tags["mlflow.source.git.commit"] == _git_head()
+        assert tags["vaecam.version.torch"] == torch.__version__.split("+")[0]
+    # images to compare across runs: the overlays at the last epoch, previews over training
+    assert _image_steps(client, child.info.run_id)["overlays/inlier_1"] == [epochs - 1]
+    assert len(_image_steps(client, child.info.run_id)["training/attention"]) == 10
+    assert "system/cpu_utilization_percentage" not in child.data.metrics  # off with --quick
+
+
+def _git_head() -> str:
+    """The checkout's commit, as the sweep's driver records it ("unknown" outside git)."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def _image_steps(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
+    """Image key -> the steps it was logged at (from MLflow's file names:
+    ``images/<key, / as ~>+step+<step>+timestamp+...png``)."""
+    steps = collections.defaultdict(list)
+    for item in client.list_artifacts(run_id, "images"):
+        if item.path.endswith(".png"):
+            key, _, step, *_ = item.path.removeprefix("images/").split("+")
+            steps[key.replace("~", "/")].append(int(step))
+    return {key: sorted(found) for key, found in steps.items()}
+
+
+@pytest.mark.slow
+def test_asha_stops_trials_early_and_seeds_replicate_each_configuration(
+    tmp_path, capsys, ray_session
+):
+    args = _sweep_args(tmp_path, "asha")
+    flags = ["--set", "epochs=4", "--set", 'lr={"grid_search": [3e-3, 1e-5]}', "--seeds", "2"]
+    flags += ["--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "4"]
+    flags += ["--checkpoint-every", "2", "--system-metrics", "--system-metrics-every", "1"]
+    flags += ["--scoring", 'method=["attention", "recon"]', "--scoring", 'target_layer="encoder.2"']
+    flags += ["--scoring", 'formulation="authors"', "--scoring", 'quantity="mu"']
+    assert sweep.main(["digits", "--quick", *flags, *args]) == 0
+    out = capsys.readouterr().out
+    assert "The scheduler stopped" in out and "planned epochs" in out
+
+    client, parent, children = _runs(tmp_path, "asha")
+    assert len(children) == 4  # 2 learning rates x 2 seeds
+    stopped = [run for run in children if "vaecam.stopped_early" in run.data.tags]
+    finished = [run for run in children if run.info.status == "FINISHED"]
+    assert stopped and len(stopped) + len(finished) == 4
+    assert {run.data.params["lr"] for run in stopped} == {"1e-05"}  # the hopeless rate
+    for run in stopped:  # not scored as if it had finished, and said so
+        assert run.info.status == "KILLED" and run.data.tags["vaecam.planned_epochs"] == "4"
+        assert not any(key.startswith(("attention/", "recon/")) for key in run.data.metrics)
+        trial = run.data.tags["ray.trial_id"]
+        last = (tmp_path / "ray_results" / "asha" / trial / "result.json").read_text()
+        assert json.loads(last.splitlines()[-1])["stopped_early"] is True  # Ray's own record
+    table = pd.read_csv(tmp_path / "ray_results" / "asha" / "summary.csv")
+    assert set(table.status) == {"OK", "STOPPED"}
+    assert (table[table.status == "STOPPED"].epochs_done < 4).all()
+    assert "stopped" in parent.data.tags["vaecam.scheduler_saving"]
+
+    # every configuration on both seeds, aggregated over them on the parent run
+    assert sorted(run.data.params["seed"] for run in children) == ["0", "0", "1", "1"]
+    seeds = pd.read_csv(client.download_artifacts(parent.info.run_id, "seeds.csv", str(tmp_path)))
+    assert set(seeds[seeds.lr == 3e-3].n_seeds) == {2}
+
+    for run in finished:
+        # a checkpoint every second epoch (and the last), in Ray's record of the trial
+        lines = (tmp_path / "ray_results" / "asha" / run.data.tags["ray.trial_id"]).joinpath(
+            "result.json"
+        )
+        results = [json.loads(line) for line in lines.read_text().splitlines()]
+        assert [r["epoch"] for r in results if r["checkpoint_dir_name"]] == [1, 3]
+        # the dataset read, with a digest of its files, one input per split
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert set(inputs) == {"training", "validation", "testing"}
+        profiles = {context: json.loads(d.profile) for context, d in inputs.items()}
+        assert {p["sha256"] for p in profiles.values()} == {profiles["training"]["sha256"]}
+        assert (
+            len(profiles["training"]["sha256"]) == 64 and profiles["testing"]["num_images"] == 540
+        )
+        assert all(d.name == "sklearn_digits" and d.digest for d in inputs.values())
+        assert (
+            "-m orchestrator.sweep digits --quick --set epochs=4" in run.data.tags["vaecam.command"]
+        )
+        assert run.data.tags["vaecam.version.ray"] == ray.__version__
+        assert run.data.metrics["system/cpu_utilization_percentage"] >= 0
+    # the same images under the same keys in every trial: the UI compares them side by side
+    keys = [set(_image_steps(client, run.info.run_id)) for run in finished]
+    assert all(found == keys[0] for found in keys) and "overlays/inlier_1" in keys[0]
 
 
 def test_help_works_when_run_as_a_file_from_another_directory(tmp_path):
@@ -335,20 +432,26 @@ def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path, ray_ses
 
 
 @pytest.mark.slow
-def test_a_failed_and_a_crashed_trial_are_marked_and_resume_into_their_runs(
+def test_failed_and_crashed_optuna_trials_are_marked_and_resume_into_their_runs(
     tmp_path, capsys, monkeypatch, ray_session
 ):
     args = _sweep_args(tmp_path, "faults")
     faults = '[{"nan_epoch": 1, "when": {"seed": 2}}, {"exit_epoch": 2, "when": {"seed": 1}}]'
     monkeypatch.setenv(FAULTS_VARIABLE, faults)  # seed 2's loss turns NaN, seed 1's node dies
-    flags = ["--set", 'seed={"grid_search": [0, 1, 2]}', "--set", "epochs=4"]
+    # Optuna samples lr and latent dim once, replicated over three seeds (the full digits space
+    # at one inlier); a checkpoint every epoch
+    flags = ["--set", "inlier=1", "--seeds", "3", "--set", "epochs=4", "--num-samples", "1"]
+    flags += ["--search", "optuna", "--checkpoint-every", "1", "--no-system-metrics"]
     flags += ["--scoring", 'target_layer=["encoder.2"]', "--scoring", 'quantity=["mu"]']
-    assert sweep.main(["digits", "--quick", *flags, *args]) == 1
+    assert sweep.main(["digits", *flags, *args]) == 1
     out = capsys.readouterr().out
     assert "2 of 3 trials failed" in out
     assert "python -m orchestrator.sweep digits --resume --name faults" in out
 
     client, parent, before = _runs(tmp_path, "faults")
+    assert parent.data.params["search"] == "optuna"
+    sampled = {(child.data.params["lr"], child.data.params["latent_dim"]) for child in before}
+    assert len(sampled) == 1  # one suggestion, on every seed
     by_seed = {child.data.params["seed"]: child for child in before}
     assert {seed: run.info.status for seed, run in by_seed.items()} == {
         "0": "FINISHED",

@@ -3,15 +3,18 @@ starts over gets a fresh run, and sweeps that start together on one fresh sqlite
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from PIL import Image
 
-from orchestrator import summary
+from orchestrator import summary, trainable
 from orchestrator.tracking import SUPERSEDED_TAG, TrialRun, start_sweep
 from orchestrator.trainable import TuneReporter, checkpoint_folder
+from vaecam.data import DataSource
 
 CONFIG = {"lr": 0.001, "seed": 0}
 
@@ -22,7 +25,7 @@ def _store(tmp_path: Path) -> str:
 
 def _epochs(run: TrialRun, reporter: TuneReporter, epochs: range) -> None:
     for epoch in epochs:
-        reporter.report({"epoch": epoch, "val_loss": 1.0 / (epoch + 1)}, {"epoch": epoch})
+        reporter.report({"epoch": epoch, "val_loss": 1.0 / (epoch + 1)}, {"epoch": epoch}, False)
 
 
 def _steps(client: MlflowClient, run_id: str) -> list[int]:
@@ -64,6 +67,55 @@ def test_a_trial_started_over_gets_a_fresh_run_and_the_old_one_is_left_out(tmp_p
         pass
     with TrialRun(tracking, "t2", "t2", CONFIG, fresh=True) as retry:
         assert retry.run_id == empty.run_id
+
+
+def test_checkpoints_every_n_epochs_and_the_last_once_the_model_is_scored(tmp_path, monkeypatch):
+    reports = []  # (epoch, whether a checkpoint came with it), as Tune receives them
+    monkeypatch.setattr(
+        trainable.tune,
+        "report",
+        lambda metrics, checkpoint=None: reports.append((metrics["epoch"], checkpoint is not None)),
+    )
+    tracking = start_sweep(_store(tmp_path), "digits", "sweep", {})
+    with TrialRun(tracking, "t1", "t1", CONFIG, fresh=True) as run:
+        reporter = TuneReporter(run, None, None, checkpoint_every=3)
+        for epoch in range(8):
+            reporter.report({"epoch": epoch, "val_loss": 1.0}, {"epoch": epoch}, epoch == 7)
+        assert [epoch for epoch, saved in reports if saved] == [2, 5]
+        assert len(reports) == 7  # the last epoch waits for the scores
+        assert _steps(MlflowClient(tracking.uri), run.run_id) == list(range(8))  # MLflow has it
+    reporter.finish()
+    assert reports[-1] == (7, True)
+
+
+def test_images_and_datasets_are_logged_once_per_step_and_split(tmp_path):
+    tracking = start_sweep(_store(tmp_path), "digits", "sweep", {})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"first")
+    source = DataSource("toy", data, url="https://example.org/toy", selection={"class": 3})
+    picture = Image.new("RGB", (8, 8), "red")
+    with TrialRun(tracking, "t1", "t1", CONFIG, fresh=True) as run:
+        run.log_epoch({"epoch": 4}, step=4)
+        for _ in range(2):  # a restored trial, a re-scoring: the same key and step again
+            run.log_image("overlays/good", picture, None)  # None: the last epoch
+            run.log_dataset(source, "train", 10)
+        run.log_dataset(source, "test", 5)
+        (data / "a.bin").write_bytes(b"other")  # a changed file: another digest
+        run.log_dataset(source._replace(name="toy2"), "train", 10)
+    client = MlflowClient(tracking.uri)
+    images = [a.path for a in client.list_artifacts(run.run_id, "images")]
+    assert len(images) == 2 and all(p.startswith("images/overlays~good+step+4+") for p in images)
+    inputs = client.get_run(run.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [
+        ("toy", "training"),
+        ("toy", "testing"),
+        ("toy2", "training"),
+    ]
+    profiles = [json.loads(i.dataset.profile) for i in inputs]
+    assert profiles[0]["class"] == 3 and profiles[0]["num_images"] == 10
+    assert profiles[0]["sha256"] == profiles[1]["sha256"] != profiles[2]["sha256"]
+    assert json.loads(inputs[0].dataset.source)["uri"] == str(data)
 
 
 def _start(uri: str, name: str, queue) -> None:

@@ -1,5 +1,5 @@
 """UCSD Anomaly Dataset loader on a tiny synthetic fixture in the real v1p2 layout
-(tests/ucsd_fixture.py), the ``UCSDped1.m`` parser on tricky text, and one clear error per kind
+(vaecam.data.synthetic), the ``UCSDped1.m`` parser on tricky text, and one clear error per kind
 of damaged copy. Offline, a few seconds."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from ucsd_fixture import ANOMALY_GREY, anomalous_frames, anomaly_ranges, make_ucsd
 
 from vaecam.data import DataFormatError, DataNotFoundError
+from vaecam.data.synthetic import ANOMALY_GREY, anomalous_frames, anomaly_ranges, make_ucsd
 from vaecam.data.ucsd import (
     SCENES,
     UCSD_URL,

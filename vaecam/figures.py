@@ -22,6 +22,7 @@ __all__ = [
     "compare_trials",
     "image_grid",
     "localisation_figure",
+    "localisation_image",
     "roc_figure",
     "scatter_figure",
 ]
@@ -195,7 +196,19 @@ def localisation_figure(
     path: str | Path,
     recons: torch.Tensor | np.ndarray | None = None,
 ) -> Path:
-    """One PNG, one row per image: image | ground truth | reconstruction | one heatmap column
+    """:func:`localisation_image` written as a PNG at ``path`` (parent folders are created);
+    returns ``path`` as a ``Path``."""
+    return _save_image(localisation_image(images, masks, maps, titles, recons), path)
+
+
+def localisation_image(
+    images: torch.Tensor | np.ndarray,
+    masks: torch.Tensor | np.ndarray | None,
+    maps: Mapping[str, Any],
+    titles: Sequence[str],
+    recons: torch.Tensor | np.ndarray | None = None,
+) -> Image.Image:
+    """One picture, one row per image: image | ground truth | reconstruction | one heatmap column
     per map (the paper's Fig. 1/4 view, with every map of a scoring grid side by side).
 
     The ground-truth defect is filled and outlined in red on the image, and each anomaly map
@@ -214,12 +227,11 @@ def localisation_figure(
         maps: column title -> (B, H, W) anomaly map at image resolution, any scale, e.g.
             ``{"attention": a, "recon. error": e}``; columns follow the dict's order.
         titles: B row labels, e.g. ``"bottle/broken_large 3"``.
-        path: where to write the PNG (parent folders are created).
         recons: (B, C, H, W) reconstructions in [0, 1], drawn after the ground truth; None:
             no such column.
 
     Returns:
-        ``path``, as a ``Path``.
+        The picture, an RGB image.
     """
     images = _to_numpy(images)
     masks = None if masks is None else _to_numpy(masks)
@@ -269,7 +281,7 @@ def localisation_figure(
 
     canvas = Image.fromarray(np.uint8(mosaic * 255 + 0.5))
     _draw_labels(canvas, labels)
-    return _save_image(canvas, path)
+    return canvas
 
 
 def _draw_labels(

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from torch import Tensor
 __all__ = [
     "DataFormatError",
     "DataNotFoundError",
+    "DataSource",
     "LabelledImages",
     "MNIST_FILES",
     "file_lock",
@@ -60,6 +61,23 @@ class OneClassSplit(NamedTuple):
     val: Tensor  # (N_val, C, H, W) held-out inlier training images
     test_images: Tensor  # (M, C, H, W) every test image
     test_labels: Tensor  # (M,) their digits
+
+
+class DataSource(NamedTuple):
+    """Where a trial's data comes from, for its provenance (the run's dataset inputs).
+
+    ``name`` says what it is (``mvtec_ad/grid``); ``files`` are those read, relative to
+    ``root`` (None: every file under ``root``; ``()``: generated in memory, nothing read);
+    ``url`` is where the data is published; ``synthetic`` marks data generated in the real
+    layout (:mod:`vaecam.data.synthetic`) or procedurally, on which no verdict may rest;
+    ``selection`` the settings that pick a trial's images from it (``{"inlier": 1}``)."""
+
+    name: str
+    root: Path
+    files: tuple[str, ...] | None = None
+    url: str | None = None
+    synthetic: bool = False
+    selection: dict[str, Any] = {}
 
 
 class DataNotFoundError(FileNotFoundError):

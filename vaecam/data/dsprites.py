@@ -57,7 +57,7 @@ from typing import TypeAlias
 
 import numpy as np
 
-from vaecam.data import DataFormatError, DataNotFoundError
+from vaecam.data import DataFormatError, DataNotFoundError, DataSource
 from vaecam.registry import Registry
 
 __all__ = [
@@ -170,6 +170,11 @@ class GroundTruthData(abc.ABC):
     def sample_observations(self, num: int, random_state: RandomState) -> np.ndarray:
         """Draw ``num`` observations (num, *observation_shape) of random factors."""
         return self.sample(num, random_state)[1]
+
+    @property
+    @abc.abstractmethod
+    def source(self) -> DataSource:
+        """Where the observations come from (a run's dataset input)."""
 
 
 def _randint(random_state: RandomState, high: int, size: int) -> np.ndarray:
@@ -342,6 +347,10 @@ class DSpritesNpz(_DSpritesFactors):
                 f"{path}: {len(self._packed)} images but {len(classes)} latents_classes rows"
             )
 
+    @property
+    def source(self) -> DataSource:
+        return DataSource("dsprites", self.path.parent, (self.path.name,), DSPRITES_URL)
+
     @classmethod
     def from_root(cls, root: Path) -> DSpritesNpz:
         """The file at ``<root>/dsprites/<NPZ_NAME>`` (the registry's factory)."""
@@ -428,6 +437,10 @@ class DSpritesProcedural(_DSpritesFactors):
         self._tables = _body_tables()
         self._table_size = self._tables.shape[-1]
         self._flat_tables = self._tables.reshape(-1)
+
+    @property
+    def source(self) -> DataSource:
+        return DataSource("dsprites_procedural", Path("."), (), DSPRITES_URL, synthetic=True)
 
     @classmethod
     def from_root(cls, root: Path | None = None) -> DSpritesProcedural:

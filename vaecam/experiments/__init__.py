@@ -8,7 +8,9 @@ An experiment module has:
   that pick the files a trial reads;
 - ``prepare(config)``: check (or fetch) the data once, before any trial starts;
 - ``check_scoring(config, grid)``: the model's options and the scoring grid, before training;
-- ``train(config, reporter, state) -> trained``: one trial's training, resumable;
+- ``rounds(config)``: how many reports (epochs, rounds) a full training makes;
+- ``train(config, reporter, state, scoring) -> trained``: one trial's training, resumable (the
+  scoring grid it will be scored on, for previews during training);
 - ``score(trained, grid, reporter) -> ScoreTable``: every scoring choice on the trained model.
 
 It knows nothing of Ray or MLflow: everything it reports goes through the ``Reporter`` it is

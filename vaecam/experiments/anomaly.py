@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from PIL import Image
 from torch import Tensor
 
+from vaecam.attention import attention_maps
 from vaecam.data.images import Progress
 from vaecam.data.mvtec import Augment
 from vaecam.experiments.common import (
@@ -37,7 +39,7 @@ from vaecam.experiments.common import (
 from vaecam.experiments.localisation import MVTEC
 from vaecam.experiments.one_class import DIGITS, MNIST
 from vaecam.experiments.video import UCSD
-from vaecam.figures import localisation_figure, roc_figure
+from vaecam.figures import localisation_image, roc_figure
 from vaecam.metrics import roc_points
 from vaecam.models import VAE
 from vaecam.registry import Registry
@@ -117,18 +119,42 @@ class Trained(NamedTuple):
     normal: NormalData
 
 
+def rounds(config: Mapping[str, Any]) -> int:
+    """How many reports (epochs) a trial of ``config`` makes when it trains to the end."""
+    return check(config).epochs
+
+
 def train(
-    config: Mapping[str, Any], reporter: Reporter, state: dict[str, Any] | None = None
+    config: Mapping[str, Any],
+    reporter: Reporter,
+    state: dict[str, Any] | None = None,
+    scoring: Mapping[str, Any] | None = None,
 ) -> Trained:
     """Train ``config``'s model on its normal images for ``epochs`` epochs (from ``state`` when
-    resuming), reporting each (``train_*`` and ``val_*`` losses, the state to checkpoint); then
-    log ``model/model.pt`` and ``model/normal_data.pt``."""
+    resuming), reporting the data read and each epoch (``train_*`` and ``val_*`` losses, the
+    state to checkpoint); then log ``model/model.pt`` and ``model/normal_data.pt``. Given the
+    ``scoring`` grid the model will be scored on, ten times over training the maps of its
+    first layer and formulation (of ``mu``) for the first test image of each group go to
+    ``reporter.log_image`` as ``training/attention``: how a map forms, the same images in
+    every trial of a sweep."""
     settings = check(config)
     generator = seed_everything(settings.seed)
-    data = DATASETS[settings.dataset].load(settings)
+    benchmark = DATASETS[settings.dataset]
+    data = benchmark.load(settings)
+    source = benchmark.source(settings)
+    for split, images in (("train", data.train), ("val", data.val), ("test", data.test)):
+        reporter.log_dataset(source, split, len(images))
     model = build_model(settings, in_channels=data.train.shape[1])
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     augment = Augment(settings.hflip, settings.vflip, settings.rotation_degrees)
+    shown = scoring_grid(scoring, model) if scoring else None
+
+    def preview(epoch: int) -> dict[str, float]:
+        if shown is not None and shown.target_layer and epoch in preview_epochs(settings.epochs):
+            image = preview_image(model, data, shown.target_layer[0], shown.formulation[0])
+            reporter.log_image("training/attention", image, epoch)
+        return {}
+
     fit(
         model,
         optimizer,
@@ -140,11 +166,37 @@ def train(
         lambda: evaluate_loss(model, data.val, settings.batch_size),
         reporter,
         state,
+        extra=preview,
     )
     normal = normal_data(model, data.train, settings.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         log_model(model, reporter, Path(tmp), normal)
     return Trained(settings, model, data, normal)
+
+
+def preview_epochs(epochs: int) -> set[int]:
+    """The ten (or fewer) epochs a training preview is drawn at, the last among them."""
+    every = max(1, epochs // 10)
+    return {epoch for epoch in range(epochs) if (epoch + 1) % every == 0} | {epochs - 1}
+
+
+def preview_image(
+    model: VAE, data: AnomalyData, target_layer: str, formulation: str
+) -> Image.Image:
+    """Input, ground truth (where there are masks), reconstruction and the attention map of
+    ``mu`` at ``target_layer`` for the first test image of each group, one row each."""
+    rows = [group_rows[0] for group_rows in figure_rows(data, 1).values()]
+    device = next(model.parameters()).device
+    x = data.test[rows].to(device)
+    model.eval()
+    maps = attention_maps(model, x, target_layer, formulation, "mu").aggregate.cpu()
+    with torch.no_grad():
+        recons = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
+    masks = data.masks[rows] if data.masks is not None else None
+    label = f"{target_layer}\n{formulation}, mu"
+    return localisation_image(
+        data.test[rows], masks, {label: maps}, [data.titles[i] for i in rows], recons
+    )
 
 
 def restore(
@@ -256,15 +308,17 @@ def log_figures(
             with torch.no_grad():
                 x = data.test[rows].to(device)
                 recons = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
-            path = localisation_figure(
+            image = localisation_image(
                 data.test[rows],
                 data.masks[rows] if data.masks is not None else None,
                 {label(variant): variant_maps[rows] for variant, variant_maps in maps.items()},
                 [data.titles[i] for i in rows],
-                Path(tmp) / f"{_slug(group)}.png",
                 recons=recons,
             )
+            path = Path(tmp) / f"{_slug(group)}.png"
+            image.save(path, format="PNG")
             reporter.log_artifact(path, "overlays")
+            reporter.log_image(f"overlays/{_slug(group)}", image, None)
 
         if data.masks is not None:  # pixel-level curves of the maps
             annotated = data.has_mask if data.has_mask is not None else slice(None)

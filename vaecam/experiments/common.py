@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import torch
+from PIL import Image
 from torch import Tensor
 
+from vaecam.data import DataSource
 from vaecam.data.images import Progress
+from vaecam.data.synthetic import is_synthetic
 from vaecam.models import MODELS, VAE
 from vaecam.scoring import NormalData
 from vaecam.settings import SettingsError, setting
@@ -21,11 +24,37 @@ from vaecam.settings import SettingsError, setting
 class Reporter(Protocol):
     """What an experiment reports to; the orchestrator's sends it to Ray Tune and MLflow."""
 
-    def report(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
-        """Once per epoch: metrics (``epoch`` included) and the state to checkpoint."""
+    def report(self, metrics: dict[str, float], state: dict[str, Any], final: bool) -> None:
+        """Once per epoch: metrics (``epoch`` included), the state to checkpoint (when the
+        reporter chooses to: always after the ``final`` epoch)."""
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """A file to keep (a figure, the final weights), optionally under a sub-folder."""
+
+    def log_image(self, key: str, image: Image.Image, step: int | None) -> None:
+        """A picture to compare across runs and steps (None: the last epoch reported): the
+        same ``key`` in every trial of a sweep shows the same input."""
+
+    def log_dataset(self, source: DataSource, split: str, num_images: int) -> None:
+        """What the trial reads: ``num_images`` of ``source`` as its ``split`` (train, val,
+        test)."""
+
+
+class NullReporter:
+    """A :class:`Reporter` that keeps nothing: for running an experiment outside a sweep (a
+    benchmark, a test); figures are still drawn and written."""
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any], final: bool) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_image(self, key: str, image: Image.Image, step: int | None) -> None:
+        pass
+
+    def log_dataset(self, source: DataSource, split: str, num_images: int) -> None:
+        pass
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -152,7 +181,8 @@ def fit(
         metrics |= {f"train_{name}": value for name, value in losses.items()}
         metrics |= {f"val_{name}": value for name, value in validate().items()}
         metrics |= extra(r) if extra is not None else {}
-        reporter.report(metrics, training_state(r, metrics, model, optimizer, generator))
+        checkpoint = training_state(r, metrics, model, optimizer, generator)
+        reporter.report(metrics, checkpoint, final=r == rounds - 1)
 
 
 # --- the anomaly experiments' plug-in types -----------------------------------------------------
@@ -217,12 +247,27 @@ class Benchmark(NamedTuple):
     (:mod:`vaecam.experiments.anomaly`): its ``settings`` (an :class:`AnomalySettings`
     subclass with its defaults), ``check(settings, progress)`` (every file decoded once, before
     any trial starts),
-    ``load(settings) -> AnomalyData``, and its metrics: ``map_metrics(maps (M, H, W), data,
-    settings)`` for pixel-level ground truth (None without masks) and ``image_metrics(scores
-    (M,), data, settings)`` from one score per image."""
+    ``load(settings) -> AnomalyData``, ``source(settings) -> DataSource`` (what it reads,
+    for provenance), and its metrics: ``map_metrics(maps (M, H, W), data, settings)`` for
+    pixel-level ground truth (None without masks) and ``image_metrics(scores (M,), data,
+    settings)`` from one score per image."""
 
     settings: type[AnomalySettings]
     check: Callable[[Any, Progress | None], None]
     load: Callable[[Any], AnomalyData]
+    source: Callable[[Any], DataSource]
     image_metrics: Metrics
     map_metrics: Metrics | None = None
+
+
+def subset_source(dataset: str, data_root: str, key: str, value: str, url: str) -> DataSource:
+    """One subset (``key``: a category, a scene) of a dataset published at ``url`` and laid
+    out as a folder per subset under ``data_root``: every file under ``<data_root>/<value>``."""
+    root = Path(data_root).expanduser().resolve()
+    return DataSource(
+        f"{dataset}/{value}",
+        root / value,
+        url=url,
+        synthetic=is_synthetic(root),
+        selection={key: value},
+    )

@@ -10,6 +10,7 @@ as disentanglement_lib does, each with its own RNG.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -138,16 +139,29 @@ class Trained(NamedTuple):
     val: Tensor  # (V, 1, 64, 64) the held-out observations
 
 
+def rounds(config: Mapping[str, Any]) -> int:
+    """How many reports (rounds) a trial of ``config`` makes when it trains to the end."""
+    return check(config).rounds
+
+
 def train(
-    config: Mapping[str, Any], reporter: Reporter, state: dict[str, Any] | None = None
+    config: Mapping[str, Any],
+    reporter: Reporter,
+    state: dict[str, Any] | None = None,
+    scoring: Mapping[str, Any] | None = None,
 ) -> Trained:
     """``iterations`` steps in rounds of ``eval_every`` (from ``state`` when resuming) in the
     one resumable loop (:func:`~vaecam.experiments.common.fit`), a report per round, with the
     disentanglement metrics every ``metric_every`` rounds before the last (:func:`score` gives
-    the last); then the weights are logged."""
+    the last); then the weights are logged. ``scoring`` must be empty (:func:`check_scoring`):
+    dSprites is scored by its disentanglement metrics."""
     settings = check(config)
+    check_scoring(config, scoring or {})
     generator = seed_everything(settings.seed)
     data = load(settings)
+    # Training draws from every factor combination; a fixed sample is held out.
+    reporter.log_dataset(data.source, "train", math.prod(data.factors_num_values))
+    reporter.log_dataset(data.source, "val", settings.val_size)
     model = build_model(settings, in_channels=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.999))
     device = next(model.parameters()).device

@@ -16,10 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaecam.data import hold_out
+from vaecam.data import DataSource, hold_out
 from vaecam.data.images import Progress
-from vaecam.data.mvtec import CATEGORIES, GOOD, load_mvtec, verify_category
-from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
+from vaecam.data.mvtec import CATEGORIES, GOOD, MVTEC_URL, load_mvtec, verify_category
+from vaecam.experiments.common import (
+    AnomalyData,
+    AnomalySettings,
+    Benchmark,
+    subset_source,
+)
 from vaecam.settings import setting
 from vaecam.uncertainty import (
     aupro_interval,
@@ -82,4 +87,9 @@ def image_metrics(scores: Tensor, data: AnomalyData, settings: MVTecSettings) ->
     return interval_metrics("image_auroc", bootstrap_interval("auroc", scores, data.anomalous))
 
 
-MVTEC = Benchmark(MVTecSettings, check, load, image_metrics, map_metrics)
+def source(settings: MVTecSettings) -> DataSource:
+    """The category's folder (train, test and ground-truth files)."""
+    return subset_source("mvtec_ad", settings.data_root, "category", settings.category, MVTEC_URL)
+
+
+MVTEC = Benchmark(MVTecSettings, check, load, source, image_metrics, map_metrics)

@@ -9,6 +9,7 @@ with a 95% stratified bootstrap interval.
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -17,7 +18,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaecam.data import LabelledImages, load_digits, load_mnist, one_class_split, subsample
+from vaecam.data import (
+    MNIST_FILES,
+    DataSource,
+    LabelledImages,
+    load_digits,
+    load_mnist,
+    one_class_split,
+    subsample,
+)
 from vaecam.data.images import Progress
 from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
 from vaecam.settings import setting
@@ -49,6 +58,10 @@ class DigitsSettings(OneClassSettings):
 
 
 Loader = Callable[[Path, int, bool], LabelledImages]
+
+MNIST_URL = "https://yann.lecun.com/exdb/mnist/"
+DIGITS_FILE = "digits.csv.gz"  # in scikit-learn's sklearn/datasets/data
+DIGITS_URL = "https://archive.ics.uci.edu/dataset/80"  # Optical Recognition of Handwritten Digits
 
 
 def check(loader: Loader, settings: OneClassSettings, progress: Progress | None = None) -> None:
@@ -95,9 +108,30 @@ def image_metrics(
     return out
 
 
+def mnist_source(settings: OneClassSettings) -> DataSource:
+    """torchvision's four raw MNIST files."""
+    raw = Path(settings.data_root).expanduser().resolve() / "MNIST" / "raw"
+    return DataSource("mnist", raw, MNIST_FILES, MNIST_URL, selection={"inlier": settings.inlier})
+
+
+def digits_source(settings: OneClassSettings) -> DataSource:
+    """The file scikit-learn ships its digits in."""
+    folder = Path(str(importlib.resources.files("sklearn.datasets.data")))
+    selection = {"inlier": settings.inlier}
+    return DataSource("sklearn_digits", folder, (DIGITS_FILE,), DIGITS_URL, selection=selection)
+
+
 MNIST = Benchmark(
-    OneClassSettings, partial(check, load_mnist), partial(load, load_mnist), image_metrics
+    OneClassSettings,
+    partial(check, load_mnist),
+    partial(load, load_mnist),
+    mnist_source,
+    image_metrics,
 )
 DIGITS = Benchmark(
-    DigitsSettings, partial(check, load_digits), partial(load, load_digits), image_metrics
+    DigitsSettings,
+    partial(check, load_digits),
+    partial(load, load_digits),
+    digits_source,
+    image_metrics,
 )

@@ -18,9 +18,15 @@ from typing import Any
 
 from torch import Tensor
 
+from vaecam.data import DataSource
 from vaecam.data.images import Progress
-from vaecam.data.ucsd import SCENES, load_ucsd, verify_ucsd
-from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
+from vaecam.data.ucsd import SCENES, UCSD_URL, load_ucsd, verify_ucsd
+from vaecam.experiments.common import (
+    AnomalyData,
+    AnomalySettings,
+    Benchmark,
+    subset_source,
+)
 from vaecam.metrics import pixel_criterion_scores
 from vaecam.settings import setting
 from vaecam.uncertainty import bootstrap_interval, interval_metrics, pixel_auroc_interval
@@ -103,4 +109,9 @@ def image_metrics(scores: Tensor, data: AnomalyData, settings: UCSDSettings) -> 
     }
 
 
-UCSD = Benchmark(UCSDSettings, check, load, image_metrics, map_metrics)
+def source(settings: UCSDSettings) -> DataSource:
+    """The scene's folder (its clips, frame labels and masks)."""
+    return subset_source("ucsd", settings.data_root, "scene", settings.scene, UCSD_URL)
+
+
+UCSD = Benchmark(UCSDSettings, check, load, source, image_metrics, map_metrics)
