@@ -315,11 +315,17 @@ def default_cache_path(root: Path) -> Path:
     and a file there would be part of the data it describes. One cache per machine suits the
     key, since a copy of the data on another node has other modification times anyway.
     """
+    key = hashlib.sha256(str(Path(root).expanduser().absolute()).encode()).hexdigest()[:16]
+    return cache_dir() / "digests" / f"{key}.json"
+
+
+def cache_dir() -> Path:
+    """This machine's cache of vaecam: ``$VAECAM_CACHE_DIR`` or ``$XDG_CACHE_HOME/vaecam`` or
+    ``~/.cache/vaecam``."""
     base = os.environ.get("VAECAM_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "vaecam"
     )
-    key = hashlib.sha256(str(Path(root).expanduser().absolute()).encode()).hexdigest()[:16]
-    return Path(base) / "digests" / f"{key}.json"
+    return Path(base)
 
 
 def _data_files(root: Path) -> list[Path]:

@@ -8,7 +8,6 @@ python orchestrator/sweep.py mnist ...           # as a file too (what ``ray sub
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import secrets
@@ -26,14 +25,15 @@ if not __package__:  # run as a file: make the checkout importable as when insta
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
-import ray  # noqa: E402
 import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # noqa: E402
 from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
-from orchestrator import summary  # noqa: E402
+from orchestrator import campaign, cluster, summary  # noqa: E402
+from orchestrator.campaign import CAMPAIGN  # noqa: E402
 from orchestrator.provenance import (  # noqa: E402
     code_provenance,
     command_tags,
@@ -101,7 +101,7 @@ Every AUROC, AP, AUPRO and EER comes with its class sizes and a 95% stratified b
 interval (the image, or a video's clip, is the unit of pixel metrics)."""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.sweep",
         description="Run EXPERIMENT's search space as a Ray Tune sweep; every trial is an MLflow "
@@ -109,7 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=SCORING_HELP,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("experiment", choices=sorted(SPACES), help="which search space to run")
+    parser.add_argument(
+        "experiment",
+        choices=[*sorted(SPACES), CAMPAIGN],
+        help="which search space to run; all: every experiment of the paper at once, each on "
+        "the data --data-root has (listed before anything starts), then the report",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -184,7 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="override one setting of every trial, e.g. --set epochs=5 (VALUE is JSON, else text; "
-        "a JSON grid makes it a dimension: --set 'lr={\"grid_search\": [1e-3, 1e-4]}')",
+        "a JSON grid makes it a dimension: --set 'lr={\"grid_search\": [1e-3, 1e-4]}'); with "
+        "all, each goes to the experiments that have KEY, or to one: --set mvtec:epochs=5",
     )
     parser.add_argument(
         "--preset",
@@ -254,8 +260,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="replace one list of the scoring grid that every trained model is scored on, e.g. "
         '--scoring \'formulation=["per_dim", "authors"]\' (a lone name is a list of one); '
-        f"KEY is one of {', '.join(GRID_KEYS)}",
+        f"KEY is one of {', '.join(GRID_KEYS)}; with all, as --set: --scoring mvtec:KEY=JSON",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="all: an experiment whose real data is not under --data-root is an error, not "
+        "skipped (or, with --quick, run on generated data)",
+    )
+    # A campaign's sweeps: the campaign's MLflow run, which each sweep's run nests under.
+    parser.add_argument("--within-campaign", metavar="RUN_ID", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     for problem in flag_problems(args):
         parser.error(problem)
@@ -265,9 +284,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(
                 f"--resume: no {args.experiment} sweep in {args.storage_path}; pass --name"
             )
-    # Unique under parallel launches: the second, and 16 random bits.
+    # Unique under parallel launches: the second, and 32 random bits (with 16, 50 launches in
+    # one second collide 2% of the time).
     args.name = args.name or (
-        f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
     )
     return args
 
@@ -315,7 +335,17 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
     problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
     if args.restart_errored and not args.resume:
         problems.append("--restart-errored needs --resume")
+    if args.strict and args.experiment != CAMPAIGN:
+        problems.append(f"--strict is for {CAMPAIGN!r}, the campaign of every experiment")
+    if args.experiment == CAMPAIGN and args.categories:
+        problems.append("--categories is MVTec AD's: run mvtec alone")
     return problems
+
+
+def mlflow_experiment(args: Namespace) -> str:
+    """The MLflow experiment of the sweep's runs: a campaign's sweeps are all in the
+    campaign's, nested under its run."""
+    return CAMPAIGN if args.within_campaign else args.experiment
 
 
 def latest_sweep(storage_path: str, experiment: str) -> str | None:
@@ -381,7 +411,7 @@ def restore_space_flags(args: argparse.Namespace) -> None:
     Ray restores every trial's config itself, but the driver's data check and summary build the
     space from these flags: without them, resuming an ``mvtec --quick --categories grid`` sweep
     would check all 15 categories. A flag given again must have its recorded value."""
-    recorded = sweep_params(args.tracking_uri, args.experiment, args.name)
+    recorded = sweep_params(args.tracking_uri, mlflow_experiment(args), args.name)
     if recorded is None:
         raise SpaceError(
             f"--resume: no MLflow parent run of sweep {args.name!r} in {args.tracking_uri}; "
@@ -423,7 +453,9 @@ def open_sweep(
     params |= {f"space.{key}": value for key, value in space.items()}
     params |= {f"scoring.{key}": value for key, value in scoring.items()}
     tags = provenance | environment_provenance()
-    return start_sweep(args.tracking_uri, args.experiment, args.name, params, tags)
+    if args.within_campaign:
+        tags[MLFLOW_PARENT_RUN_ID] = args.within_campaign
+    return start_sweep(args.tracking_uri, mlflow_experiment(args), args.name, params, tags)
 
 
 def run_sweep(
@@ -667,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     scheduler stopped it), 1 when some failed, 2 for bad input (nothing started), 128 + the
     signal's number when a signal interrupted it."""
     args = parse_args(argv)
+    if args.experiment == CAMPAIGN:
+        return campaign.main(args, build_parser())
     search_space = SPACES[args.experiment]
     try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
         check_resources(args)
@@ -737,9 +771,7 @@ def run(
 ) -> int:
     """Run the checked sweep on Ray (a local instance unless one is running or RAY_ADDRESS
     names a cluster), close its runs, publish its summary; the exit status of :func:`main`."""
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(include_dashboard=False)
+    started_ray = cluster.connect()
     driver = code_provenance() | command_tags(
         None if argv is None else [sys.executable, "-m", "orchestrator.sweep", *argv]
     )
@@ -758,7 +790,7 @@ def run(
         # output). Tune has stopped, and the trials go with Ray.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if started_ray:  # the local instance goes with the sweep, whatever happened
-            shutdown_local_ray()
+            cluster.disconnect()
     unfinished = reconcile(tracking, outcomes, interrupted)
     if not interrupted:
         mark_stopped_early(tracking, stopped)
@@ -767,6 +799,11 @@ def run(
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
     print(f"then open {tracking.ui_link()}")
+    if not args.within_campaign:  # a campaign writes its own report
+        print(
+            "The paper's claims beside these numbers: python -m orchestrator.report "
+            f"--name {args.name} --tracking-uri {args.tracking_uri}"
+        )
     if interrupted:
         print(f"Interrupted: {unfinished} trials did not finish.")
         print(f"Resume the sweep with:\n  {resume_command(args)}")
@@ -777,21 +814,6 @@ def run(
         print(f"Resume them from their last checkpoints with:\n  {resume_command(args)}")
         return 1
     return 0
-
-
-def shutdown_local_ray(timeout_s: float = 30.0) -> None:
-    """Shut down the Ray instance this sweep started and wait for its processes to exit, the
-    trials' included: a worker notices that its raylet is gone only after it, and one still
-    running (a second Ctrl-C gives Tune no time to stop it) could open or log into an MLflow
-    run after :func:`reconcile` has closed them. What outlives ``timeout_s`` is killed."""
-    import psutil  # Ray's own copy (ray/thirdparty_files) when not installed
-
-    processes = psutil.Process().children(recursive=True)
-    ray.shutdown()
-    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
 
 
 def check_resources(args: Namespace) -> None:
@@ -815,7 +837,7 @@ def sweep_exists(args: Namespace) -> bool:
     """A sweep of this name in the storage path (local) or the MLflow store, without creating
     either."""
     local = "://" not in args.storage_path and Path(sweep_path(args)).exists()
-    return local or sweep_params(args.tracking_uri, args.experiment, args.name) is not None
+    return local or sweep_params(args.tracking_uri, mlflow_experiment(args), args.name) is not None
 
 
 def progress(done: int, total: int, what: str) -> None:

@@ -23,3 +23,5 @@ SCORES = mnist.SCORES
 HEADLINE = mnist.HEADLINE
 AGGREGATE_OVER = mnist.AGGREGATE_OVER
 AGGREGATE = mnist.AGGREGATE
+CLAIMS = mnist.CLAIMS  # on digits, not MNIST: the report gives no verdict
+PAPER_SETTINGS = mnist.PAPER_SETTINGS

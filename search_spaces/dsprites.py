@@ -74,3 +74,39 @@ REFERENCE = {  # FactorVAE metric, PAPER.md section 4
         "reproduction": "0.854 +- 0.006 (lambda 40)",
     },
 }
+
+#: The paper's claims this sweep tests (``orchestrator.report``): the FactorVAE metric of each
+#: model, read off the paper's Fig. 8 as ranges (PAPER.md section 4). Chance: a classifier that
+#: guesses one of the five factors.
+CLAIMS = [
+    {
+        "claim": "FactorVAE metric (Fig. 8)",
+        "dataset": "dsprites",
+        "metric": "factor_vae_score",
+        "group": "model",
+        "paper": {
+            "beta_vae": (0.63, 0.73),
+            "factor_vae": (0.70, 0.83),
+            "ad_factor_vae": (0.89, 0.91),
+        },
+        "reproduction_text": {model: ref["reproduction"] for model, ref in REFERENCE.items()},
+        "chance": 0.2,
+    },
+    {
+        "claim": "MIG (Chen et al. 2018), beside the FactorVAE metric",
+        "dataset": "dsprites",
+        "metric": "mig",
+        "group": "model",
+        "paper": None,
+        "paper_text": "not reported",
+        "reproduction_text": "not reported",
+        "chance": 0.0,
+    },
+]
+PAPER_SETTINGS = {
+    "iterations": 300_000,
+    "lr": 1e-4,
+    "batch_size": 64,
+    "gamma": 40.0,
+    "latent_dim": [10, 32],
+}

@@ -79,3 +79,31 @@ HEADLINE = "image_auroc"
 #: Mean and 95% interval of the scores over seeds, and over seeds and inlier digits.
 AGGREGATE_OVER = [("seed",), ("seed", "inlier")]
 AGGREGATE = SCORES
+
+#: The paper's claims this sweep tests (``orchestrator.report``). The paper shows MNIST maps
+#: only; the claim read from them: attention tells the inlier digit from the others, i.e. an
+#: image AUROC above chance, with the authors' code's recipe (their layer, formulation and
+#: quantity). ``paper`` is the range the claim asserts; a number only where one is published.
+CLAIMS = [
+    {
+        "claim": "attention separates the inlier digit from the others (paper: maps only)",
+        "dataset": "mnist",
+        "metric": "image_auroc",
+        "select": {
+            "method": "attention",
+            "target_layer": "encoder.2",
+            "formulation": "authors",
+            "quantity": "mu",
+            "normalisation": "none",
+            "image_score": "mean",
+        },
+        "group": "inlier",
+        "paper": (0.5, 1.0),
+        "paper_text": "maps only: above chance",
+        "reproduction_text": "maps similar to the paper's",
+        "controls": ["recon", "energy", "random", "latent_distance"],
+    }
+]
+#: What PAPER.md section 3 gives for training (``orchestrator.report``'s deviations): a value,
+#: a ``(low, high)`` range, or a list of values each of which is the paper's.
+PAPER_SETTINGS = {"epochs": 100, "lr": 1e-3, "batch_size": 128, "latent_dim": 32}

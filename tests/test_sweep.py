@@ -18,8 +18,9 @@ import ray
 import torch
 from mlflow import MlflowClient
 from PIL import Image
+from test_report import markdown_tables
 
-from orchestrator import rescore, summary, sweep
+from orchestrator import report, rescore, summary, sweep
 from orchestrator.space import SpaceError
 from orchestrator.tracking import start_sweep, unparam
 from orchestrator.trainable import FAULTS_VARIABLE
@@ -373,6 +374,28 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
         by_category["grid"].data.metrics[mvtec.OURS["attention (ours)"]]
     )
 
+    # the report: a row per category, each number the metric it cites, no verdict on
+    # generated data
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    capsys.readouterr()
+    assert report.main(["--name", "mvtec", "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
+    assert (
+        f"Logged on the run: http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs"
+        in capsys.readouterr().out
+    )
+    assert {"report.md", "report.html"} <= _artifacts(client, parent.info.run_id)
+    text = (tmp_path / "report.md").read_text()
+    verdicts = next(t for t in markdown_tables(text) if t and "verdict" in t[0])
+    assert {row["group"] for row in verdicts} == {"grid", "bottle"}
+    for row in verdicts:
+        (run_id,) = row["runs"].split()
+        metrics = client.get_run(run_id).data.metrics
+        key = row["metric key"]
+        cited = [metrics[key], metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]]
+        assert row["ours [95%]"] == "{:.3f} [{:.3f}, {:.3f}]".format(*cited)
+        assert row["verdict"] == "no verdict: not the paper's data"
+    assert "(synthetic)" in text and (tmp_path / "report.html").stat().st_size > 10_000
+
 
 @pytest.mark.parametrize(
     ("categories", "message"),
@@ -594,25 +617,28 @@ def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
     assert comparison.loc["mean (2 swept)", "attention (ours)"] == pytest.approx(0.65)
 
 
+#: A dSprites trial in seconds: a tiny model, a few iterations, small metric samples.
+TINY_DSPRITES = {
+    "model_options": '{"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16}',
+    "latent_dim": "3",
+    "batch_size": "8",
+    "iterations": "4",
+    "eval_every": "2",
+    "metric_every": "1",
+    "val_size": "16",
+    "metric_num_train": "20",
+    "metric_num_eval": "10",
+    "metric_num_variance": "64",
+    "mig_num_train": "64",
+    "figure_examples": "2",
+}
+
+
 @pytest.mark.slow
 def test_dsprites_quick_sweep_aggregates_seeds_beside_the_published_numbers(
     tmp_path, capsys, ray_session
 ):
-    tiny = {
-        "model_options": '{"widths": [4, 4, 8, 8], "hidden": 16, "discriminator_hidden": 16}',
-        "latent_dim": "3",
-        "batch_size": "8",
-        "iterations": "4",
-        "eval_every": "2",
-        "metric_every": "1",
-        "val_size": "16",
-        "metric_num_train": "20",
-        "metric_num_eval": "10",
-        "metric_num_variance": "64",
-        "mig_num_train": "64",
-        "figure_examples": "2",
-    }
-    overrides = [arg for key, value in tiny.items() for arg in ("--set", f"{key}={value}")]
+    overrides = [arg for key, value in TINY_DSPRITES.items() for arg in ("--set", f"{key}={value}")]
     args = _sweep_args(tmp_path, "dsprites")
     overrides += ["--set", "model=ad_factor_vae"]  # one model, two seeds: two trials
     assert sweep.main(["dsprites", "--quick", *overrides, *args]) == 0

@@ -49,7 +49,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from sklearn.metrics import mutual_info_score
 
 __all__ = [
     "GroundTruthData",
@@ -371,6 +370,9 @@ def discrete_mutual_info(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
         codes: ``(d, N)`` discrete code values (e.g. histogram bin indices).
         factors: ``(num_factors, N)`` discrete factor values.
     """
+    # scikit-learn's import takes a second, paid by every trial process: only MIG needs it
+    from sklearn.metrics import mutual_info_score
+
     m = np.zeros((codes.shape[0], factors.shape[0]))
     for i in range(codes.shape[0]):
         for j in range(factors.shape[0]):
@@ -383,4 +385,6 @@ def discrete_entropy(factors: np.ndarray) -> np.ndarray:
 
     ``H(v) = I(v; v)``, computed with the same estimator as :func:`discrete_mutual_info`.
     """
+    from sklearn.metrics import mutual_info_score
+
     return np.array([mutual_info_score(row, row) for row in factors], dtype=np.float64)

@@ -273,14 +273,23 @@ def make_ucsd(
     return root
 
 
-if __name__ == "__main__":  # a larger synthetic set to try a sweep on by hand
+def example_mvtec(root: Path) -> Path:
+    """A set large enough to try a sweep on: ``grid`` and ``bottle``, 40 training images of
+    64 x 64 each."""
+    return make_mvtec(root, categories=("grid", "bottle"), n_train=40, size=64)
+
+
+def example_ucsd(root: Path) -> Path:
+    """A set large enough to try a sweep on: 6 training and 6 test clips of 40 frames of
+    119 x 79, three of them with pixel masks."""
+    return make_ucsd(root, 6, 6, 40, (79, 119), masked_clips=(1, 2, 3))
+
+
+if __name__ == "__main__":  # python -m vaecam.data.synthetic {mvtec,ucsd} ROOT
     import argparse
 
     parser = argparse.ArgumentParser(description="Write a synthetic dataset in a real layout.")
     parser.add_argument("dataset", choices=("mvtec", "ucsd"))
     parser.add_argument("root", type=Path)
     args = parser.parse_args()
-    if args.dataset == "mvtec":
-        print(make_mvtec(args.root, categories=("grid", "bottle"), n_train=40, size=64))
-    else:
-        print(make_ucsd(args.root, 6, 6, 40, (79, 119), masked_clips=(1, 2, 3)))
+    print({"mvtec": example_mvtec, "ucsd": example_ucsd}[args.dataset](args.root))

@@ -4,11 +4,14 @@ connected + transposed-conv decoder."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 from vaecam.models.vae import VAE
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet18_Weights
 
 
 class ResNetVAE(VAE):
@@ -32,6 +35,10 @@ class ResNetVAE(VAE):
         super().__init__()
         if image_size % 32:
             raise ValueError(f"image_size {image_size} must be divisible by 32 (ResNet's stride)")
+        # torchvision's import takes seconds (it brings torch._dynamo): only this model needs it,
+        # and every sweep process and Ray worker imports the model registry.
+        from torchvision.models import resnet18
+
         self.latent_dim = latent_dim
         self.encoder = resnet18(weights=_imagenet_weights() if pretrained else None)
         if in_channels != 3:
@@ -56,6 +63,8 @@ class ResNetVAE(VAE):
 
 def _imagenet_weights() -> ResNet18_Weights:
     """ImageNet weights, loaded (and downloaded into torch's hub cache) now, or a clear error."""
+    from torchvision.models import ResNet18_Weights
+
     weights = ResNet18_Weights.IMAGENET1K_V1
     try:
         weights.get_state_dict(progress=False)
