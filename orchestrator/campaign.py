@@ -521,7 +521,8 @@ def close(
         print(f"Interrupted. Resume the campaign with:\n  {resume_command(args)}")
         return 128 + stopped[0]
     failed = [name for name, code in codes.items() if code != 0]
-    client.set_terminated(run_id, "FAILED" if len(failed) == len(codes) else "FINISHED")
+    every_one_failed = bool(codes) and len(failed) == len(codes)  # none ran: all finished before
+    client.set_terminated(run_id, "FAILED" if every_one_failed else "FINISHED")
     md, page = report.write(client, args.name, folder / "report")
     print(f"Report: {md}\n        {page}")
     experiment_id = client.get_run(run_id).info.experiment_id
