@@ -10,8 +10,9 @@ What each experiment runs on is decided up front from ``--data-root`` (:func:`pl
 data where it is there; with ``--quick`` and no real data, what needs no download (scikit-learn's
 digits for MNIST, generated sets in the MVTec AD and UCSD layouts, procedural dSprites), marked
 synthetic or stand-in in every output; otherwise the experiment is skipped with the reason, or,
-with ``--strict``, that is an error. ``--resume`` resumes every sweep of the campaign (one that
-never started starts). Ctrl-C (or SIGTERM, SIGHUP) stops every sweep as it stops one.
+with ``--strict``, that is an error. ``--resume`` runs again every sweep of the campaign that
+did not finish (resuming it where Ray has it). Ctrl-C (or SIGTERM, SIGHUP) stops every sweep as
+it stops one.
 """
 
 from __future__ import annotations
@@ -160,23 +161,24 @@ def plan(data_root: Path, quick: bool, strict: bool) -> tuple[list[Member], dict
     return members, skipped
 
 
-#: Flags every sweep of the campaign gets as given (attribute, option).
+#: Flags every sweep of the campaign gets as given (their attributes: ``num_samples`` is
+#: ``--num-samples``).
 PASSED = (
-    ("quick", "--quick"),
-    ("num_samples", "--num-samples"),
-    ("max_concurrent", "--max-concurrent"),
-    ("cpus_per_trial", "--cpus-per-trial"),
-    ("gpus_per_trial", "--gpus-per-trial"),
-    ("max_failures", "--max-failures"),
-    ("preset", "--preset"),
-    ("seeds", "--seeds"),
-    ("search", "--search"),
-    ("scheduler", "--scheduler"),
-    ("grace_period", "--grace-period"),
-    ("reduction_factor", "--reduction-factor"),
-    ("checkpoint_every", "--checkpoint-every"),
-    ("system_metrics", "--system-metrics"),
-    ("system_metrics_every", "--system-metrics-every"),
+    "quick",
+    "num_samples",
+    "max_concurrent",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_failures",
+    "preset",
+    "seeds",
+    "search",
+    "scheduler",
+    "grace_period",
+    "reduction_factor",
+    "checkpoint_every",
+    "system_metrics",
+    "system_metrics_every",
 )
 
 
@@ -184,14 +186,14 @@ def passed_flags(args: Namespace, parser: ArgumentParser) -> list[str]:
     """The flags of ``args`` that differ from their defaults in ``parser`` (the sweep's), as
     options for each sweep."""
     flags = []
-    for attribute, option in PASSED:
-        value = getattr(args, attribute)
+    for attribute in PASSED:
+        value, name = getattr(args, attribute), attribute.replace("_", "-")
         if value == parser.get_default(attribute):
             continue
         if isinstance(value, bool):
-            flags.append(option if value else "--no-" + option[2:])
+            flags.append(f"--{name}" if value else f"--no-{name}")
         else:
-            flags += [option, str(value)]
+            flags += [f"--{name}", str(value)]
     return flags
 
 
@@ -257,6 +259,11 @@ def route_settings(
     return routed
 
 
+def sweep_name(campaign: str, experiment: str) -> str:
+    """The name of the campaign's sweep of ``experiment``."""
+    return f"{campaign}-{experiment}"
+
+
 def commands(
     args: Namespace,
     members: list[Member],
@@ -270,7 +277,8 @@ def commands(
     base += ["--within-campaign", run_id, *flags]
     planned = {}
     for m in members:
-        command = [m.space, "--name", f"{args.name}-{m.experiment}", "--data-root", m.data_root]
+        name = sweep_name(args.name, m.experiment)
+        command = [m.space, "--name", name, "--data-root", m.data_root]
         command += base + (["--categories", ",".join(m.categories)] if m.categories else [])
         options = routed[m.experiment].items()
         planned[m.experiment] = command + [a for f, items in options for i in items for a in (f, i)]
@@ -441,8 +449,8 @@ def restore(args: Namespace) -> tuple[dict[str, list[str]], str]:
     for name in [name for name in planned if tags.get(EXIT_TAG + name) == "0"]:
         print(f"[{name}] finished in an earlier attempt")
         del planned[name]
-    for command in planned.values():
-        if tune.Tuner.can_restore(f"{args.storage_path}/{command[2]}"):
+    for name, command in planned.items():
+        if tune.Tuner.can_restore(f"{args.storage_path}/{sweep_name(args.name, name)}"):
             command.append("--resume")
     print(f"Resuming campaign {args.name}: {', '.join(planned) or 'every sweep has finished'}")
     return planned, tracking.parent_run_id

@@ -43,7 +43,13 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  #
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from orchestrator.tracking import SUPERSEDED_TAG, SWEEP_TAG, Tracking, unparam  # noqa: E402
+from orchestrator.tracking import (  # noqa: E402
+    SUPERSEDED_TAG,
+    SWEEP_TAG,
+    Tracking,
+    find_sweep,
+    unparam,
+)
 from search_spaces import SPACES  # noqa: E402
 from vaecam.scoring import COLUMNS, metric_name  # noqa: E402
 
@@ -206,25 +212,28 @@ class Sweep:
         return real, described or "no dataset recorded"
 
 
-def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
-    """The run named ``name`` (a sweep or a campaign) and its sweeps: itself, or the sweeps
-    nested under it. Raises ``LookupError`` naming what exists when there is none."""
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`{SWEEP_TAG}` = '{name}'")
-    if not runs:
-        known = sorted(
-            {
-                r.data.tags[SWEEP_TAG]
-                for r in client.search_runs(experiments, "")
-                if SWEEP_TAG in r.data.tags
-            }
-        )
+def find_run(client: MlflowClient, name: str) -> Run:
+    """The top run named ``name`` (a sweep's or a campaign's). Raises ``LookupError`` naming
+    what exists when there is none."""
+    found = find_sweep(client.tracking_uri, name)
+    if found is None:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(experiments, "") if experiments else []
+        known = sorted({r.data.tags[SWEEP_TAG] for r in runs if SWEEP_TAG in r.data.tags})
         raise LookupError(
             f"--name {name!r}: no sweep or campaign of that name in this MLflow store; "
             f"known: {', '.join(known[-10:]) or 'none'}"
         )
-    top = runs[0]
-    nested = client.search_runs(experiments, f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{top.info.run_id}'")
+    return client.get_run(found[0].parent_run_id)
+
+
+def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
+    """The run named ``name`` (a sweep or a campaign, :func:`find_run`) and its sweeps:
+    itself, or the sweeps nested under it."""
+    top = find_run(client, name)
+    nested = client.search_runs(
+        [top.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{top.info.run_id}'"
+    )
     sweep_runs = [r for r in nested if SWEEP_TAG in r.data.tags] or [top]
     sweeps = []
     for run in sorted(sweep_runs, key=lambda r: r.data.tags[SWEEP_TAG]):
@@ -634,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    top, _ = find_sweeps(client, args.name)
+    top = find_run(client, args.name)
     link = Tracking(args.tracking_uri, top.info.experiment_id, top.info.run_id).ui_link()
     print(f"Report: {md}\n        {page} (self-contained)\nLogged on the run: {link}")
     return 0
