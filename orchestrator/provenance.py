@@ -34,6 +34,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import (
     MLFLOW_DATASET_CONTEXT,
     MLFLOW_GIT_BRANCH,
@@ -458,6 +459,7 @@ def log_dataset_input(
     alone: the same files used as another split, subset or class get their own dataset instead
     of showing the first one's numbers. Logging the same dataset to a run again (a retried
     trial) adds nothing: MLflow's stores skip an input whose (name, digest) the run already has.
+    Trials logging the same dataset at the same moment each get it (one retry, see below).
     """
     info = {"num_images": int(num_images), "split": split, "sha256": digest, **(profile or {})}
     profile_json = json.dumps(info, sort_keys=True, default=str)
@@ -472,4 +474,11 @@ def log_dataset_input(
     words = {"train": "training", "test": "testing", "val": "validation"}
     context = context or words.get(split, split)
     tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=tags)])
+    inputs = [DatasetInput(dataset=dataset, tags=tags)]
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException:
+        # MLflow looks for the (experiment, name, digest) row and inserts it without a lock, so
+        # trials that start together each insert it and all but one fail on the unique key.
+        # The row exists by then: the same call again links it to this run.
+        client.log_inputs(run_id, datasets=inputs)

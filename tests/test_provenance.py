@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -340,6 +341,40 @@ def test_other_data_or_another_split_of_the_same_files_is_another_dataset(store,
     assert test.tags[0].value == "testing"
     assert changed.dataset.source_type == "http"
     assert json.loads(changed.dataset.source) == {"url": "https://example.com/mnist.tgz"}
+
+
+def _log_together(client: MlflowClient, runs: list[str], data: Path, digest: str) -> list:
+    """Each run logs the same dataset from its own thread, released at the same moment."""
+    start, errors = threading.Barrier(len(runs)), []
+
+    def log(run: str) -> None:
+        start.wait()
+        try:
+            log_dataset_input(
+                client, run, name="race", source=data, digest=digest, num_images=3, split="train"
+            )
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=log, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_trials_logging_the_same_dataset_together_each_get_it(store, data):
+    """MLflow checks for a dataset and inserts it without a lock: trials that start at the same
+    moment race on the insert (seen in CI as a trial failing on a UNIQUE constraint)."""
+    uri, experiment_id = store
+    client = MlflowClient(uri)
+    for attempt in range(3):  # one round loses the race most of the time; three almost always
+        runs = [client.create_run(experiment_id).info.run_id for _ in range(8)]
+        assert _log_together(client, runs, data, digest=f"d{attempt}") == []
+        inputs = [_inputs(uri, run) for run in runs]
+        assert [len(i) for i in inputs] == [1] * len(runs)
+        assert len({i.dataset.digest for (i,) in inputs}) == 1
 
 
 # ---------------------------------------------------------------------------------------------
