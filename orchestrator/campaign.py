@@ -17,6 +17,7 @@ it stops one.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from ray import tune
 from orchestrator import cluster, report
 from orchestrator.provenance import cache_dir, code_provenance, command_tags
 from orchestrator.space import SpaceError, build_scoring, build_space, check_space
-from orchestrator.tracking import Tracking, start_sweep, sweep_params
+from orchestrator.tracking import Tracking, drop_unstarted_sweep, start_sweep, sweep_params
 from search_spaces import SPACES
 from vaecam.data import MNIST_FILES
 from vaecam.data.dsprites import NPZ_NAME
@@ -50,6 +51,12 @@ CAMPAIGN = "all"
 
 #: How often the campaign says how its sweeps are doing (seconds).
 PROGRESS_EVERY_S = 60.0
+
+#: In the sweeps' environment: the campaign's process id, and the signal a sweep gets when that
+#: process ends (:func:`end_with_campaign`).
+CAMPAIGN_PID = "VAECAM_CAMPAIGN_PID"
+CAMPAIGN_END_SIGNAL = "VAECAM_CAMPAIGN_END_SIGNAL"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -285,6 +292,23 @@ def commands(
     return planned
 
 
+def end_with_campaign() -> None:
+    """In a member sweep: end when the campaign's process ends, even by ``kill -9``, which
+    forwards no signal. On a cluster that outlives the campaign the sweep gets SIGINT and stops
+    as on a Ctrl-C (runs KILLED, resumable). On the campaign's own local Ray instance, which
+    dies with it, a sweep can neither stop cleanly nor run on (it hung, or Ray aborted it a
+    minute later), so it gets SIGKILL: its runs stay RUNNING, never FINISHED, until
+    ``--resume`` continues them. Either way nothing runs on that a resume would start again.
+    Linux's parent-death signal; elsewhere nothing."""
+    campaign = os.environ.get(CAMPAIGN_PID)
+    if campaign is None or not sys.platform.startswith("linux"):
+        return
+    number = int(os.environ[CAMPAIGN_END_SIGNAL])
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, number)
+    if os.getppid() != int(campaign):  # it ended before the line above
+        os.kill(os.getpid(), number)
+
+
 class Sweeps:
     """The member sweeps as child processes, each in a session of its own: a signal to the
     campaign reaches each sweep once, from here (a terminal's Ctrl-C would reach them too,
@@ -450,8 +474,11 @@ def restore(args: Namespace) -> tuple[dict[str, list[str]], str]:
         print(f"[{name}] finished in an earlier attempt")
         del planned[name]
     for name, command in planned.items():
-        if tune.Tuner.can_restore(f"{args.storage_path}/{sweep_name(args.name, name)}"):
+        sweep = sweep_name(args.name, name)
+        if tune.Tuner.can_restore(f"{args.storage_path}/{sweep}"):
             command.append("--resume")
+        elif drop_unstarted_sweep(client, tracking.experiment_id, sweep):
+            print(f"[{name}] was stopped before it saved a state: it starts again")
     print(f"Resuming campaign {args.name}: {', '.join(planned) or 'every sweep has finished'}")
     return planned, tracking.parent_run_id
 
@@ -468,8 +495,13 @@ def main(args: Namespace, parser: ArgumentParser) -> int:
     client = MlflowClient(args.tracking_uri)
     folder = Path(args.storage_path) / args.name
     folder.mkdir(parents=True, exist_ok=True)
+    local = "RAY_ADDRESS" not in os.environ  # a Ray instance that ends with this process
     started_ray = cluster.connect()
-    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    env = os.environ | {
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        CAMPAIGN_PID: str(os.getpid()),
+        CAMPAIGN_END_SIGNAL: str(int(signal.SIGKILL if local else signal.SIGINT)),
+    }
     cpus = ray.cluster_resources().get("CPU", 0.0)
 
     start_ms = int(time.time() * 1000)

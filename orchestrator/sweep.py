@@ -701,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.experiment == CAMPAIGN:
         return campaign.main(args, build_parser())
+    if args.within_campaign:
+        campaign.end_with_campaign()
     search_space = SPACES[args.experiment]
     try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
         check_resources(args)

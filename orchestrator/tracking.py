@@ -72,6 +72,20 @@ def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | No
     return runs[0] if runs else None
 
 
+def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -> bool:
+    """Delete the parent run of ``sweep`` if it has no trial runs: a sweep killed between
+    creating its run and Ray's first saved state has nothing to resume and can only start
+    again, which its name, in use, would refuse. Whether a run was deleted."""
+    run = _sweep_run(client, experiment_id, sweep)
+    if run is None:
+        return False
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'"
+    if client.search_runs([experiment_id], query, max_results=1):
+        return False
+    client.delete_run(run.info.run_id)
+    return True
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client of the store at ``uri`` whose schema exists. MLflow creates and migrates its
     schema when a client first touches a new sqlite file, and sweeps started together would

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from processes import command_line, kill, proc_table
 from test_report import markdown_tables
 from test_sweep import TINY_DSPRITES
 
@@ -121,7 +123,7 @@ SCORING = {
 
 
 @pytest.mark.slow
-def test_a_campaign_interrupted_and_resumed_finishes_every_experiment_once(tmp_path):
+def test_a_campaign_killed_interrupted_and_resumed_finishes_every_experiment_once(tmp_path):
     # Tiny generated sets where real ones would be: labelled synthetic all the same.
     make_mvtec(tmp_path / "data" / "mvtec_ad", categories=("grid",), size=32)
     make_ucsd(tmp_path / "data" / "UCSD_Anomaly_Dataset.v1p2", n_test=3, masked_clips=(1, 2))
@@ -140,7 +142,28 @@ def test_a_campaign_interrupted_and_resumed_finishes_every_experiment_once(tmp_p
                 [*command, *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
+    def sweeps() -> set[int]:
+        return {pid for pid in proc_table() if "--name camp-" in command_line(pid)}
+
+    # kill -9 forwards nothing: the sweeps end with the campaign (its local Ray instance goes
+    # with it) instead of running on, where the resume below would start them a second time
     process = start()
+    try:
+        deadline = time.monotonic() + 120
+        while log.read_text().count("] started: ") < 4 or len(sweeps()) < 4:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(2)
+        process.kill()
+        deadline = time.monotonic() + 30
+        while sweeps() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not sweeps(), [command_line(pid) for pid in sweeps()]
+    finally:
+        process.kill()
+        kill(sweeps(), signal.SIGKILL)
+
+    process = start("--resume")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:  # one sweep ended, not all
         if "ended with exit 0" in log.read_text():
@@ -186,6 +209,35 @@ def test_a_campaign_interrupted_and_resumed_finishes_every_experiment_once(tmp_p
         assert float(row["ours [95%]"].split()[0]) == pytest.approx(
             sum(values) / len(values), abs=5e-4
         )
+
+
+CHILD = """
+import signal, sys, time
+from orchestrator.campaign import end_with_campaign
+signal.signal(signal.SIGINT, lambda *_: (open(sys.argv[1], "w").close(), sys.exit(130)))
+end_with_campaign()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_sweep_on_a_cluster_that_outlives_its_campaign_stops_as_on_ctrl_c(tmp_path):
+    """The campaign's death, by any signal, reaches its sweeps as the Ctrl-C it could not
+    forward (here a shell stands for the campaign)."""
+    stopped = tmp_path / "stopped"
+    child = f"{shlex.quote(sys.executable)} -c {shlex.quote(CHILD)} {stopped}"
+    script = f"export {campaign.CAMPAIGN_PID}=$$; {child} & wait"
+    env = os.environ | {campaign.CAMPAIGN_END_SIGNAL: str(int(signal.SIGINT))}
+    shell = subprocess.Popen(["bash", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    try:
+        assert shell.stdout.readline() == b"ready\n"
+        shell.kill()
+        deadline = time.monotonic() + 10
+        while not stopped.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stopped.exists()
+    finally:
+        shell.kill()
 
 
 def test_each_sweep_gets_the_flags_given_and_only_those():

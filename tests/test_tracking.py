@@ -12,7 +12,13 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from orchestrator import summary, trainable
-from orchestrator.tracking import SUPERSEDED_TAG, TrialRun, start_sweep
+from orchestrator.tracking import (
+    SUPERSEDED_TAG,
+    TrialRun,
+    drop_unstarted_sweep,
+    start_sweep,
+    sweep_params,
+)
 from orchestrator.trainable import TuneReporter, checkpoint_folder
 from vaecam.data import DataSource
 
@@ -44,6 +50,21 @@ def test_a_restore_from_an_older_checkpoint_logs_no_step_twice(tmp_path):
         _epochs(again, TuneReporter(again, state, None), range(12, 16))
     client = MlflowClient(tracking.uri)
     assert _steps(client, first.run_id) == list(range(16))
+
+
+def test_a_sweep_killed_before_its_first_trial_can_start_again_under_its_name(tmp_path):
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    empty = start_sweep(uri, "all", "camp-mnist", {})
+    used = start_sweep(uri, "all", "camp-mvtec", {})
+    with TrialRun(used, "t0", "trial 0", CONFIG, fresh=True):
+        pass
+    assert drop_unstarted_sweep(client, empty.experiment_id, "camp-mnist")
+    assert sweep_params(uri, "all", "camp-mnist") is None  # the name is free again
+    assert not drop_unstarted_sweep(client, used.experiment_id, "camp-mvtec")  # it has a trial
+    assert sweep_params(uri, "all", "camp-mvtec") == {}
+    assert not drop_unstarted_sweep(client, used.experiment_id, "camp-ucsd")  # never created
+    assert start_sweep(uri, "all", "camp-mnist", {}).parent_run_id != empty.parent_run_id
 
 
 def test_a_trial_started_over_gets_a_fresh_run_and_the_old_one_is_left_out(tmp_path):
