@@ -68,8 +68,14 @@ def checkpoint_folder(trial_id: str) -> Iterator[Path]:
     prefix = f"vaecam-checkpoint-{trial_id}-"
     for stale in Path(tempfile.gettempdir()).glob(prefix + "*"):
         shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
-        yield Path(folder)
+    # Not a TemporaryDirectory: its finalizer also runs when the process exits, as Ray ends a
+    # trial's worker when a sweep is stopped, and removed the folder under a checkpoint that
+    # Tune's training thread was writing: the trial failed instead of being interrupted.
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_state(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,31 @@ def test_a_checkpoint_left_behind_by_a_killed_attempt_is_removed(tmp_path, monke
     with checkpoint_folder("t1") as folder:
         assert folder.exists() and not stale.exists()
     assert not folder.exists() and other.exists()  # another trial's is not ours to remove
+
+
+EXITING = """
+import sys, threading, time
+from orchestrator.trainable import checkpoint_folder
+writing = threading.Event()
+def train():
+    with checkpoint_folder("t1") as folder:
+        print(folder, flush=True)
+        writing.set()
+        time.sleep(30)
+threading.Thread(target=train, daemon=True).start()
+writing.wait()
+sys.exit(0)
+"""
+
+
+def test_a_process_exiting_leaves_the_checkpoint_being_written_alone(tmp_path):
+    """Ray ends a trial's worker (its main thread exits) while Tune's training thread may be
+    writing a checkpoint: the write must not lose its folder, which would fail the trial
+    instead of leaving it interrupted (seen in CI after a second Ctrl-C)."""
+    env = os.environ | {"TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.parent == tmp_path and folder.exists()  # the next checkpoint removes it
