@@ -39,7 +39,13 @@ from ray import tune
 from orchestrator import cluster, report
 from orchestrator.provenance import cache_dir, code_provenance, command_tags
 from orchestrator.space import SpaceError, build_scoring, build_space, check_space
-from orchestrator.tracking import Tracking, drop_unstarted_sweep, start_sweep, sweep_params
+from orchestrator.tracking import (
+    Tracking,
+    drop_unstarted_sweep,
+    nested_runs,
+    start_sweep,
+    sweep_params,
+)
 from search_spaces import SPACES
 from vaecam.data import MNIST_FILES
 from vaecam.data.dsprites import NPZ_NAME
@@ -368,13 +374,9 @@ def occupancy(
     trials held over the CPU time there was (``cpu_busy_fraction``), and the share of the
     campaign's time when trials of two or more experiments ran at once (``overlap_fraction``)."""
     experiment = client.get_run(campaign_run).info.experiment_id
-    sweeps = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{campaign_run}'")
     spans = []  # (start, end, sweep)
-    for sweep_run in sweeps:
-        trials = client.search_runs(
-            [experiment], f"tags.`mlflow.parentRunId` = '{sweep_run.info.run_id}'"
-        )
-        for trial in trials:
+    for sweep_run in nested_runs(client, experiment, campaign_run):
+        for trial in nested_runs(client, experiment, sweep_run.info.run_id):
             end = trial.info.end_time or end_ms
             spans.append(
                 (max(trial.info.start_time, start_ms), min(end, end_ms), sweep_run.info.run_id)

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Run  # noqa: E402
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  # noqa: E402
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from orchestrator.tracking import (  # noqa: E402
@@ -48,6 +48,7 @@ from orchestrator.tracking import (  # noqa: E402
     SWEEP_TAG,
     Tracking,
     find_sweep,
+    nested_runs,
     unparam,
 )
 from search_spaces import SPACES  # noqa: E402
@@ -231,15 +232,11 @@ def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
     """The run named ``name`` (a sweep or a campaign, :func:`find_run`) and its sweeps:
     itself, or the sweeps nested under it."""
     top = find_run(client, name)
-    nested = client.search_runs(
-        [top.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{top.info.run_id}'"
-    )
+    nested = nested_runs(client, top.info.experiment_id, top.info.run_id)
     sweep_runs = [r for r in nested if SWEEP_TAG in r.data.tags] or [top]
     sweeps = []
     for run in sorted(sweep_runs, key=lambda r: r.data.tags[SWEEP_TAG]):
-        children = client.search_runs(
-            [run.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'"
-        )
+        children = nested_runs(client, run.info.experiment_id, run.info.run_id)
         finished = [
             r for r in children if r.info.status == "FINISHED" and SUPERSEDED_TAG not in r.data.tags
         ]

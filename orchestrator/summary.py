@@ -27,6 +27,7 @@ from orchestrator.tracking import (
     SUPERSEDED_TAG,
     TRIAL_TAG,
     Tracking,
+    nested_runs,
     read_scores,
     unparam,
 )
@@ -51,9 +52,7 @@ PRINTED_CONFIGURATIONS = 4
 
 def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
     """The sweep's trial runs (not those a trial started over from)."""
-    runs = client.search_runs(
-        [tracking.experiment_id], f"tags.`mlflow.parentRunId` = '{tracking.parent_run_id}'"
-    )
+    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
     return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
 
 

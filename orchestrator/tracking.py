@@ -72,6 +72,13 @@ def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | No
     return runs[0] if runs else None
 
 
+def nested_runs(client: MlflowClient, experiment_id: str, run_id: str, **search: Any) -> list[Run]:
+    """The runs nested under ``run_id`` (a campaign's sweeps, a sweep's trials);
+    ``search``: more of ``search_runs``'s arguments, e.g. ``max_results``."""
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'"
+    return client.search_runs([experiment_id], query, **search)
+
+
 def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -> bool:
     """Delete the parent run of ``sweep`` if it has no trial runs: a sweep killed between
     creating its run and Ray's first saved state has nothing to resume and can only start
@@ -79,8 +86,7 @@ def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -
     run = _sweep_run(client, experiment_id, sweep)
     if run is None:
         return False
-    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'"
-    if client.search_runs([experiment_id], query, max_results=1):
+    if nested_runs(client, experiment_id, run.info.run_id, max_results=1):
         return False
     client.delete_run(run.info.run_id)
     return True
