@@ -52,18 +52,25 @@ from orchestrator.tracking import (  # noqa: E402
     unparam,
 )
 from search_spaces import SPACES  # noqa: E402
-from vaecam.scoring import COLUMNS, metric_name  # noqa: E402
+from vaecam.scoring import ATTENTION_METHODS, COLUMNS, metric_name  # noqa: E402
 
-#: Our interval may be at most this wide for a verdict against a published number.
+#: Our interval may be at most this wide for a verdict of *consistent* with a published number.
 MAX_WIDTH = 0.2
 VERDICT_RULE = (
-    "A verdict compares our 95% interval with the paper's value (or range): *consistent* when "
-    "they overlap, *above* or *below* when ours lies wholly above or below it; against a "
-    "baseline (a claim that the paper's method beats it), *consistent* when our interval lies "
-    "wholly above the baseline's, *below* when wholly below. It is *inconclusive* when our "
-    f"interval is wider than {MAX_WIDTH} or contains chance, and there is no verdict on data "
-    "other than the paper's (synthetic, procedural or a stand-in)."
+    "A verdict compares our 95% interval with the paper's value (or range) first: *below* or "
+    "*above* when ours lies wholly below or above it, *consistent* when they overlap; "
+    f"*inconclusive* only when they overlap and ours is wider than {MAX_WIDTH}, or when the "
+    'claim is "above chance" and ours contains chance. Against a baseline (a claim that the '
+    "paper's method beats it): *consistent* when our interval lies wholly above the "
+    'baseline\'s, *below* when wholly below, *inconclusive* when they overlap. "(at chance)" '
+    "marks every verdict whose interval also contains chance. Each verdict names the setting "
+    "it stands on (budget, data, seeds); there is none on data other than the paper's "
+    "(synthetic, procedural or a stand-in)."
 )
+
+
+def _at_chance(found: str, low: float, high: float, chance: float | None) -> str:
+    return f"{found} (at chance)" if chance is not None and low <= chance <= high else found
 
 
 def verdict(
@@ -77,15 +84,18 @@ def verdict(
     range (one value: equal ends), by :data:`VERDICT_RULE`."""
     if paper is None:
         return "no published number"
-    if math.isnan(low) or math.isnan(high) or high - low > max_width:
-        return "inconclusive"
-    if chance is not None and low <= chance <= high:
+    if math.isnan(low) or math.isnan(high):
         return "inconclusive"
     if high < paper[0]:
-        return "below"
-    if low > paper[1]:
-        return "above"
-    return "consistent"
+        found = "below"
+    elif low > paper[1]:
+        found = "above"
+    elif high - low > max_width or (chance is not None and paper[0] <= chance and low <= chance):
+        # too wide to mean anything, or "above chance" claimed and chance not excluded
+        found = "inconclusive"
+    else:
+        found = "consistent"
+    return _at_chance(found, low, high, chance)
 
 
 def versus_verdict(
@@ -95,13 +105,13 @@ def versus_verdict(
     by :data:`VERDICT_RULE`."""
     if any(math.isnan(v) for v in (low, high, base_low, base_high)):
         return "inconclusive"
-    if chance is not None and low <= chance <= high:
-        return "inconclusive"
     if low > base_high:
-        return "consistent"
-    if high < base_low:
-        return "below"
-    return "inconclusive"
+        found = "consistent"
+    elif high < base_low:
+        found = "below"
+    else:
+        found = "inconclusive"
+    return _at_chance(found, low, high, chance)
 
 
 @dataclass
@@ -163,7 +173,11 @@ def metric_key(run: Run, selection: Mapping[str, Any], metric: str) -> str:
 
 
 def control_selection(selection: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """A baseline or control scored as ``selection`` is: no layer, formulation or quantity."""
+    """A control scored as ``selection`` is: the same reading for the untrained model's maps
+    (:data:`vaecam.scoring.ATTENTION_METHODS`), no layer, formulation or quantity for a
+    baseline."""
+    if method in ATTENTION_METHODS:
+        return {**selection, "method": method}
     return {**selection, "method": method, "target_layer": None, "formulation": None} | {
         "quantity": None
     }
@@ -265,16 +279,20 @@ def best_configuration(sweep: Sweep, trials: list[Run]) -> list[Run]:
 
 @dataclass
 class ClaimRow:
-    """One claim in one group, measured."""
+    """One claim, under one reading, in one group, measured (``ours`` None where the reading is
+    not in the sweep's grid); ``setting`` says what the verdict stands on."""
 
     experiment: str
     claim: str
+    reading: str
     group: str
     paper: str
     reproduction: str
-    ours: Estimate
+    ours: Estimate | None
     controls: dict[str, Estimate]
     verdict: str
+    setting: str = ""
+    papers_setting: bool = True
 
 
 def _text(value: Any, group: str) -> str:
@@ -300,31 +318,83 @@ def _chance(claim: Mapping[str, Any], metric: str) -> float | None:
     return 0.5 if metric.endswith(("auroc", "eer")) else None
 
 
+def budget(sweep: Sweep) -> tuple[str, bool]:
+    """The sweep's training budget in words, and whether it is the paper's."""
+    params = sweep.run.data.params
+    if unparam(params.get("quick", "false")):
+        return "quick budget", False
+    preset = unparam(params.get("preset", "null"))
+    paper = getattr(sweep.space, "PAPER_SETTINGS", {})
+    for key in ("epochs", "iterations"):
+        if key in paper:
+            ours, theirs = sweep.param(key), paper[key]
+            low, high = theirs if isinstance(theirs, tuple) else (theirs, theirs)
+            papers = isinstance(ours, int | float) and low <= ours <= high
+            theirs = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+            shown = f"{key} {ours}" + ("" if papers else f" (paper: {theirs})")
+            return (f"preset {preset}, " if preset else "") + shown, papers
+    return (f"preset {preset}" if preset else "the search space's budget"), bool(preset)
+
+
+def data_setting(sweep: Sweep, runs: Sequence[Run], dataset: str, group: str) -> tuple[str, bool]:
+    """What ``runs`` were tested on in words (the paper's data, whole or a subset with its
+    image counts, or not the paper's), and whether it is the paper's whole test set."""
+    on_paper, described = sweep.on_papers_data(dataset)
+    if not on_paper:
+        return f"not the paper's data ({described})", False
+    profiles = [unparam(i.dataset.profile or "{}") for r in runs for i in r.inputs.dataset_inputs]
+    tested = max((p.get("num_images", 0) for p in profiles if p.get("split") == "test"), default=0)
+    full = sweep.space.FULL_TEST_IMAGES
+    full = full.get(group) if isinstance(full, Mapping) else full
+    if full is None or not tested:
+        return "the paper's data", True
+    if tested < full:
+        return f"a subset: {tested} of {full} test images", False
+    return f"the full test set ({full} images)", True
+
+
+def seeds_text(runs: Sequence[Run]) -> str:
+    """``"3 seeds (0, 1, 2)"``: how many, and which."""
+    seeds = sorted({unparam(r.data.params.get("seed", "null")) for r in runs}, key=str)
+    return f"{len(seeds)} seed{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))})"
+
+
+def _reading_name(claim: Mapping[str, Any]) -> str:
+    select = claim.get("select") or {}
+    named = "/".join(
+        str(select[k]) for k in ("target_layer", "formulation", "quantity") if k in select
+    )
+    return f"{claim['reading']}: {named}" if "reading" in claim else named
+
+
 def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
     """``claim`` in each group of ``sweep``'s finished trials (:mod:`module doc <orchestrator.
-    report>`)."""
+    report>`); a group whose grid lacks the claim's reading gets a row that says so."""
     group_key, metric = claim.get("group"), claim["metric"]
     groups: dict[str, list[Run]] = {}
     for run in sweep.trials:
         value = unparam(run.data.params.get(group_key, "null")) if group_key else "all"
         groups.setdefault(str(value), []).append(run)
-    on_paper, _ = sweep.on_papers_data(claim["dataset"])
+    budget_text, papers_budget = budget(sweep)
     rows = []
     for group in sorted(groups, key=_natural):
         chosen = best_configuration(sweep, groups[group])
         selection = claim.get("select")
         key = metric_key(chosen[0], selection, metric) if selection else metric
         ours = estimate(chosen, key)
-        if ours is None:
-            continue
+        data_text, papers_data = data_setting(sweep, chosen, claim["dataset"], group)
         controls = {}
-        for method in claim.get("controls", []):
+        for method in claim.get("controls", []) if ours else []:
             control_key = metric_key(chosen[0], control_selection(selection, method), metric)
             found = estimate(chosen, control_key)
             if found is not None:
                 controls[method] = found
         chance = _chance(claim, metric)
-        if not on_paper:
+        if ours is None:
+            decided = (
+                f"not measured under this preset (reading {_reading_name(claim)} not in the grid)"
+            )
+        elif not sweep.on_papers_data(claim["dataset"])[0]:
             decided = "no verdict: not the paper's data"
         elif "versus" in claim:
             base = controls.get(claim["versus"])
@@ -335,19 +405,39 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
             )
         else:
             decided = verdict(ours.low, ours.high, _paper_range(claim, group), chance)
+        label = group if group_key else ""
+        shown = claim.get("group_settings", {}).get(group, [])
+        if shown:  # e.g. the effective lambda: lam and the AD loss's reduction
+            label += " (" + ", ".join(f"{k} {chosen[0].data.params.get(k)}" for k in shown) + ")"
         rows.append(
             ClaimRow(
                 sweep.experiment,
                 claim["claim"],
-                group if group_key else "",
+                claim.get("reading", ""),
+                label,
                 _text(claim.get("paper_text", claim.get("paper")), group),
-                _text(claim.get("reproduction_text"), group),
+                _reproduction_text(claim, group, chosen[0]),
                 ours,
                 controls,
                 decided,
+                f"{budget_text}; {data_text}; {seeds_text(chosen)}",
+                papers_budget and papers_data,
             )
         )
     return rows
+
+
+def _reproduction_text(claim: Mapping[str, Any], group: str, run: Run) -> str:
+    """The reproduction's number, where ``run`` was made as theirs was (``reproduction_setting``:
+    group -> the params theirs had); else what differs, so nobody compares the two."""
+    text = _text(claim.get("reproduction_text"), group)
+    required = claim.get("reproduction_setting", {}).get(group, {})
+    differs = {k: v for k, v in required.items() if unparam(run.data.params.get(k, "null")) != v}
+    if text and differs:
+        ours = ", ".join(f"{k} {run.data.params.get(k)}" for k in differs)
+        theirs = ", ".join(f"{k} {v}" for k, v in required.items())
+        return f"{text}: not comparable (theirs: {theirs}; ours: {ours})"
+    return text
 
 
 def _natural(text: str) -> tuple:
@@ -455,6 +545,7 @@ class Document:
 CLAIM_HEADER = [
     "experiment",
     "claim",
+    "reading",
     "group",
     "paper",
     "reproduction",
@@ -463,6 +554,7 @@ CLAIM_HEADER = [
     "n",
     "controls",
     "verdict",
+    "setting",
     "metric key",
     "runs",
 ]
@@ -470,24 +562,28 @@ CLAIM_HEADER = [
 
 def claim_cells(row: ClaimRow) -> list[str]:
     controls = "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items())
+    ours = row.ours
     return [
         row.experiment,
         row.claim,
+        row.reading,
         row.group,
         row.paper,
         row.reproduction,
-        row.ours.cell(),
-        row.ours.over,
-        row.ours.n,
+        ours.cell() if ours else "n/a",
+        ours.over if ours else "",
+        ours.n if ours else "",
         controls,
         row.verdict,
-        row.ours.key,
-        " ".join(row.ours.runs),
+        row.setting,
+        ours.key if ours else "",
+        " ".join(ours.runs) if ours else "",
     ]
 
 
 def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
     """Ours and the controls per group, with their intervals, and the paper's value."""
+    rows = [row for row in rows if row.ours is not None]
     groups = [row.group or "all" for row in rows]
     names = ["ours", *dict.fromkeys(m for row in rows for m in row.controls)]
     width = 0.8 / len(names)
@@ -542,7 +638,6 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
     doc.heading("What the numbers stand on")
     stand = []
     for sweep in sweeps:
-        seeds = sorted({r.data.params.get("seed", "") for r in sweep.trials})
         dataset = sweep.space.CLAIMS[0]["dataset"] if getattr(sweep.space, "CLAIMS", []) else ""
         on_paper, described = sweep.on_papers_data(dataset)
         budget = sweep.param("epochs") or sweep.param("iterations")
@@ -552,7 +647,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
                 sweep.name,
                 ("real: " if on_paper else "not the paper's: ") + described,
                 str(len(sweep.trials)),
-                ",".join(seeds),
+                seeds_text(sweep.trials),
                 str(budget),
                 sweep.run.data.tags.get(MLFLOW_GIT_COMMIT, "unknown")[:12],
             ]
@@ -574,6 +669,17 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
         measured = [(claim, measure(sweep, claim)) for claim in getattr(sweep.space, "CLAIMS", [])]
         every += [row for _, rows in measured for row in rows]
         sections.append((sweep, measured))
+    outside = [row for row in every if not row.papers_setting]
+    if outside:
+        settings = sorted({row.setting for row in outside})
+        doc.blocks.insert(
+            2,
+            (
+                "text",
+                f"{len(outside)} of {len(every)} claim rows are measured outside the paper's "
+                "setting (" + " | ".join(settings) + "): read their verdicts as such.",
+            ),
+        )
     doc.table(CLAIM_HEADER, [claim_cells(row) for row in every])
     figures = out / "figures"
     for sweep, measured in sections:
@@ -581,7 +687,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
         folder = figures / sweep.name
         folder.mkdir(parents=True, exist_ok=True)
         for index, (claim, rows) in enumerate(measured):
-            if rows:
+            if any(row.ours for row in rows):
                 path = bars(rows, claim, folder / f"claim{index}.png")
                 doc.figure(
                     path, f"{claim['claim']}: ours and its controls per group; dashed: the paper"

@@ -25,3 +25,4 @@ AGGREGATE_OVER = mnist.AGGREGATE_OVER
 AGGREGATE = mnist.AGGREGATE
 CLAIMS = mnist.CLAIMS  # on digits, not MNIST: the report gives no verdict
 PAPER_SETTINGS = mnist.PAPER_SETTINGS
+FULL_TEST_IMAGES = None  # a stand-in: never the paper's data

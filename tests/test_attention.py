@@ -10,6 +10,7 @@ from vaecam.attention import (
     BATCH_DEPENDENT,
     FORMULATIONS,
     GAP_ONLY,
+    SIGN_INVARIANT,
     QUANTITIES,
     SLOPES,
     LatentStats,
@@ -85,20 +86,23 @@ def test_weights_are_per_image(model, x, stats, formulation, quantity):
     assert not torch.allclose(batch.aggregate[0], batch.aggregate[1])
 
 
-def test_authors_aggregate_matches_a_straightforward_reimplementation(model, x):
-    # liuem607/expVAE: backward of sum(mu) once, RMS-normalise (here per image), GAP, weighted
-    # sum of channels, bilinear upsample, abs.
+def test_authors_and_reproduction_are_their_codes_on_a_model(model, x):
+    # Both codes, transcribed: one backward of sum(mu) over the batch, the gradient divided by
+    # ONE RMS over the whole batch tensor (`grads / (sqrt(mean(grads^2)) + 1e-5)`), GAP
+    # (`nn.AvgPool2d(map_size)`); the authors: per image sum_k alpha_k A^k (their grouped
+    # conv3d), `F.upsample` bilinear (align_corners=False), abs; the reproduction: |alpha_k
+    # A^k|, mean over k, then F.interpolate bilinear with align_corners=True.
     mu, _, A = encode(model, x)
-    (g,) = torch.autograd.grad(mu.sum(), A)
-    expected = []
-    for b in range(len(x)):
-        gb = g[b] / (torch.sqrt(torch.mean(g[b] ** 2)) + 1e-5)
-        alpha = F.adaptive_avg_pool2d(gb, 1)  # (C, 1, 1)
-        cam = (alpha * A[b]).sum(0, keepdim=True)[None]  # (1, 1, h, w)
-        up = F.interpolate(cam, size=(16, 16), mode="bilinear", align_corners=False)
-        expected.append(up.abs()[0, 0])
-    got = attention_maps(model, x, TARGET, "authors").aggregate
-    torch.testing.assert_close(got, torch.stack(expected).detach(), rtol=1e-5, atol=1e-6)
+    (grads,) = torch.autograd.grad(mu.sum(), A)
+    grads = grads / (torch.sqrt(torch.mean(torch.pow(grads, 2))) + 1e-5).item()
+    alpha = torch.nn.AvgPool2d(grads.shape[2:])(grads)  # (B, C, 1, 1)
+    authors = F.conv3d(A[None], alpha[:, None], groups=len(alpha)).squeeze(0)  # (B, 1, h, w)
+    authors = F.interpolate(authors, (16, 16), mode="bilinear", align_corners=False).abs()
+    reproduction = torch.mean(torch.abs(A * alpha), dim=1)[:, None]
+    reproduction = F.interpolate(reproduction, (16, 16), mode="bilinear", align_corners=True)
+    for name, want in (("authors", authors), ("reproduction", reproduction)):
+        got = attention_maps(model, x, TARGET, name).aggregate
+        torch.testing.assert_close(got, want[:, 0].detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_authors_maps_ignore_the_sign_of_the_quantity(model, x, stats):
@@ -108,7 +112,11 @@ def test_authors_maps_ignore_the_sign_of_the_quantity(model, x, stats):
     torch.testing.assert_close(a.aggregate, b.aggregate)
 
 
-@pytest.mark.parametrize("formulation", list(FORMULATIONS))
+# reproduction_disentanglement holds alpha constant (the reproduction's hooked gradients), so
+# its maps' gradient is by design not the full derivative: its own test checks that.
+@pytest.mark.parametrize(
+    "formulation", sorted(set(FORMULATIONS) - {"reproduction_disentanglement"})
+)
 def test_differentiable_maps_pass_gradcheck(formulation):
     model = tiny(torch.float64, size=8, latent=3)
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -166,7 +174,7 @@ def test_hooks_are_released(model, x):
 def test_bad_names_list_the_valid_ones(model, x, stats):
     with pytest.raises(KeyError, match=r"encoder\.0.*encoder\.2"):
         LayerActivations(model, "encoder.99")
-    with pytest.raises(KeyError, match="per_channel, per_channel_reproduction, per_dim"):
+    with pytest.raises(KeyError, match="per_channel, per_dim, reproduction"):
         attention_maps(model, x, TARGET, formulation="gradcam++")
     with pytest.raises(KeyError, match="mahalanobis, mu, normal_difference, normal_difference_z"):
         attention_maps(model, x, TARGET, quantity="sigma")
@@ -330,7 +338,7 @@ def test_gap_head_refuses_what_is_not_elementwise():
 # --- what each reading computes (PAPER.md section 1) ------------------------------------------
 
 
-@pytest.mark.parametrize("formulation", ["authors", "per_channel", "per_channel_reproduction"])
+@pytest.mark.parametrize("formulation", sorted(SIGN_INVARIANT))
 def test_normal_difference_equals_mu_under_abs_whatever_the_statistics(model, x, formulation):
     # Eq. 4 read literally: mu_n - mu_x has the gradient -d mu / dA; abs drops the sign, so the
     # normal statistics (even absurd ones) never change the map.
@@ -385,26 +393,151 @@ def test_statistics_aware_maps_pass_gradcheck(quantity):
     assert torch.autograd.gradcheck(maps, (x.requires_grad_(),), eps=1e-6, atol=1e-9, rtol=1e-5)
 
 
-def test_per_channel_reproduction_is_the_reproductions_code(model, x):
-    # The reproduction's per-dimension maps, written out: for each latent dim, the gradient of
-    # that dim over the whole batch, divided by its RMS over the whole batch tensor, GAP,
-    # weighted sum of channels, bilinear upsample, abs; then the mean over dims.
-    mu, _, A = encode(model, x)
-    per_dim = []
-    for i in range(model.latent_dim):
-        (g,) = torch.autograd.grad(mu[:, i].sum(), A, retain_graph=True)
-        g = g / (torch.sqrt(torch.mean(g**2)) + 1e-5)
-        alpha = F.adaptive_avg_pool2d(g, 1)  # (B, C, 1, 1)
-        cam = (alpha * A).sum(1, keepdim=True)  # (B, 1, h, w)
-        up = F.interpolate(cam, size=(16, 16), mode="bilinear", align_corners=False)
-        per_dim.append(up.abs()[:, 0])
-    want = torch.stack(per_dim).detach()
-    got = attention_maps(model, x, TARGET, "per_channel_reproduction")
-    torch.testing.assert_close(got.per_dim, want, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(got.aggregate, want.mean(0), rtol=1e-5, atol=1e-6)
+# --- each formulation on hand-made tensors, worked out from its equations step by step -------
+#
+# Two images (B = 2), two channels (C = 2) of 2x2 activations, two latent dims (n = 2); maps
+# upsampled 2x2 -> 4x4. Bilinear upsampling is separable: up(M) = W M W^T with, per axis,
+# align_corners=False: output j samples (j + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped);
+# align_corners=True: output j samples j / 3 = 0, 1/3, 2/3, 1.
+
+HAND_A = torch.tensor(
+    [
+        [[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]]],
+        [[[2.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [1.0, -1.0]]],
+    ]
+)  # (B, C, h, w)
+HAND_GRADS = torch.tensor(
+    [
+        [  # dim 0: GAPs (image 0) 1, -1; (image 1) 1, 2
+            [[[1.0, 1.0], [1.0, 1.0]], [[-2.0, 0.0], [0.0, -2.0]]],
+            [[[0.0, 0.0], [0.0, 4.0]], [[2.0, 2.0], [2.0, 2.0]]],
+        ],
+        [  # dim 1: GAPs (image 0) 1, 1; (image 1) 0, -1
+            [[[3.0, -1.0], [-1.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]]],
+            [[[0.0, 0.0], [0.0, 0.0]], [[-1.0, -1.0], [-1.0, -1.0]]],
+        ],
+    ]
+)  # (n, B, C, h, w)
+W_ALIGN_FALSE = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])
+W_ALIGN_TRUE = torch.tensor([[1.0, 0.0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0.0, 1.0]])
 
 
-def test_per_channel_reproduction_depends_on_the_batch_as_documented(model, x):
-    batch = attention_maps(model, x, TARGET, "per_channel_reproduction").aggregate
-    alone = attention_maps(model, x[:1], TARGET, "per_channel_reproduction").aggregate
-    assert not torch.allclose(batch[0], alone[0])
+def up(M: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    return W @ M @ W.T
+
+
+def gap(g: torch.Tensor) -> float:
+    return float(g.sum()) / g.numel()
+
+
+def hand(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return FORMULATIONS[name](HAND_A, HAND_GRADS, (4, 4))
+
+
+def test_hand_gaps_are_as_commented():
+    gaps = [[[gap(HAND_GRADS[i, b, c]) for c in range(2)] for b in range(2)] for i in range(2)]
+    assert gaps == [[[1, -1], [1, 2]], [[1, 1], [0, -1]]]
+
+
+def test_per_dim_by_hand():
+    # M^i = ReLU(sum_k alpha^i_k A^k), alpha = GAP; M = mean_i M^i; align_corners=False
+    per_dim, aggregate = hand("per_dim")
+    for b in range(2):
+        maps = []
+        for i in range(2):
+            cam = sum(gap(HAND_GRADS[i, b, k]) * HAND_A[b, k] for k in range(2))
+            maps.append(up(torch.relu(cam), W_ALIGN_FALSE))
+            torch.testing.assert_close(per_dim[i, b], maps[-1])
+        torch.testing.assert_close(aggregate[b], (maps[0] + maps[1]) / 2)
+    # image 0, dim 0: A^0 - A^1 = [[1, 1], [2, 4]] (no ReLU needed); its top-left 4x4 corner
+    torch.testing.assert_close(per_dim[0, 0, 0, 0], torch.tensor(1.0))
+    torch.testing.assert_close(
+        per_dim[0, 0, 1, 1],
+        torch.tensor(0.75 * 0.75 * 1 + 0.75 * 0.25 * 1 + 0.25 * 0.75 * 2 + 0.25 * 0.25 * 4),
+    )
+
+
+def test_per_channel_by_hand():
+    # M^i = mean_k |alpha^i_k A^k| (per image, per dim), M = mean_i M^i; align_corners=False
+    per_dim, aggregate = hand("per_channel")
+    for b in range(2):
+        maps = []
+        for i in range(2):
+            terms = [(gap(HAND_GRADS[i, b, k]) * HAND_A[b, k]).abs() for k in range(2)]
+            maps.append(up((terms[0] + terms[1]) / 2, W_ALIGN_FALSE))
+            torch.testing.assert_close(per_dim[i, b], maps[-1])
+        torch.testing.assert_close(aggregate[b], (maps[0] + maps[1]) / 2)
+
+
+def test_authors_by_hand_one_rms_for_the_whole_batch():
+    # g = sum over dims (one backward of sum(mu)); ONE rms = sqrt(mean(g^2)) + 1e-5 over all 16
+    # elements of the batch; alpha = GAP(g) / rms; |upsample(sum_k alpha_k A^k)|, align False
+    _, aggregate = hand("authors")
+    g = HAND_GRADS[0] + HAND_GRADS[1]  # (B, C, h, w)
+    rms = (float((g**2).sum()) / 16) ** 0.5 + 1e-5
+    for b in range(2):
+        cam = sum(gap(g[b, k]) / rms * HAND_A[b, k] for k in range(2))
+        torch.testing.assert_close(aggregate[b], up(cam, W_ALIGN_FALSE).abs())
+    # the per-image RMS (today's authors_per_image) would give image 1 another scale
+    rms_1 = (float((g[1] ** 2).sum()) / 8) ** 0.5 + 1e-5
+    assert abs(rms_1 - rms) > 0.1
+
+
+def test_authors_per_image_by_hand():
+    _, aggregate = hand("authors_per_image")
+    g = HAND_GRADS[0] + HAND_GRADS[1]
+    for b in range(2):
+        rms = (float((g[b] ** 2).sum()) / 8) ** 0.5 + 1e-5  # this image's own 8 elements
+        cam = sum(gap(g[b, k]) / rms * HAND_A[b, k] for k in range(2))
+        torch.testing.assert_close(aggregate[b], up(cam, W_ALIGN_FALSE).abs())
+
+
+def test_reproduction_by_hand():
+    # g = sum over dims; one batch RMS; alpha = GAP(g) / rms; mean_k |alpha_k A^k| (abs per
+    # channel, THEN the channel mean); upsample with align_corners=True
+    _, aggregate = hand("reproduction")
+    g = HAND_GRADS[0] + HAND_GRADS[1]
+    rms = (float((g**2).sum()) / 16) ** 0.5 + 1e-5
+    for b in range(2):
+        terms = [(gap(g[b, k]) / rms * HAND_A[b, k]).abs() for k in range(2)]
+        torch.testing.assert_close(aggregate[b], up((terms[0] + terms[1]) / 2, W_ALIGN_TRUE))
+    # image 1 by hand: GAP(g) = (1, 1), rms = sqrt(56 / 16) + 1e-5, and
+    # (|A^0| + |A^1|) / 2 = [[1.5, 0.5], [0.5, 1.5]], whose corner stays and whose centre
+    # (align_corners=True, 1/3 and 2/3 along both axes) is the mean of the four: 1.0
+    assert float((g**2).sum()) == 56
+    rms = (56 / 16) ** 0.5 + 1e-5
+    torch.testing.assert_close(aggregate[1, 0, 0], torch.tensor(1.5 / rms))
+    torch.testing.assert_close(aggregate[1, 0, 3], torch.tensor(0.5 / rms))
+    # what `per_channel_reproduction` computed (per-dim RMS, sum over channels before abs,
+    # align_corners=False, mean of the dims' maps) is not this
+    old = []
+    for i in range(2):
+        gi = HAND_GRADS[i]
+        rms_i = (float((gi**2).sum()) / 16) ** 0.5 + 1e-5
+        old.append(up(sum(gap(gi[1, k]) / rms_i * HAND_A[1, k] for k in range(2)), W_ALIGN_FALSE))
+    assert not torch.allclose(aggregate[1], ((old[0].abs() + old[1].abs()) / 2))
+
+
+def test_reproduction_disentanglement_by_hand():
+    # per dim M^i = upsample(sum_k ReLU(alpha^i_k A^k)), the channel SUM, align_corners=True;
+    # alpha a constant: the map's gradient reaches A only
+    grads = HAND_GRADS.clone().requires_grad_()
+    A = HAND_A.clone().requires_grad_()
+    per_dim, aggregate = FORMULATIONS["reproduction_disentanglement"](A, grads, (4, 4))
+    for b in range(2):
+        maps = []
+        for i in range(2):
+            terms = [torch.relu(gap(HAND_GRADS[i, b, k]) * HAND_A[b, k]) for k in range(2)]
+            maps.append(up(terms[0] + terms[1], W_ALIGN_TRUE))
+            torch.testing.assert_close(per_dim[i, b].detach(), maps[-1])
+        torch.testing.assert_close(aggregate[b].detach(), (maps[0] + maps[1]) / 2)
+    aggregate.sum().backward()
+    assert grads.grad is None and A.grad.abs().sum() > 0
+
+
+def test_batch_dependent_formulations_are_listed():
+    # an image's map changes with its batch-mates exactly for the batch-wide RMS
+    for name in FORMULATIONS:
+        alone = FORMULATIONS[name](HAND_A[:1], HAND_GRADS[:, :1], (4, 4)).aggregate[0]
+        batch = hand(name).aggregate[0]
+        assert (name in BATCH_DEPENDENT) == (not torch.allclose(alone, batch)), name

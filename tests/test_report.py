@@ -24,12 +24,19 @@ NAN = math.nan
     ("low", "high", "paper", "chance", "expected"),
     [
         (0.70, 0.76, (0.73, 0.73), 0.5, "consistent"),
-        (0.60, 0.68, (0.73, 0.73), 0.5, "below"),
+        (0.60, 0.68, (0.73, 0.73), 0.5, "below"),  # wholly below the paper
         (0.80, 0.90, (0.73, 0.73), 0.5, "above"),
         (0.80, 0.90, (0.70, 0.83), 0.5, "consistent"),  # a range overlapping ours
         (0.84, 0.86, (0.89, 0.91), 0.2, "below"),
-        (0.45, 0.60, (0.73, 0.73), 0.5, "inconclusive"),  # contains chance
-        (0.60, 0.85, (0.73, 0.73), 0.5, "inconclusive"),  # wider than MAX_WIDTH
+        # the MVTec grid, quick: at chance and below the paper's 0.73, never "inconclusive"
+        (0.388, 0.587, (0.73, 0.73), 0.5, "below (at chance)"),
+        (0.45, 0.60, (0.73, 0.73), 0.5, "below (at chance)"),
+        (0.26, 0.37, (0.73, 0.73), 0.5, "below"),  # below chance: no qualifier
+        (0.60, 0.85, (0.73, 0.73), 0.5, "inconclusive"),  # overlaps, wider than MAX_WIDTH
+        (0.40, 0.75, (0.73, 0.73), 0.5, "inconclusive (at chance)"),
+        (0.52, 0.60, (0.50, 1.00), 0.5, "consistent"),  # "above chance", and it is
+        (0.45, 0.55, (0.50, 1.00), 0.5, "inconclusive (at chance)"),  # "above chance" unshown
+        (0.30, 0.45, (0.50, 1.00), 0.5, "below"),
         (NAN, NAN, (0.73, 0.73), 0.5, "inconclusive"),  # no interval
         (0.70, 0.76, None, 0.5, "no published number"),
     ],
@@ -44,14 +51,18 @@ def test_verdict_against_the_paper(low, high, paper, chance, expected):
         ((0.70, 0.75), (0.60, 0.65), "consistent"),
         ((0.55, 0.60), (0.65, 0.70), "below"),
         ((0.60, 0.70), (0.65, 0.75), "inconclusive"),
-        ((0.45, 0.70), (0.20, 0.30), "inconclusive"),  # ours contains chance
+        ((0.45, 0.70), (0.20, 0.30), "consistent (at chance)"),
+        ((0.45, 0.55), (0.90, 0.95), "below (at chance)"),
     ],
 )
 def test_verdict_against_a_baseline(ours, baseline, expected):
     assert report.versus_verdict(*ours, *baseline, chance=0.5) == expected
 
 
-KEY = "attention/encoder.layer2.1.conv1/authors/normal_difference/none/pixel_auroc"
+# the MVTec claim under the reproduction's code; its other reading (the paper's equations) is
+# not in this sweep's metrics, as under a preset that drops it
+KEY = "attention/encoder.layer2.1.conv1/reproduction/mu/none/pixel_auroc"
+UNTRAINED = "untrained/encoder.layer2.1.conv1/reproduction/mu/none/pixel_auroc"
 RECON = "recon/none/pixel_auroc"
 
 
@@ -80,6 +91,7 @@ def _sweep(tmp_path: Path, name: str = "handmade", dataset: str = "mvtec_ad/grid
         for key, param in {"category": "grid", "seed": seed, "lr": lr}.items():
             client.log_param(run, key, param)
         metrics = {"val_loss": 100.0 if lr == 1e-4 else 200.0, KEY: value, RECON: 0.6 + seed / 100}
+        metrics |= {UNTRAINED: 0.55}
         metrics |= {f"{KEY}_ci_low": value - 0.05, f"{KEY}_ci_high": value + 0.05}
         metrics |= {f"{KEY}_n_pos": 50, f"{KEY}_n_neg": 950}
         for key, value_ in metrics.items():
@@ -113,8 +125,20 @@ def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cit
     client = MlflowClient(uri)
     md, page = report.write(client, "handmade", tmp_path / "out")
     text = md.read_text()
-    (row,) = next(t for t in markdown_tables(text) if t and "verdict" in t[0])
+    dropped, row = next(t for t in markdown_tables(text) if t and "verdict" in t[0])
+    # the claim under each reading: the one not in the grid is listed, never skipped
+    assert dropped["reading"] == "the paper's equations" and dropped["ours [95%]"] == "n/a"
+    assert dropped["verdict"] == (
+        "not measured under this preset (reading the paper's equations: "
+        "encoder.layer2.1.conv1/per_dim/normal_difference_z not in the grid)"
+    )
+    assert row["reading"] == "the reproduction's code"
     assert row["group"] == "grid" and row["paper"] == "0.73"
+    # the setting the verdict stands on, and the line that opens the report about it
+    setting = "epochs 30 (paper: 300-512); a subset: 10 of 78 test images; 2 seeds (0, 1)"
+    assert row["setting"] == setting
+    assert "claim rows are measured outside the paper's setting" in text.split("## ")[0]
+    assert re.search(r"untrained 0\.550", row["controls"])
     runs = row["runs"].split()
     assert len(runs) == 2  # the two seeds of lr 1e-4: the better validation loss
     assert {client.get_run(r).data.params["lr"] for r in runs} == {"0.0001"}
@@ -144,8 +168,9 @@ def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cit
 def test_no_verdict_on_data_other_than_the_papers(tmp_path):
     uri = _sweep(tmp_path, dataset="mvtec_ad/grid (synthetic)")
     md, _ = report.write(MlflowClient(uri), "handmade", tmp_path / "out")
-    (row,) = next(t for t in markdown_tables(md.read_text()) if t and "verdict" in t[0])
+    _, row = next(t for t in markdown_tables(md.read_text()) if t and "verdict" in t[0])
     assert row["verdict"] == "no verdict: not the paper's data"
+    assert row["setting"].startswith("epochs 30 (paper: 300-512); not the paper's data")
 
 
 def test_an_unknown_name_is_one_clear_error(tmp_path, capsys):

@@ -3,7 +3,7 @@
 Given the activations ``A`` ``(B, C, h, w)`` of an encoder *target layer* and a differentiated
 quantity ``q`` ``(B, n)`` (``mu``, a sampled ``z``, the paper's Eq. 4 read literally, or a
 comparison with the normal data's latent statistics),
-every latent dim ``i`` gets the gradient ``dq_i / dA`` and hence a map. The three readings of
+every latent dim ``i`` gets the gradient ``dq_i / dA`` and hence a map. The readings of
 how gradients become maps are registry entries of :data:`FORMULATIONS`; what is differentiated
 is one of :data:`QUANTITIES`.
 
@@ -45,6 +45,8 @@ __all__ = [
     "AttentionMaps",
     "LatentStats",
     "LayerActivations",
+    "NEGATED",
+    "SIGN_INVARIANT",
     "attention_grid",
     "attention_maps",
     "gap_head",
@@ -173,6 +175,11 @@ def _mahalanobis(
 #: literally (the mean ``mu_n - mu_x``, whose gradient is ``-d mu``: identical to ``mu`` under
 #: abs) and ``normal_difference_z`` a draw of it; ``kl_to_normal`` and ``mahalanobis`` are our
 #: readings in which the normal statistics matter (the paper is silent on how).
+#: A quantity whose gradient is exactly minus another's (``mu_n - mu_x`` against ``mu``): under
+#: a :data:`SIGN_INVARIANT` formulation its maps equal the other's, so a scoring grid that has
+#: both scores it once.
+NEGATED = {"normal_difference": "mu"}
+
 QUANTITIES: Registry[Quantity] = Registry(
     "attention quantity",
     {
@@ -194,20 +201,21 @@ QUANTITIES: Registry[Quantity] = Registry(
 Formulation = Callable[..., AttentionMaps]
 
 
-def _upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize, ``align_corners=False``: ``(..., h, w) -> (..., H, W)``."""
+def _upsample(maps: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """Bilinear resize ``(..., h, w) -> (..., H, W)``; ``align_corners=False`` unless a
+    formulation reproduces code that set it."""
     flat = maps.reshape(-1, *maps.shape[-3:])
     # channels-last: both the CPU and the CUDA kernels then parallelise over every output
     # (CUDA's NCHW kernel loops over N*C inside each output pixel's thread: 0.4 ms for
     # (32, 64, 7, 7) -> 28x28 on an H200; 5x slower on a CPU too)
     flat = flat.contiguous(memory_format=torch.channels_last)
-    up = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    up = F.interpolate(flat, size=size, mode="bilinear", align_corners=align_corners)
     return up.reshape(*maps.shape[:-2], *size)
 
 
 def _gap(grads: Tensor) -> Tensor:
-    """Global average pooling ``(..., C, h, w) -> (..., C)``; the pooled gradients
-    ``(..., C, 1, 1)`` of :func:`pooled_latent_gradients` are their own GAP (no kernel)."""
+    """Global average pooling ``(..., C, h, w) -> (..., C)``; pooled gradients
+    ``(..., C, 1, 1)`` (a :func:`gap_head`'s contraction) are their own GAP (no kernel)."""
     return grads[..., 0, 0] if grads.shape[-2:] == (1, 1) else grads.mean(dim=(-2, -1))
 
 
@@ -226,71 +234,127 @@ def _per_dim(
     return _mean_of_dims(torch.relu(torch.einsum("nbc,bchw->nbhw", alpha, A)), size, per_dim)
 
 
-def _authors_map(A: Tensor, g: Tensor, size: tuple[int, int]) -> Tensor:
-    """The authors' recipe for one gradient per image, ``g`` ``(..., B, C, h, w)`` ->
-    ``(..., B, H, W)``: RMS-normalise, GAP, weighted sum, upsample, abs.
+def _per_channel(
+    A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
+) -> AttentionMaps:
+    """The reproduction's reading as its report describes it: ``M^i = mean_k |alpha^i_k
+    A^k|``, ``M = mean_i M^i`` (per image, per dim; no normalisation)."""
+    alpha = _gap(grads)  # (n, B, C)
+    return _mean_of_dims((alpha[..., None, None] * A).abs().mean(-3), size, per_dim)
 
-    The RMS is per image. The authors' code takes it over the whole batch tensor, which makes an
-    image's map depend on its batch-mates; the two agree for a batch of one.
-    """
-    # vector_norm's gradient is 0 (not NaN, as sqrt's) where a dim's gradient vanishes.
-    rms = torch.linalg.vector_norm(g, dim=(-3, -2, -1)) / math.sqrt(math.prod(g.shape[-3:]))
-    alpha = _gap(g) / (rms.unsqueeze(-1) + 1e-5)  # normalise after GAP: it is linear
+
+def _batch_rms(g: Tensor) -> Tensor:
+    """One RMS over the whole batch tensor ``g`` ``(..., B, C, h, w)`` -> ``(..., 1, 1)``, plus
+    the codes' ``1e-5``. (Both codes divide by ``norm.item()``, a constant, but never
+    differentiate a map; ours stay the differentiable function their values are.)
+    ``vector_norm``'s gradient is 0, not NaN as ``sqrt``'s, where a gradient vanishes."""
+    rms = torch.linalg.vector_norm(g, dim=(-4, -3, -2, -1)) / math.sqrt(math.prod(g.shape[-4:]))
+    return (rms + 1e-5)[..., None, None]
+
+
+def _authors_recipe(A: Tensor, g: Tensor, size: tuple[int, int], rms: Tensor) -> Tensor:
+    """``|upsample(sum_k alpha_k A^k)|`` with ``alpha = GAP(g) / rms``: ``g`` ``(..., B, C, h,
+    w)``, ``rms`` broadcastable to ``(..., B, 1)`` -> ``(..., B, H, W)``."""
+    alpha = _gap(g) / rms  # normalising after GAP: it is linear
     return _upsample(torch.einsum("...bc,bchw->...bhw", alpha, A), size).abs()
 
 
 def _authors(
     A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
 ) -> AttentionMaps:
-    """The authors' code (liuem607/expVAE): one backward of ``sum_i mu_i``, whose gradient is
-    ``grads.sum(0)`` by linearity, gives the aggregate; per-dim maps apply the same recipe to
-    each dim's own gradient. See :func:`_authors_map` for the per-image RMS."""
-    return AttentionMaps(
-        _authors_map(A, grads, size) if per_dim else None, _authors_map(A, grads.sum(0), size)
-    )
+    """The authors' code (liuem607/expVAE ``code/gradcam.py``): one backward of ``score =
+    sum_b sum_i q_i`` (its gradient is ``g = grads.sum(0)`` by linearity), ``g / (sqrt(mean(
+    g^2)) + 1e-5)`` with ONE mean over the whole batch tensor ``(B, C, h, w)``, ``alpha =
+    GAP``, ``sum_k alpha_k A^k`` per image, ``F.upsample`` (bilinear, ``align_corners=False``),
+    then ``abs``. The batch-wide RMS makes an image's map depend on its batch-mates (it is
+    in :data:`BATCH_DEPENDENT`): the authors scored MNIST in batches of 128, in test-set
+    order. Per-dim maps apply the same recipe to each dim's own gradient."""
+    g = grads.sum(0)
+    maps = _authors_recipe(A, grads, size, _batch_rms(grads)) if per_dim else None
+    return AttentionMaps(maps, _authors_recipe(A, g, size, _batch_rms(g)))
 
 
-def _per_channel(
+def _authors_per_image(
     A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
 ) -> AttentionMaps:
-    """The reproduction's reading: ``M^i = mean_k |alpha^i_k A^k|``, ``M = mean_i M^i``."""
-    alpha = _gap(grads)  # (n, B, C)
-    return _mean_of_dims((alpha[..., None, None] * A).abs().mean(-3), size, per_dim)
+    """:func:`_authors` with each image's gradient divided by its own RMS (over ``(C, h,
+    w)``) instead of the batch's: a map that does not depend on its batch-mates. It equals
+    the authors' code for a batch of one image only."""
+
+    def rms(g: Tensor) -> Tensor:  # (..., B, C, h, w) -> (..., B, 1)
+        n = math.sqrt(math.prod(g.shape[-3:]))
+        return (torch.linalg.vector_norm(g, dim=(-3, -2, -1)) / n + 1e-5)[..., None]
+
+    g = grads.sum(0)
+    maps = _authors_recipe(A, grads, size, rms(grads)) if per_dim else None
+    return AttentionMaps(maps, _authors_recipe(A, g, size, rms(g)))
 
 
-def _per_channel_reproduction(
+def _reproduction_recipe(A: Tensor, g: Tensor, size: tuple[int, int]) -> Tensor:
+    """``upsample(mean_k |alpha_k A^k|)`` with ``alpha = GAP(g / batch RMS)`` and
+    ``align_corners=True``: ``g`` ``(..., B, C, h, w)`` -> ``(..., B, H, W)``."""
+    alpha = _gap(g) / _batch_rms(g)  # (..., B, C)
+    low = (alpha[..., None, None] * A).abs().mean(-3)  # abs per channel, then the channel mean
+    return _upsample(low, size, align_corners=True)
+
+
+def _reproduction(
     A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
 ) -> AttentionMaps:
-    """The reproduction's per-dimension maps: each dim's gradient divided by its RMS over the
-    whole batch (``g_i / (sqrt(mean_{b,c,h,w} g_i^2) + 1e-5)``, as the authors' code but per
-    dim), ``alpha^i = GAP``, ``M^i = |upsample(sum_k alpha^i_k A^k)|``, ``M = mean_i M^i``.
-    The batch-wide RMS makes an image's map depend on its batch-mates."""
-    rms = torch.linalg.vector_norm(grads, dim=(1, 2, 3, 4)) / math.sqrt(math.prod(grads.shape[1:]))
-    alpha = _gap(grads) / (rms[:, None, None] + 1e-5)  # (n, B, C)
-    maps = _upsample(torch.einsum("nbc,bchw->nbhw", alpha, A), size).abs()
+    """The reproduction's anomaly maps (FrankBrongers/Reproducing_expVAE,
+    ``Anomaly_Detection/code/gradcam.py``): one backward of ``sum_b sum_i q_i`` (``g =
+    grads.sum(0)``), ``g`` divided by one RMS over the whole batch tensor (``sqrt(mean(g^2)) +
+    1e-5``), ``alpha = GAP``, ``mean_k |alpha_k A^k|`` (abs per channel, then the channel
+    mean), upsampled bilinearly with ``align_corners=True``. Batch-dependent like
+    :func:`_authors`; per-dim maps apply the recipe to each dim's own gradient."""
+    maps = _reproduction_recipe(A, grads, size) if per_dim else None
+    return AttentionMaps(maps, _reproduction_recipe(A, grads.sum(0), size))
+
+
+def _reproduction_disentanglement(
+    A: Tensor, grads: Tensor, size: tuple[int, int], per_dim: bool = True
+) -> AttentionMaps:
+    """The reproduction's dSprites maps (``Latent_Space_Disentanglement/gradcam.py``): per dim
+    ``M^i = upsample(sum_k ReLU(alpha^i_k A^k))`` (ReLU per channel, then the channel SUM),
+    ``align_corners=True``, with ``alpha`` a constant (their gradients come from backward
+    hooks, without ``create_graph``: an AD loss trains through ``A`` only); ``M = mean_i
+    M^i``."""
+    alpha = _gap(grads).detach()  # (n, B, C)
+    low = torch.relu(alpha[..., None, None] * A).sum(-3)  # (n, B, h, w)
+    maps = _upsample(low, size, align_corners=True)
     return AttentionMaps(maps if per_dim else None, maps.mean(0))
 
 
-#: Formulations whose map of an image depends on its batch-mates (a batch-wide RMS).
-BATCH_DEPENDENT = frozenset({"per_channel_reproduction"})
+#: Formulations whose map of an image depends on its batch-mates (a batch-wide RMS): scored in
+#: the batches of the code they reproduce (``AnomalySettings.score_batch_size``).
+BATCH_DEPENDENT = frozenset({"authors", "reproduction"})
 
-#: How gradients become maps (PAPER.md section 1): the paper's ``per_dim``, the authors' code
-#: (``authors``), the reproduction's reading as described (``per_channel``: ``mean_k |alpha_k
-#: A^k|``) and as its code computes it (``per_channel_reproduction``).
+#: Formulations that take ``|.|`` of the map or of each channel's term, so ``q`` and ``-q``
+#: give the same map: a quantity whose gradient is minus another's (:data:`NEGATED`) adds
+#: nothing under them.
+SIGN_INVARIANT = frozenset({"authors", "authors_per_image", "per_channel", "reproduction"})
+
+#: How gradients become maps (PAPER.md section 1). The paper's equations: ``per_dim``; the
+#: reproduction's report: ``per_channel``; the code of the authors (``authors``, and
+#: ``authors_per_image``, its batch-independent variant) and of the reproduction
+#: (``reproduction`` for its anomaly maps, ``reproduction_disentanglement`` for its dSprites
+#: AD loss), each computing exactly what that code computes.
 FORMULATIONS: Registry[Formulation] = Registry(
     "attention formulation",
     {
         "per_dim": _per_dim,
-        "authors": _authors,
         "per_channel": _per_channel,
-        "per_channel_reproduction": _per_channel_reproduction,
+        "authors": _authors,
+        "authors_per_image": _authors_per_image,
+        "reproduction": _reproduction,
+        "reproduction_disentanglement": _reproduction_disentanglement,
     },
 )
 
 #: Formulations that read the gradients only through their GAP (:func:`_gap`), so they
-#: accept the pooled gradients ``(k, B, C, 1, 1)`` of :func:`pooled_latent_gradients`.
-#: (The authors' RMS needs every element of the gradient.)
-GAP_ONLY = frozenset({"per_dim", "per_channel"})
+#: accept the pooled gradients ``(k, B, C, 1, 1)`` of a :func:`gap_head`'s contraction.
+#: (The codes' RMS needs every element of the gradient.)
+GAP_ONLY = frozenset({"per_dim", "per_channel", "reproduction_disentanglement"})
 
 
 # --- the entry point -----------------------------------------------------------------------

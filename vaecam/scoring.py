@@ -29,7 +29,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from vaecam.attention import FORMULATIONS, QUANTITIES, LayerActivations, attention_grid
+from vaecam.attention import (
+    FORMULATIONS,
+    NEGATED,
+    QUANTITIES,
+    SIGN_INVARIANT,
+    LayerActivations,
+    attention_grid,
+)
 from vaecam.latent import LatentStats, latent_stats
 from vaecam.registry import Registry
 from vaecam.training import batches, encode_all
@@ -141,9 +148,16 @@ IMAGE_METHODS: Registry[Callable[[Pass, NormalData], Tensor]] = Registry(
     "image-level scoring method", {"latent_distance": latent_distance}
 )
 
-#: Every scoring method: the paper's attention maps, the baselines and controls with maps, and
-#: the image-level ones.
-METHODS = ("attention", *BASELINES, *IMAGE_METHODS)
+#: The methods that are attention maps, one per (layer, formulation, quantity) of the grid:
+#: ``attention``, the trained model's (the paper's), and ``untrained``, the same readings on
+#: the same architecture with freshly initialised, seeded weights: the model-randomisation
+#: sanity check of Adebayo et al. (NeurIPS 2018). A map that scores as well untrained does not
+#: depend on what the model learned.
+ATTENTION_METHODS = ("attention", "untrained")
+
+#: Every scoring method: attention maps, the baselines and controls with maps, and the
+#: image-level ones.
+METHODS = (*ATTENTION_METHODS, *BASELINES, *IMAGE_METHODS)
 
 
 # --- after the maps: normalisation and image scores ------------------------------------------
@@ -196,16 +210,29 @@ class ScoringGrid:
     image_score: tuple[str, ...] = ("max",)
 
     @property
-    def variants(self) -> list[Variant]:
-        """Every map to compute: each attention combination, then each baseline."""
-        attention = [
-            Variant("attention", layer, formulation, quantity)
+    def readings(self) -> list[tuple[str, str, str]]:
+        """Every (layer, formulation, quantity) of the attention methods, but the duplicates:
+        a :data:`~vaecam.attention.NEGATED` quantity under a
+        :data:`~vaecam.attention.SIGN_INVARIANT` formulation when the grid has the quantity it
+        negates (``normal_difference`` under ``authors`` is ``mu`` under ``authors``)."""
+        return [
+            (layer, formulation, quantity)
             for layer in self.target_layer
             for formulation in self.formulation
             for quantity in self.quantity
+            if not (formulation in SIGN_INVARIANT and NEGATED.get(quantity) in self.quantity)
         ]
-        baselines = [Variant(method) for method in self.method if method != "attention"]
-        return (attention if "attention" in self.method else []) + baselines
+
+    @property
+    def variants(self) -> list[Variant]:
+        """Every map to compute: each attention method's readings, then each baseline."""
+        attention = [
+            Variant(method, *reading)
+            for method in ATTENTION_METHODS
+            if method in self.method
+            for reading in self.readings
+        ]
+        return attention + [Variant(m) for m in self.method if m not in ATTENTION_METHODS]
 
     def __len__(self) -> int:
         """The number of combinations scored: maps x normalisations x image scores, and one
@@ -251,8 +278,8 @@ def scoring_grid(values: Mapping[str, Any], model: nn.Module | None = None) -> S
                 )
         lists[key] = tuple(dict.fromkeys(names))
     grid = ScoringGrid(**lists)
-    if "attention" in grid.method and not grid.target_layer:
-        raise ValueError("scoring: the attention method needs at least one target_layer")
+    if set(ATTENTION_METHODS) & set(grid.method) and not grid.target_layer:
+        raise ValueError("scoring: the attention methods need at least one target_layer")
     if model is not None:
         for layer in grid.target_layer:
             LayerActivations(model, layer)  # an unknown layer lists the valid ones
@@ -271,33 +298,57 @@ class Variant(NamedTuple):
 
 def generator_for(seed: int, name: str) -> torch.Generator:
     """A CPU generator of its own for what ``name`` draws (a sampled quantity, a random
-    control), seeded from the trial's ``seed``: the draws of one choice never depend on which
-    others are in the grid, so a combination scores the same alone or in any grid."""
+    control, each per split: ``"test/random"``), seeded from the trial's ``seed``: the draws of
+    one choice never depend on which others are in the grid, so a combination scores the same
+    alone or in any grid, and the test and validation images never share a stream."""
     return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
 
 
+def untrained_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``build()`` with freshly initialised weights drawn from ``seed`` (torch's global RNG is
+    left as it was): the ``untrained`` method's model, in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1_000_003 + zlib.crc32(b"untrained"))
+        return build().eval()
+
+
+class Model(NamedTuple):
+    """A model to score and what scoring knows of its normal data."""
+
+    model: nn.Module
+    normal: NormalData
+
+
 def anomaly_maps(
-    model: nn.Module,
+    models: Mapping[str, Model],
     images: Tensor,
     grid: ScoringGrid,
-    normal: NormalData,
     seed: int,
     batch_size: int,
+    split: str,
 ) -> dict[Variant, Tensor]:
-    """Every map of ``grid.variants`` for ``images`` ``(N, C, H, W)``, each ``(N, H, W)`` on
-    the CPU (``(N,)`` scores for the :data:`IMAGE_METHODS`), from one shared pass per batch of
-    ``batch_size`` (see the module doc). The model is put in eval mode; sampled quantities and
-    the random control draw from :func:`generator_for`."""
-    model.eval()
-    device = next(model.parameters()).device
-    normal = normal.to(device)
-    attention = "attention" in grid.method
-    quantity_generators = {q: generator_for(seed, q) for q in grid.quantity}
-    method_generators = {m: generator_for(seed, m) for m in grid.method}
+    """Every map of ``grid.variants`` for ``images`` ``(N, C, H, W)`` of ``split`` (``test``
+    or ``val``), each ``(N, H, W)`` on the CPU (``(N,)`` scores for the
+    :data:`IMAGE_METHODS`), from one shared pass per batch of ``batch_size`` (see the module
+    doc). ``models["attention"]`` is the trained model (every method but ``untrained`` uses
+    it), ``models["untrained"]`` the :func:`untrained_model` where the grid has that method.
+    Models are put in eval mode; sampled quantities and the random control draw from
+    :func:`generator_for`, per split."""
+    device = next(models["attention"].model.parameters()).device
+    models = {name: Model(m.model.eval(), m.normal.to(device)) for name, m in models.items()}
+    trained = models["attention"]
+    attention = [method for method in ATTENTION_METHODS if method in grid.method]
+    generators = {
+        method: {q: generator_for(seed, f"{split}/{method}/{q}") for q in grid.quantity}
+        for method in attention
+    }
+    method_generators = {m: generator_for(seed, f"{split}/{m}") for m in grid.method}
     parts: dict[Variant, list[Tensor]] = {variant: [] for variant in grid.variants}
     for index in batches(len(images), batch_size):
         x = images[index].to(device)
-        if attention:
+        mu = logvar = None
+        for method in attention:
+            model, normal = models[method]
             maps = attention_grid(
                 model,
                 x,
@@ -305,22 +356,23 @@ def anomaly_maps(
                 grid.formulation,
                 grid.quantity,
                 normal.stats,
-                quantity_generators,
+                generators[method],
             )
-            mu, logvar = maps.mu, maps.logvar
-            for (layer, formulation, quantity), result in maps.maps.items():
-                parts[Variant("attention", layer, formulation, quantity)].append(
-                    result.aggregate.cpu()
-                )
+            for reading in grid.readings:
+                parts[Variant(method, *reading)].append(maps.maps[reading].aggregate.cpu())
+            if method == "attention":
+                mu, logvar = maps.mu, maps.logvar
         with torch.no_grad():
-            if not attention:
-                mu, logvar = model.encode(x)
-            batch = Pass(x, torch.sigmoid(model.decode(mu)), mu, logvar)
+            if mu is None:
+                mu, logvar = trained.model.encode(x)
+            batch = Pass(x, torch.sigmoid(trained.model.decode(mu)), mu, logvar)
             for method in grid.method:
                 if method in IMAGE_METHODS:
-                    parts[Variant(method)].append(IMAGE_METHODS[method](batch, normal).cpu())
-                elif method != "attention":
-                    baseline = BASELINES[method](batch, normal, method_generators[method])
+                    score = IMAGE_METHODS[method](batch, trained.normal)
+                    parts[Variant(method)].append(score.cpu())
+                elif method in BASELINES:
+                    generator = method_generators[method]
+                    baseline = BASELINES[method](batch, trained.normal, generator)
                     parts[Variant(method)].append(baseline.cpu())
     return {variant: torch.cat(chunks) for variant, chunks in parts.items()}
 

@@ -46,6 +46,7 @@ from vaecam.registry import Registry
 from vaecam.scoring import (
     IMAGE_SCORES,
     NORMALISATIONS,
+    Model,
     NormalData,
     ScoreTable,
     ScoringGrid,
@@ -53,6 +54,7 @@ from vaecam.scoring import (
     anomaly_maps,
     normal_data,
     scoring_grid,
+    untrained_model,
 )
 from vaecam.settings import check_settings, data_keys
 from vaecam.settings import defaults as settings_defaults
@@ -228,10 +230,20 @@ def score(
     settings, model, data, normal = trained
     benchmark = DATASETS[settings.dataset]
     checked = scoring_grid(grid, model)
-    test = anomaly_maps(model, data.test, checked, normal, settings.seed, settings.batch_size)
-    val = {}
-    if "validation" in checked.normalisation:
-        val = anomaly_maps(model, data.val, checked, normal, settings.seed, settings.batch_size)
+    models = {"attention": Model(model, normal)}
+    if "untrained" in checked.method:
+        fresh = untrained_model(
+            lambda: build_model(settings, in_channels=data.train.shape[1]), settings.seed
+        )
+        models["untrained"] = Model(fresh, normal_data(fresh, data.train, settings.batch_size))
+
+    def maps_of(images: Tensor, split: str) -> dict[Variant, Tensor]:
+        return anomaly_maps(
+            models, images, checked, settings.seed, settings.score_batch_size, split
+        )
+
+    test = maps_of(data.test, "test")
+    val = maps_of(data.val, "val") if "validation" in checked.normalisation else {}
     rows: list[dict[str, Any]] = []
     image_level: set[str] = set()
     shown: dict[Variant, Tensor] = {}  # the maps the figures show: the first normalisation's
@@ -264,10 +276,12 @@ def score(
 
 
 def label(variant: Variant) -> str:
-    """A column title: ``layer`` over ``formulation, quantity`` for attention, else the method."""
-    if variant.method != "attention":
+    """A column title: ``layer`` over ``formulation, quantity`` for attention (``untrained``
+    first for the untrained model's), else the method."""
+    if variant.target_layer is None:
         return variant.method
-    return f"{variant.target_layer}\n{variant.formulation}, {variant.quantity}"
+    reading = f"{variant.target_layer}\n{variant.formulation}, {variant.quantity}"
+    return reading if variant.method == "attention" else f"{variant.method} {reading}"
 
 
 def figure_rows(data: AnomalyData, per_group: int) -> dict[str, list[int]]:

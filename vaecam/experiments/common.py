@@ -209,6 +209,10 @@ class AnomalySettings:
     rotation_degrees: float = setting(0.0, ge=0, le=180)  # largest random rotation, DEGREES
     figure_examples: int = setting(4, ge=0)  # test images per group in the figures
     seed: int = setting(0, ge=0)
+    # Scoring's batch size, in test-set order. The codes' formulations (authors, reproduction)
+    # normalise by one RMS over the batch, so their maps depend on it: 128 is the authors'
+    # MNIST test loader (batch 128, shuffle=False); each dataset sets the code it follows.
+    score_batch_size: int = setting(128, ge=1)
 
     def __post_init__(self) -> None:
         if self.device != "cpu" and not self.device.startswith("cuda"):

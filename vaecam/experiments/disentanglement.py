@@ -56,7 +56,7 @@ class DisentanglementSettings:
     target_layer: str = "encoder.4"  # the third conv
     formulation: str = setting("per_dim", choices=FORMULATIONS)
     quantity: str = setting("z", choices=("z", "mu"))  # the reproduction differentiated a z
-    ad_pairs: str | int = "random"  # latent pairs in the AD loss: random (one per step) | k | all
+    ad_pairs: str | int = "random"  # AD loss pairs per step: random | reproduction | k | all
     ad_reduction: str = setting("per_image", choices=AD_REDUCTIONS)  # or the reproduction's
     lr: float = setting(1e-4, gt=0)
     batch_size: int = setting(64, ge=2)

@@ -48,6 +48,8 @@ class UCSDSettings(AnomalySettings):
     batch_size: int = setting(32, ge=1)
     epochs: int = setting(200, ge=1)  # the reproduction trained 512
     figure_examples: int = setting(3, ge=0)
+    # the reproduction's test_expVAE.py default (its batch-wide RMS depends on it)
+    score_batch_size: int = setting(4, ge=1)
 
 
 def check(settings: UCSDSettings, progress: Progress | None = None) -> None:

@@ -78,7 +78,7 @@ def ad_loss(
     raise ValueError(f"reduction must be one of {', '.join(AD_REDUCTIONS)}, got {reduction!r}")
 
 
-ADPairs = Literal["random", "all"] | int
+ADPairs = Literal["random", "reproduction", "all"] | int
 
 
 def _pair_count(latent_dim: int, ad_pairs: ADPairs) -> int:
@@ -88,12 +88,12 @@ def _pair_count(latent_dim: int, ad_pairs: ADPairs) -> int:
     total = latent_dim * (latent_dim - 1) // 2
     if ad_pairs == "all":
         return total
-    if ad_pairs == "random":
+    if ad_pairs in ("random", "reproduction"):
         return 1
     if isinstance(ad_pairs, int) and not isinstance(ad_pairs, bool) and 1 <= ad_pairs <= total:
         return ad_pairs
     raise ValueError(
-        f"ad_pairs must be 'random', 'all' or an int in [1, {total}] "
+        f"ad_pairs must be 'random', 'reproduction', 'all' or an int in [1, {total}] "
         f"(latent_dim={latent_dim}), got {ad_pairs!r}"
     )
 
@@ -104,7 +104,10 @@ def latent_pairs(
     """The pairs of latent dims ``(i, j)``, ``i < j``, whose maps enter the AD loss in one step,
     as a long tensor ``(k, 2)`` on the CPU:
 
-    - ``"random"``: one pair drawn uniformly (``i != j``), as the reproduction did;
+    - ``"random"``: one pair of distinct dims drawn uniformly;
+    - ``"reproduction"``: two dims drawn independently, so they may be the same dim (then
+      ``i == j``), as the reproduction's ``solver.py`` draws them (``randint(0, z_dim,
+      size=2)``);
     - ``k`` (an int): ``k`` distinct pairs drawn uniformly without replacement;
     - ``"all"``: all ``n (n - 1) / 2`` pairs, in lexicographic order (draws nothing).
 
@@ -112,6 +115,8 @@ def latent_pairs(
     ``(i, j)``, so unordered pairs suffice.
     """
     k = _pair_count(latent_dim, ad_pairs)
+    if ad_pairs == "reproduction":
+        return torch.randint(latent_dim, (1, 2), generator=generator)
     pairs = torch.combinations(torch.arange(latent_dim), 2)  # (n (n - 1) / 2, 2)
     if ad_pairs == "all":
         return pairs
