@@ -83,10 +83,16 @@ SCORING_HELP = """scoring grid (--scoring KEY=JSON; a trained model is scored on
                  average_recon_l1 (the reproduction's baseline: the error against the
                  reconstruction of the mean normal image); controls: energy (mean intensity),
                  gradient_energy (edge magnitude of the input), random (a uniform noise map),
-                 latent_distance (Mahalanobis distance of mu to the normal data, no map)
-  formulation    per_dim (the paper), authors (the authors' code), per_channel (mean_k
-                 |alpha_k A^k|), per_channel_reproduction (the reproduction's code: |sum_k
-                 alpha_k A^k| per dim, gradients RMS-normalised over the batch)
+                 untrained (every attention reading on the same architecture, freshly
+                 initialised: the model-randomisation sanity check), latent_distance
+                 (Mahalanobis distance of mu to the normal data, no map)
+  formulation    per_dim (the paper's equations), per_channel (the reproduction's report:
+                 mean_k |alpha_k A^k|), authors (the authors' code: sum(mu), ONE RMS over the
+                 batch, abs), authors_per_image (the same with each image's own RMS),
+                 reproduction (the reproduction's code: sum(mu), one batch RMS, mean_k
+                 |alpha_k A^k|, align_corners=True); authors and reproduction depend on the
+                 batch (score_batch_size). normal_difference under an abs formulation is
+                 mu's map: not scored twice when mu is in the grid
   quantity       mu; z (a sampled z); normal_difference (the paper's Eq. 4 read literally: the
                  mean mu_n - mu_x, whose gradient is -d mu: identical to mu under abs, the
                  normal data do not change the map); normal_difference_z (a draw of it);
