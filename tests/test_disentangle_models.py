@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from vaecam.attention import attention_maps
 from vaecam.models import (
     MODELS,
     ADFactorVAE,
@@ -128,6 +129,26 @@ def test_random_pairs_cover_every_pair_and_follow_the_generator():
     assert seen == set(itertools.combinations(range(4), 2))
     first = [latent_pairs(6, 2, torch.Generator().manual_seed(7)) for _ in range(2)]
     assert torch.equal(*first)
+
+
+def test_reproduction_pairs_draw_two_dims_independently():
+    # solver.py: z[:, randint(0, z_dim, size=2)]: every ordered pair, the same dim twice too
+    generator = torch.Generator().manual_seed(1)
+    seen = {tuple(latent_pairs(3, "reproduction", generator)[0].tolist()) for _ in range(300)}
+    assert seen == set(itertools.product(range(3), repeat=2))
+
+
+def test_the_reproductions_ad_loss_trains_and_a_repeated_dim_overlaps_fully():
+    options = {"formulation": "reproduction_disentanglement", "ad_pairs": "reproduction"}
+    for seed in range(3):  # pairs drawn with repeats among them, each step finite
+        generator = seed_everything(seed)
+        model = ADFactorVAE(lam=5.0, **options, **TINY_D)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        losses = train_step(model, optimizer, _batch(), generator)
+        assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values())
+    x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    maps = attention_maps(model, x, "encoder.4", "reproduction_disentanglement", "mu", dims=[0])
+    assert ad_loss(maps.per_dim[0], maps.per_dim[0]).item() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("bad", [0, 7, -1, True, "some", 2.0])

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torchvision.models import ResNet18_Weights
 
+from vaecam.attention import LayerActivations
 from vaecam.models import MODELS, ConvVAE, ResNetVAE, gaussian_kl
 from vaecam.training import evaluate_loss, seed_everything, train_epoch
 
@@ -59,6 +60,23 @@ def test_resnet_vae_exposes_torchvision_layer_names():
     out = model(torch.rand(2, 3, 64, 64))
     assert out.recon.shape == (2, 3, 64, 64) and out.mu.shape == (2, 32)
     assert ResNetVAE(in_channels=1, image_size=32).encoder.conv1.in_channels == 1
+
+
+def test_resnet_vae_stems_give_their_feature_maps_at_256_px():
+    # the reproduction's ResNet18Enc: 3x3 stride-2 conv, no max-pool -> layer2 at 1/4 (64x64);
+    # torchvision's: 7x7 stride-2 conv + max-pool -> layer2 at 1/8 (32x32)
+    x = torch.rand(1, 3, 256, 256)
+    for stem, side in (("reproduction", 64), ("torchvision", 32)):
+        model = ResNetVAE(latent_dim=4, stem=stem).eval()
+        with LayerActivations(model, "encoder.layer2.1.conv1") as layer, torch.no_grad():
+            model.encode(x)
+        assert layer.activations.shape == (1, 128, side, side)
+    first = ResNetVAE(stem="reproduction").encoder.conv1
+    assert (first.kernel_size, first.stride, first.padding) == ((3, 3), (2, 2), (1, 1))
+    with pytest.raises(ValueError, match="stem='torchvision'"):
+        ResNetVAE(pretrained=True, stem="reproduction")
+    with pytest.raises(ValueError, match="expected one of torchvision, reproduction"):
+        ResNetVAE(stem="vgg")
 
 
 def test_pretrained_weights_that_cannot_load_give_a_clear_error(monkeypatch):

@@ -254,7 +254,7 @@ def test_unknown_experiment_lists_the_valid_ones(capsys):
         (["--set", "inlier=11"], "inlier=11: expected an integer >= 0 and <= 9"),
         (["--set", 'lr={"grid_search": [0.1, -1]}'], "lr=-1: expected a number > 0"),
         (["--scoring", 'target_layer=["encoder.9"]'], "unknown target_layer 'encoder.9'"),
-        (["--scoring", "formulation=gradcam"], "expected one of authors, per_channel"),
+        (["--scoring", "formulation=gradcam"], "expected one of authors, authors_per_image"),
         (["--scoring", "colour=red"], "unknown scoring key colour"),
     ],
 )
@@ -446,7 +446,7 @@ def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path, ray_ses
     client, parent, children = _runs(tmp_path, "ucsd", experiment="ucsd")
     (child,) = children
     metrics = child.data.metrics
-    for method in ("attention/encoder.6/authors/normal_difference", "recon", "average_recon"):
+    for method in ("attention/encoder.6/authors/mu", "recon", "average_recon"):
         for metric in ("pixel_auroc", "max/frame_auroc", "max/frame_eer", "pixel_criterion_eer"):
             assert 0 <= metrics[f"{method}/none/{metric}"] <= 1
     assert {"overlays/anomalous.png", "overlays/normal.png"} <= _artifacts(
