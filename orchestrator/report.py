@@ -405,6 +405,10 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
             )
         else:
             decided = verdict(ours.low, ours.high, _paper_range(claim, group), chance)
+        untrained = controls.get("untrained")
+        if ours and untrained and ours.low <= untrained.value <= ours.high:
+            decided += "; the untrained model's maps score within our interval: the maps do not "
+            decided += "depend on what the model learned"
         label = group if group_key else ""
         shown = claim.get("group_settings", {}).get(group, [])
         if shown:  # e.g. the effective lambda: lam and the AD loss's reduction

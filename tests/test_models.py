@@ -2,6 +2,7 @@ import pytest
 import torch
 from torchvision.models import ResNet18_Weights
 
+from search_spaces.ucsd import VANILLA_PED1
 from vaecam.attention import LayerActivations
 from vaecam.models import MODELS, ConvVAE, ResNetVAE, gaussian_kl
 from vaecam.training import evaluate_loss, seed_everything, train_epoch
@@ -77,6 +78,15 @@ def test_resnet_vae_stems_give_their_feature_maps_at_256_px():
         ResNetVAE(pretrained=True, stem="reproduction")
     with pytest.raises(ValueError, match="expected one of torchvision, reproduction"):
         ResNetVAE(stem="vgg")
+
+
+def test_the_reproductions_ucsd_layer_is_after_the_third_blocks_relu():
+    # vanilla_ped1 as their test_expVAE.py builds it; encoder.8, their default target layer
+    model = ConvVAE(image_size=100, **VANILLA_PED1).eval()
+    assert [type(m).__name__ for m in model.encoder[6:9]] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    with LayerActivations(model, "encoder.8") as layer, torch.no_grad():
+        model.encode(torch.rand(1, 1, 100, 100))
+    assert layer.activations.shape == (1, 96, 12, 12)
 
 
 def test_pretrained_weights_that_cannot_load_give_a_clear_error(monkeypatch):

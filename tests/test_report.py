@@ -66,7 +66,9 @@ UNTRAINED = "untrained/encoder.layer2.1.conv1/reproduction/mu/none/pixel_auroc"
 RECON = "recon/none/pixel_auroc"
 
 
-def _sweep(tmp_path: Path, name: str = "handmade", dataset: str = "mvtec_ad/grid") -> str:
+def _sweep(
+    tmp_path: Path, name: str = "handmade", dataset: str = "mvtec_ad/grid", untrained: float = 0.30
+) -> str:
     """A finished mvtec sweep in a fresh store: on ``grid``, two learning rates x two seeds;
     lr 1e-4 has the better validation loss and the *worse* test metric."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -91,7 +93,7 @@ def _sweep(tmp_path: Path, name: str = "handmade", dataset: str = "mvtec_ad/grid
         for key, param in {"category": "grid", "seed": seed, "lr": lr}.items():
             client.log_param(run, key, param)
         metrics = {"val_loss": 100.0 if lr == 1e-4 else 200.0, KEY: value, RECON: 0.6 + seed / 100}
-        metrics |= {UNTRAINED: 0.55}
+        metrics |= {UNTRAINED: untrained}
         metrics |= {f"{KEY}_ci_low": value - 0.05, f"{KEY}_ci_high": value + 0.05}
         metrics |= {f"{KEY}_n_pos": 50, f"{KEY}_n_neg": 950}
         for key, value_ in metrics.items():
@@ -138,7 +140,8 @@ def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cit
     setting = "epochs 30 (paper: 300-512); a subset: 10 of 78 test images; 2 seeds (0, 1)"
     assert row["setting"] == setting
     assert "claim rows are measured outside the paper's setting" in text.split("## ")[0]
-    assert re.search(r"untrained 0\.550", row["controls"])
+    assert re.search(r"untrained 0\.300", row["controls"])  # outside ours: the model matters
+    assert "do not depend on what the model learned" not in row["verdict"]
     runs = row["runs"].split()
     assert len(runs) == 2  # the two seeds of lr 1e-4: the better validation loss
     assert {client.get_run(r).data.params["lr"] for r in runs} == {"0.0001"}
@@ -171,6 +174,16 @@ def test_no_verdict_on_data_other_than_the_papers(tmp_path):
     _, row = next(t for t in markdown_tables(md.read_text()) if t and "verdict" in t[0])
     assert row["verdict"] == "no verdict: not the paper's data"
     assert row["setting"].startswith("epochs 30 (paper: 300-512); not the paper's data")
+
+
+def test_untrained_maps_within_our_interval_are_called_out(tmp_path):
+    uri = _sweep(tmp_path, untrained=0.72)  # the selected configuration's mean
+    md, _ = report.write(MlflowClient(uri), "handmade", tmp_path / "out")
+    _, row = next(t for t in markdown_tables(md.read_text()) if t and "verdict" in t[0])
+    assert row["verdict"].endswith(
+        "the untrained model's maps score within our interval: the maps do not depend on what "
+        "the model learned"
+    )
 
 
 def test_an_unknown_name_is_one_clear_error(tmp_path, capsys):
