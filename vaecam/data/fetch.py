@@ -294,7 +294,7 @@ class Progress:
     """Download progress on ``stream``: on a terminal one line redrawn (bytes, rate, time left)
     at most every ``every_s`` seconds; in a log one line per 10 % (of the size, when known)."""
 
-    def __init__(self, what: str, total: int | None, start: int, stream: TextIO = sys.stderr):
+    def __init__(self, what: str, total: int | None, start: int, stream: TextIO):
         self.what, self.total, self.start, self.stream = what, total, start, stream
         self.tty = stream.isatty()
         self.began = time.monotonic()
@@ -384,13 +384,15 @@ def download(
     *,
     retries: int = RETRIES,
     backoff_s: float = BACKOFF_S,
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
 ) -> None:
     """Download ``source`` into ``part``, resuming from what ``part`` already holds (HTTP Range;
     a server that ignores it sends the whole file, which then replaces ``part``). A failure
     part-way (a reset connection, a timeout, a transient HTTP status) is retried ``retries``
     times, after ``backoff_s``, twice that, ...; what was received is kept for the next try, or
-    the next run. Raises :class:`FetchError` when the tries are used up."""
+    the next run. Raises :class:`FetchError` when the tries are used up. Progress and retries
+    are told on ``stream`` (default: stderr)."""
+    stream = stream or sys.stderr
     attempt = 0
     while True:
         have = part.stat().st_size if part.exists() else 0
@@ -727,7 +729,7 @@ def fetch(
     *,
     retries: int = RETRIES,
     backoff_s: float = BACKOFF_S,
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
 ) -> bool:
     """Make ``folder`` hold ``dataset`` as its loader reads it; returns whether anything was
     fetched. Nothing happens when its parts are there (and, after an unpacking, still all
@@ -735,7 +737,7 @@ def fetch(
     :class:`NetworkUnreachableError` having created nothing; a bad hash, a
     :class:`ChecksumError`; an unsafe archive, an :class:`UnsafeArchiveError`."""
     folder = Path(folder).expanduser().absolute()
-    options = {"retries": retries, "backoff_s": backoff_s, "stream": stream}
+    options = {"retries": retries, "backoff_s": backoff_s, "stream": stream or sys.stderr}
     if not missing_parts(dataset, folder):
         problem = manifest_problem(folder)
         if problem:
@@ -766,7 +768,7 @@ def dataset_folder(dataset: Dataset, loader_root: Path) -> Path:
     return root if dataset.loader_root == "folder" else root / dataset.folder
 
 
-def fetch_for_loader(name: str, loader_root: Path, stream: TextIO = sys.stderr) -> bool:
+def fetch_for_loader(name: str, loader_root: Path, stream: TextIO | None = None) -> bool:
     """:func:`fetch` the dataset ``name`` where its loader reads ``loader_root`` from."""
     dataset = DATASETS[name]
     return fetch(dataset, dataset_folder(dataset, loader_root), stream=stream)
