@@ -251,7 +251,10 @@ def test_mnist_fetched_through_torchvision(server, tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "mirrors", [server.url("/mnist/")])
     resources = [(name, hashlib.md5(data).hexdigest()) for name, data in files.items()]
     monkeypatch.setattr(MNIST, "resources", resources)
-    sources = tuple(Source(server.url(f"/mnist/{name}"), None, ()) for name in files)
+    sources = tuple(
+        Source(server.url(f"/mnist/{name}"), len(files[name]), (("md5", md5),))
+        for name, md5 in resources
+    )
     root = tmp_path / "data"
     assert fetch(replace(DATASETS["mnist"], sources=sources), root / "MNIST", stream=io.StringIO())
     data = load_mnist(root)
@@ -298,10 +301,9 @@ def test_unsafe_archive_member_is_refused_by_name(server, tmp_path, name, kind, 
 
 
 def test_offline_fails_at_once_creating_nothing(tmp_path):
-    with socket.socket() as unused:  # a port nothing listens on: connection refused
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    source = Source(f"http://127.0.0.1:{port}/mvtec_anomaly_detection.tar.xz", 5, (("md5", "x"),))
+    source = Source(
+        f"http://127.0.0.1:{closed_port()}/mvtec_anomaly_detection.tar.xz", 5, (("md5", "x"),)
+    )
     folder = tmp_path / "data" / "mvtec_ad"
     started = time.monotonic()
     with pytest.raises(NetworkUnreachableError) as error:
@@ -309,8 +311,49 @@ def test_offline_fails_at_once_creating_nothing(tmp_path):
     assert time.monotonic() - started < 5
     message = str(error.value)
     assert "\n" not in message and "network unreachable" in message
-    assert str(folder / source.name) in message  # which file to copy where
+    assert f"copy {source.name} (md5 x" in message and f"into {folder} and" in message
     assert not (tmp_path / "data").exists()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on: a connection there is refused."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return unused.getsockname()[1]
+
+
+def unreachable(monkeypatch) -> None:
+    """Every dataset of the table published on a host that refuses connections."""
+    port = closed_port()
+    for name, dataset in DATASETS.items():
+        sources = tuple(
+            replace(s, url=f"http://127.0.0.1:{port}/{s.name}") for s in dataset.sources
+        )
+        monkeypatch.setitem(DATASETS, name, replace(dataset, sources=sources))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mvtec", "--quick", "--categories", "grid"],
+        ["all", "--quick"],
+    ],
+)
+def test_sweep_download_offline_is_one_line_exit_2_and_creates_nothing(
+    argv, tmp_path, monkeypatch, capsys
+):
+    from orchestrator import sweep
+
+    unreachable(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    data_root = tmp_path / "x"
+    started = time.monotonic()
+    assert sweep.main([*argv, "--download", "--data-root", str(data_root)]) == 2
+    assert time.monotonic() - started < 15
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: network unreachable: ")
+    assert "copy " in err and str(data_root) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no data root, no mlflow.db
 
 
 def test_archive_copied_by_hand_is_verified_and_unpacked_offline(tmp_path):

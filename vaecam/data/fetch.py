@@ -43,6 +43,7 @@ import shutil
 import socket
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -103,7 +104,8 @@ class Dataset:
     the loader appends ``folder``). ``parts`` are the paths under ``folder`` the loaders read:
     when all are there, there is nothing to fetch. ``kind`` picks the fetcher
     (:data:`FETCHERS`); ``strip`` is a leading folder of the archive's members dropped when
-    unpacking into ``folder``."""
+    unpacking into ``folder``; ``into`` the subfolder of ``folder`` the sources are downloaded
+    to (and where a copy made by hand is looked for)."""
 
     name: str
     title: str
@@ -115,6 +117,7 @@ class Dataset:
     licence: str
     homepage: str
     strip: str = ""
+    into: str = ""
 
 
 #: The datasets of the paper, by the name ``fetch`` and ``sweep --download`` use.
@@ -155,6 +158,7 @@ DATASETS: Registry[Dataset] = Registry(
             ),
             licence="CC BY-SA 3.0 (Y. LeCun, C. Cortes, C. J. C. Burges)",
             homepage="http://yann.lecun.com/exdb/mnist/",
+            into="raw",
         ),
         "mvtec": Dataset(
             name="mvtec",
@@ -269,9 +273,11 @@ class UnsafeArchiveError(DataFormatError):
 # Settings
 # --------------------------------------------------------------------------------------------
 
-#: Seconds to wait for a connection (and for each read once connected): offline, the one
-#: connection attempt fails at once (no name resolution) or after this long (no route).
-CONNECT_TIMEOUT_S = 10.0
+#: Seconds the network check waits for the host's name, then for a connection: offline, its
+#: one attempt fails at once (no name resolution, refused) or after this long (no answer).
+PROBE_TIMEOUT_S = 5.0
+#: Seconds a download waits for the server (to connect, then for each read).
+TIMEOUT_S = 60.0
 #: Retries of a download that failed part-way, each resuming where it stopped.
 RETRIES = 4
 #: The first retry's wait in seconds, doubled for each one after it.
@@ -352,13 +358,36 @@ def check_reachable(url: str, what: str) -> None:
         parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+        address = _resolve(parts.hostname or "", port)
+        socket.create_connection(address, timeout=PROBE_TIMEOUT_S).close()
     except OSError as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise NetworkUnreachableError(
             f"network unreachable: cannot connect to {parts.hostname}:{port} ({reason}) to "
             f"download {url}; {what}"
         ) from None
+
+
+def _resolve(host: str, port: int) -> tuple[str, int]:
+    """``(address, port)`` of ``host``, or ``OSError`` after :data:`PROBE_TIMEOUT_S`: name
+    resolution has no timeout of its own, and an unreachable DNS server can take a minute. It
+    runs in a daemon thread, which a process that gives up on it does not wait for."""
+    found: list[tuple[str, int] | OSError] = []
+
+    def resolve() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][:2])
+        except OSError as error:
+            found.append(error)
+
+    thread = threading.Thread(target=resolve, daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S)
+    if not found:
+        raise TimeoutError(f"no answer resolving {host} in {PROBE_TIMEOUT_S:.0f} s")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
 
 
 def _request(url: str, start: int) -> urllib.request.Request:
@@ -432,7 +461,7 @@ def download(
 
 def _download_once(source: Source, part: Path, have: int, stream: TextIO) -> None:
     """One request: append to ``part`` from byte ``have`` to the end, or raise."""
-    with urllib.request.urlopen(_request(source.url, have), timeout=CONNECT_TIMEOUT_S) as response:
+    with urllib.request.urlopen(_request(source.url, have), timeout=TIMEOUT_S) as response:
         if have and response.status != 206:  # the server ignored the Range: start over
             have = 0
         total = _total_size(response, have) or source.size
@@ -643,16 +672,19 @@ def missing_parts(dataset: Dataset, folder: Path) -> list[str]:
     return [part for part in dataset.parts if not (folder / part).exists()]
 
 
-def _copy_hint(dataset: Dataset, source: Source, folder: Path) -> str:
-    size = f", {_size(source.size)}" if source.size else ""
-    digest = " ".join(f"{algorithm} {value}" for algorithm, value in source.digests[:1])
+def _copy_hint(dataset: Dataset, folder: Path) -> str:
+    """What to copy where instead of downloading."""
+    names = [
+        f"{s.name} ({s.digests[0][0]} {s.digests[0][1]}{f', {_size(s.size)}' if s.size else ''})"
+        for s in dataset.sources
+    ]
+    hint = f"copy {', '.join(names)} into {folder / dataset.into} and run again"
     if dataset.kind == "archive":
-        return (
-            f"copy {source.name} ({digest}{size}) to {folder / source.name} and run again (it is "
-            f"verified and unpacked there), or unpack it yourself so that {folder} holds "
-            f"{', '.join(dataset.parts[:2])}..."
+        hint += (
+            f" (it is verified and unpacked there), or unpack it yourself so that {folder} "
+            f"holds {', '.join(dataset.parts[:2])}..."
         )
-    return f"copy {source.name} ({digest}{size}) to {folder / source.name}"
+    return hint
 
 
 def _announce(dataset: Dataset, stream: TextIO) -> None:
@@ -746,9 +778,9 @@ def fetch(
                 "fetch it again"
             )
         return False
-    copied = [s for s in dataset.sources if (folder / s.name).is_file()]
+    copied = [s for s in dataset.sources if (folder / dataset.into / s.name).is_file()]
     if not copied:  # the network is needed: fail now, before anything is created
-        check_reachable(dataset.sources[0].url, _copy_hint(dataset, dataset.sources[0], folder))
+        check_reachable(dataset.sources[0].url, _copy_hint(dataset, folder))
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / LOCK):
         if not missing_parts(dataset, folder):  # another process fetched it meanwhile
@@ -781,7 +813,7 @@ def fetch_for_loader(name: str, loader_root: Path, stream: TextIO | None = None)
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vaecam.data.fetch NAME --data-root DIR``: 0 when every dataset is there, 2
-    (one line on stderr) when one could not be fetched."""
+    when one could not be fetched (one line on stderr for each)."""
     parser = argparse.ArgumentParser(
         prog="python -m vaecam.data.fetch",
         description="Download, verify and unpack the paper's datasets into the layout "
@@ -791,16 +823,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: ./data")
     args = parser.parse_args(argv)
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
-    for name in names:
+    status = 0
+    for name in names:  # each one that can be fetched is, whatever happens to the others
         dataset = DATASETS[name]
         folder = args.data_root.expanduser().absolute() / dataset.folder
         try:
             fetched = fetch(dataset, folder)
         except (DataNotFoundError, DataFormatError) as error:
             print(f"error: {dataset.title}: {error}", file=sys.stderr)
-            return 2
+            status = 2
+            continue
         print(f"{dataset.title}: {'fetched into' if fetched else 'already in'} {folder}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":
