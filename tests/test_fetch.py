@@ -502,3 +502,18 @@ def test_progress_one_line_per_tenth_in_a_log_and_a_redrawn_line_on_a_terminal(m
     progress(750)
     progress.finish()
     assert terminal.getvalue() == "\rfile.tar: 750 B of 1.0 kB (75%), 125 B/s, 0:02 left\x1b[K\n"
+
+
+@pytest.mark.parametrize("config", ["cluster.yaml", "cluster-local.yaml"])
+def test_cluster_nodes_fetch_the_data_as_they_join(config):
+    import shlex
+
+    import yaml
+
+    setup = yaml.safe_load((ROOT / "docker" / config).read_text())["setup_commands"]
+    fetches = [shlex.split(c) for c in setup if "vaecam.data.fetch" in c]
+    assert fetches, f"{config}: no node fetches the datasets"
+    for command in fetches:
+        assert command[:3] == ["python", "-m", "vaecam.data.fetch"]
+        args = fetch_module.build_parser().parse_args(command[3:])
+        assert args.data_root == Path("/home/ray/data")

@@ -811,9 +811,7 @@ def fetch_for_loader(name: str, loader_root: Path, stream: TextIO | None = None)
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vaecam.data.fetch NAME --data-root DIR``: 0 when every dataset is there, 2
-    when one could not be fetched (one line on stderr for each)."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vaecam.data.fetch",
         description="Download, verify and unpack the paper's datasets into the layout "
@@ -821,7 +819,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dataset", choices=[*DATASETS, "all"])
     parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: ./data")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vaecam.data.fetch NAME --data-root DIR``: 0 when every dataset is there, 2
+    when one could not be fetched (one line on stderr for each)."""
+    args = build_parser().parse_args(argv)
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
     status = 0
     for name in names:  # each one that can be fetched is, whatever happens to the others
