@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
-from typing import TextIO
+from typing import Any, TextIO
 
 from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError, file_lock, load_mnist
 from vaecam.data.dsprites import DSPRITES_URL, NPZ_NAME, NPZ_URL
@@ -696,30 +696,31 @@ def _announce(dataset: Dataset, stream: TextIO) -> None:
     )
 
 
-def _fetch_file(dataset: Dataset, folder: Path, options: dict) -> None:
-    """A single published file, verified, as ``folder/<name>``."""
-    (source,) = dataset.sources
-    target = folder / source.name
-    part = folder / f"{source.name}.part"
+def _obtain(dataset: Dataset, source: Source, target: Path, options: dict[str, Any]) -> None:
+    """``target`` holding ``source``, verified: a copy already there, or downloaded (through
+    ``<name>.part``, renamed once its hashes are right)."""
+    if target.is_file():
+        verify(target, source, source.name)
+        return
+    part = target.with_name(f"{source.name}.part")
     _announce(dataset, options["stream"])
     download(source, part, **options)
     verify(part, source, source.name)
     part.replace(target)
 
 
-def _fetch_archive(dataset: Dataset, folder: Path, options: dict) -> None:
+def _fetch_file(dataset: Dataset, folder: Path, options: dict[str, Any]) -> None:
+    """A single published file, verified, as ``folder/<name>``."""
+    (source,) = dataset.sources
+    _obtain(dataset, source, folder / source.name, options)
+
+
+def _fetch_archive(dataset: Dataset, folder: Path, options: dict[str, Any]) -> None:
     """An archive, downloaded (unless it was copied in), verified, unpacked into ``folder``;
     top-level folders already there are left as they are."""
     (source,) = dataset.sources
     archive = folder / source.name
-    if not archive.is_file():
-        part = folder / f"{source.name}.part"
-        _announce(dataset, options["stream"])
-        download(source, part, **options)
-        verify(part, source, source.name)
-        part.replace(archive)
-    else:
-        verify(archive, source, source.name)
+    _obtain(dataset, source, archive, options)
     staging = folder / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # what an interrupted unpacking left
     staging.mkdir()
@@ -741,14 +742,14 @@ def _fetch_archive(dataset: Dataset, folder: Path, options: dict) -> None:
     )
 
 
-def _fetch_torchvision(dataset: Dataset, folder: Path, options: dict) -> None:
+def _fetch_torchvision(dataset: Dataset, folder: Path, options: dict[str, Any]) -> None:
     """MNIST, through torchvision (its mirrors, its MD5 checks), into ``folder/raw``."""
     _announce(dataset, options["stream"])
     load_mnist(folder.parent, download=True)
 
 
 #: Fetchers by :attr:`Dataset.kind`: ``(dataset, its folder, download options)``.
-FETCHERS: dict[str, Callable[[Dataset, Path, dict], None]] = {
+FETCHERS: dict[str, Callable[[Dataset, Path, dict[str, Any]], None]] = {
     "file": _fetch_file,
     "archive": _fetch_archive,
     "torchvision": _fetch_torchvision,
