@@ -517,3 +517,30 @@ def test_cluster_nodes_fetch_the_data_as_they_join(config):
         assert command[:3] == ["python", "-m", "vaecam.data.fetch"]
         args = fetch_module.build_parser().parse_args(command[3:])
         assert args.data_root == Path("/home/ray/data")
+
+
+def test_folders_already_there_are_left_as_they_are(server, tmp_path):
+    source = server.serve("/mvtec_anomaly_detection.tar.xz", mvtec_archive(tmp_path))
+    folder = tmp_path / "mvtec_ad"
+    (folder / "grid").mkdir(parents=True)
+    (folder / "grid" / "mine.txt").write_text("copied by hand")
+    log = io.StringIO()
+    assert fetch(mvtec_entry(source), folder, stream=log)
+    assert [p.name for p in (folder / "grid").iterdir()] == ["mine.txt"]
+    assert load_mvtec(folder, "bottle", image_size=32).train.shape[0] == 6
+    assert f"{folder}: left as they were: grid" in log.getvalue()
+
+
+@pytest.mark.parametrize("name", ["../evil", "/tmp/evil", "C:/evil", "grid/../../evil"])
+def test_unsafe_zip_member_is_refused_by_name(tmp_path, name):
+    import zipfile
+
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zip_file:
+        zip_file.writestr("grid/train/good/000.png", b"png")
+        zip_file.writestr(zipfile.ZipInfo(name), b"evil")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=repr(name)):
+        fetch_module.unpack_zip(archive, staging, "")
+    assert not any(staging.iterdir())
