@@ -544,3 +544,25 @@ def test_unsafe_zip_member_is_refused_by_name(tmp_path, name):
     with pytest.raises(UnsafeArchiveError, match=repr(name)):
         fetch_module.unpack_zip(archive, staging, "")
     assert not any(staging.iterdir())
+
+
+def test_sweep_download_fetches_on_the_driver_before_ray_starts(
+    server, tmp_path, monkeypatch, capsys
+):
+    from orchestrator import sweep
+
+    source = server.serve("/mvtec_anomaly_detection.tar.xz", mvtec_archive(tmp_path))
+    monkeypatch.setitem(DATASETS, "mvtec", mvtec_entry(source))
+    data_root = tmp_path / "x"
+    seen = {}
+
+    def run(args, *rest):  # where Ray would start
+        seen["data"] = sorted(p.name for p in data_root.iterdir() if not p.name.startswith("."))
+        return 0
+
+    monkeypatch.setattr(sweep, "run", run)
+    argv = ["mvtec", "--quick", "--categories", "grid", "--download", "--data-root", str(data_root)]
+    argv += ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    assert sweep.main([*argv, "--storage-path", str(tmp_path / "ray_results")]) == 0
+    assert seen["data"] == ["VAECAM_SYNTHETIC.txt", "bottle", "grid", "license.txt"]
+    assert "licence CC BY-NC-SA 4.0" in capsys.readouterr().err
