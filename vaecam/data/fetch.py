@@ -583,11 +583,16 @@ def unpack_tar(archive: Path, staging: Path, strip: str) -> None:
     """Extract the dataset's members of a tar (any compression) into ``staging``: every member
     is checked first (:func:`_checked_members`), then extracted with tarfile's ``data`` filter
     (regular files, folders and links inside, no special permissions)."""
-    with tarfile.open(archive) as tar:
-        members = _checked_members(tar, archive, strip)
-        if not members:
-            raise DataFormatError(f"{archive}: no member under {strip or 'its root'}")
-        tar.extractall(staging, members=members, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            members = _checked_members(tar, archive, strip)
+            if not members:
+                raise DataFormatError(f"{archive}: no member under {strip or 'its root'}")
+            tar.extractall(staging, members=members, filter="data")
+    except tarfile.FilterError as error:  # a second line of defence behind the checks above
+        raise UnsafeArchiveError(f"{archive}: {error}; refused") from None
+    except (tarfile.ReadError, EOFError, OSError) as error:
+        raise DataFormatError(f"{archive}: not a readable tar archive ({error})") from None
 
 
 def unpack_zip(archive: Path, staging: Path, strip: str) -> None:
