@@ -432,18 +432,37 @@ def test_two_processes_fetching_at_once_download_once(server, tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", FETCH_ONE, spec], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", FETCH_ONE, spec],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
-    # Both have connected (two probes and the first download) before the download may finish.
-    deadline = time.monotonic() + 120
-    while server.connections < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.hold_first.set()
-    outputs = sorted(p.communicate(timeout=120)[0].strip() for p in processes)
-    assert [p.returncode for p in processes] == [0, 0]
-    assert outputs == ["FETCHED", "PRESENT"]
+    # The first download is held half-way until the other process says it waits for the lock.
+    errors: list[list[str]] = [[], []]
+
+    def read_errors(process: subprocess.Popen, lines: list[str]) -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if "another process is fetching it" in line:
+                server.hold_first.set()
+
+    readers = [
+        threading.Thread(target=read_errors, args=(p, lines), daemon=True)
+        for p, lines in zip(processes, errors, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    outputs = [p.stdout.read().strip() for p in processes]
+    for process, reader in zip(processes, readers, strict=True):
+        process.wait(timeout=120)
+        reader.join(timeout=10)
+    assert [p.returncode for p in processes] == [0, 0], errors
+    assert sorted(outputs) == ["FETCHED", "PRESENT"]
+    waited = "".join(errors[outputs.index("PRESENT")])
+    assert "MVTec AD: another process is fetching it" in waited
     assert len(server.gets) == 1 and server.bytes_sent == len(data)
     assert load_mvtec(folder, "grid", image_size=32).train.shape[0] == 6
 

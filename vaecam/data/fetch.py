@@ -36,6 +36,7 @@ on the driver before Ray starts, and ``docker/cluster.yaml`` runs it as each nod
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -49,13 +50,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TextIO
 
-from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError, file_lock, load_mnist
+from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError, load_mnist
 from vaecam.data.dsprites import DSPRITES_URL, NPZ_NAME, NPZ_URL
 from vaecam.data.mvtec import CATEGORIES, MVTEC_URL
 from vaecam.data.ucsd import SCENES, UCSD_URL
@@ -785,7 +787,7 @@ def fetch(
     if not copied:  # the network is needed: fail now, before anything is created
         check_reachable(dataset.sources[0].url, _copy_hint(dataset, folder))
     folder.mkdir(parents=True, exist_ok=True)
-    with file_lock(folder / LOCK):
+    with _exclusive(folder / LOCK, dataset.title, options["stream"]):
         if not missing_parts(dataset, folder):  # another process fetched it meanwhile
             return False
         FETCHERS[dataset.kind](dataset, folder, options)
@@ -795,6 +797,24 @@ def fetch(
             f"{dataset.title}: fetched into {folder}, but {', '.join(missing)} is not there"
         )
     return True
+
+
+@contextmanager
+def _exclusive(path: Path, what: str, stream: TextIO) -> Iterator[None]:
+    """Held by one process at a time (an advisory lock on the file ``path``, which also works
+    between nodes on NFSv4 and EFS); says so when it has to wait for another."""
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"{what}: another process is fetching it ({path}); waiting", file=stream, flush=True
+            )
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def dataset_folder(dataset: Dataset, loader_root: Path) -> Path:
