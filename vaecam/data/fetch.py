@@ -171,8 +171,8 @@ DATASETS: Registry[Dataset] = Registry(
             kind="archive",
             sources=(
                 Source(
-                    # MVTec's own download link, as anomalib uses it
-                    # (src/anomalib/data/datamodules/image/mvtecad.py, DOWNLOAD_INFO).
+                    # MVTec's own download link, as anomalib uses it (DOWNLOAD_INFO in
+                    # src/anomalib/data/datamodules/image/mvtecad.py, later mvtec_ad.py)
                     "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
                     "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz",
                     # 4.9 GiB, as recorded beside the SHA-256 by users who verified it
