@@ -47,8 +47,9 @@ from orchestrator.tracking import (
     sweep_params,
 )
 from search_spaces import SPACES
-from vaecam.data import MNIST_FILES
+from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError
 from vaecam.data.dsprites import NPZ_NAME
+from vaecam.data.fetch import DATASETS, fetch
 from vaecam.data.mvtec import CATEGORIES
 from vaecam.data.synthetic import example_mvtec, example_ucsd, is_synthetic
 
@@ -490,8 +491,11 @@ def main(args: Namespace, parser: ArgumentParser) -> int:
     0, 2 for bad input (nothing started), 128 + the signal's number when interrupted, else 1."""
     sys.stdout.reconfigure(line_buffering=True)  # its progress, as it happens, in a log too
     try:
+        if args.download and not args.resume:  # before the plan, which then finds the data
+            for dataset in DATASETS.values():
+                fetch(dataset, args.data_root.resolve() / dataset.folder)
         planned, run_id = restore(args) if args.resume else start(args, passed_flags(args, parser))
-    except SpaceError as error:
+    except (SpaceError, DataNotFoundError, DataFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     client = MlflowClient(args.tracking_uri)

@@ -68,6 +68,7 @@ from orchestrator.trainable import (  # noqa: E402
 )
 from search_spaces import SPACES  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
+from vaecam.data.fetch import DATASETS, fetch_for_loader  # noqa: E402
 from vaecam.experiments import EXPERIMENTS  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
 
@@ -146,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-root", type=Path, default=Path("data"), help="folder holding the datasets"
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="first fetch what is missing of the experiment's dataset (all: of every one) into "
+        "--data-root, from its official source, checked against its published hash, on this "
+        "machine before Ray starts (python -m vaecam.data.fetch does it alone)",
     )
     parser.add_argument(
         "--tracking-uri",
@@ -712,6 +720,10 @@ def main(argv: list[str] | None = None) -> int:
     search_space = SPACES[args.experiment]
     try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
         check_resources(args)
+        # On the driver, before Ray starts: trials never download. First, so that offline it
+        # fails at once; what it fetches is needed whatever else is wrong.
+        if args.download and args.experiment in DATASETS:
+            fetch_for_loader(args.experiment, args.data_root)
         if args.resume:
             if not tune.Tuner.can_restore(sweep_path(args)):
                 raise SpaceError(

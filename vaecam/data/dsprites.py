@@ -252,7 +252,8 @@ def _npz_missing_message(path: Path) -> str:
             f"dSprites not found: looked for {path}",
             f"  it needs {NPZ_NAME} (26 MB) from {DSPRITES_URL}",
             f"To get it: download {NPZ_URL}",
-            f"  and put it in <root>/dsprites/ (here: {path.parent})",
+            f"  and put it in <root>/dsprites/ (here: {path.parent}), or let the sweep fetch and",
+            "  verify it there: --download (or python -m vaecam.data.fetch dsprites)",
             "Offline alternative: config `dataset: dsprites_procedural` (DSpritesProcedural,",
             "  which renders every factor combination itself, calibrated to the real frames).",
         ]

@@ -214,7 +214,8 @@ def _not_found(path: Path, what: str) -> DataNotFoundError:
         f"MVTec AD: {what} {path} not found.\n"
         f"  {_LAYOUT}.\n"
         f"  MVTec AD is obtained (free for non-commercial use) from {MVTEC_URL}; "
-        "extract the archive so that each category is a folder of the root."
+        "extract the archive so that each category is a folder of the root;\n"
+        "  or let the sweep fetch, verify and extract it there: --download."
     )
 
 

@@ -253,7 +253,8 @@ def _not_found(path: Path, what: str, scene: str, hint: str = "") -> DataNotFoun
         f"UCSD Anomaly Dataset: {what} {path} not found.{hint}\n"
         f"  {_layout(scene)}.\n"
         f"  The dataset (UCSD_Anomaly_Dataset.v1p2.tar.gz) is obtained from {UCSD_URL}; "
-        f"extract it and pass the extracted folder (the one containing {scene}) as the root."
+        f"extract it and pass the extracted folder (the one containing {scene}) as the root;\n"
+        "  or let the sweep fetch, verify and extract it there: --download."
     )
 
 

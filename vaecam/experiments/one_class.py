@@ -73,8 +73,9 @@ def check(loader: Loader, settings: OneClassSettings, progress: Progress | None 
 def load(loader: Loader, settings: OneClassSettings) -> AnomalyData:
     """The inlier's train / validation images and the test images, capped at
     ``max_train_images`` / ``max_test_images``. Drawn from a generator of their own, so the
-    selection never depends on how far a resumed trial had got."""
-    images = loader(Path(settings.data_root), settings.image_size, settings.download)
+    selection never depends on how far a resumed trial had got. Never downloads: ``check``
+    did, on the driver; on a cluster every node fetches its data as it joins."""
+    images = loader(Path(settings.data_root), settings.image_size, False)
     rng = torch.Generator().manual_seed(settings.seed)
     split = one_class_split(images, settings.inlier, settings.val_fraction, rng)
     train = split.train
