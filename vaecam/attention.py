@@ -175,11 +175,6 @@ def _mahalanobis(
 #: literally (the mean ``mu_n - mu_x``, whose gradient is ``-d mu``: identical to ``mu`` under
 #: abs) and ``normal_difference_z`` a draw of it; ``kl_to_normal`` and ``mahalanobis`` are our
 #: readings in which the normal statistics matter (the paper is silent on how).
-#: A quantity whose gradient is exactly minus another's (``mu_n - mu_x`` against ``mu``): under
-#: a :data:`SIGN_INVARIANT` formulation its maps equal the other's, so a scoring grid that has
-#: both scores it once.
-NEGATED = {"normal_difference": "mu"}
-
 QUANTITIES: Registry[Quantity] = Registry(
     "attention quantity",
     {
@@ -191,6 +186,12 @@ QUANTITIES: Registry[Quantity] = Registry(
         "mahalanobis": _mahalanobis,
     },
 )
+
+
+#: A quantity whose gradient is exactly minus another's (``mu_n - mu_x`` against ``mu``): under
+#: a :data:`SIGN_INVARIANT` formulation its maps equal the other's, so a scoring grid that has
+#: both scores it once.
+NEGATED = {"normal_difference": "mu"}
 
 
 # --- formulations: (A (B,C,h,w), grads (n,B,C,h,w), size (H,W), per_dim) -> AttentionMaps ---
