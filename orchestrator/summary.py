@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Run
+from mlflow.entities import DatasetInput, Run
 from scipy import stats
 
+from orchestrator.headline import headline
 from orchestrator.tracking import (
     ERROR_TAG,
     PLANNED_TAG,
@@ -27,8 +28,10 @@ from orchestrator.tracking import (
     SUPERSEDED_TAG,
     TRIAL_TAG,
     Tracking,
+    flat_scores,
+    load_scores,
+    log_metrics,
     nested_runs,
-    read_scores,
     unparam,
 )
 from vaecam.figures import compare_trials, scatter_figure
@@ -57,20 +60,24 @@ def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
 
 
 def trials(
-    client: MlflowClient, tracking: Tracking, search_space: ModuleType, searched: list[str]
+    runs: list[Run], loaded: pd.DataFrame, search_space: ModuleType, searched: list[str]
 ) -> pd.DataFrame:
-    """One row per trial, best first by the sweep's metric (failed, stopped and unfinished
-    trials last, with their reason): status (``STOPPED``: a scheduler stopped it early), the
-    searched settings, epochs done (and planned, for stopped trials), the search space's
-    ``SUMMARY`` metrics, its ``OURS`` and ``COMPARE`` metrics where it has them, the MLflow
+    """One row per trial of ``runs``, best first by the sweep's metric (failed, stopped and
+    unfinished trials last, with their reason): status (``STOPPED``: a scheduler stopped it
+    early), the searched settings, epochs done (and planned, for stopped trials), the search
+    space's ``SUMMARY`` metrics, its ``OURS`` and ``COMPARE`` metrics where it has them (from
+    the run's metrics, else its score table in ``loaded``: :func:`load_scores`), the MLflow
     run."""
     wanted = {key: key for key in search_space.SUMMARY}
     wanted |= getattr(search_space, "OURS", {}) | getattr(search_space, "COMPARE", {})
     for label, key in getattr(search_space, "OURS", {}).items():  # with their intervals
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
-    for run in child_runs(client, tracking):
-        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    for run in runs:
+        params, tags = run.data.params, run.data.tags
+        own = by_run.get(run.info.run_id)
+        metrics = (flat_scores(own) if own is not None else {}) | run.data.metrics
         status = STOPPED if STOPPED_TAG in tags else STATUS[run.info.status]
         done = int(metrics["epoch"]) + 1 if "epoch" in metrics else 0
         rows.append(
@@ -90,13 +97,15 @@ def trials(
     return table.drop(columns="_order").reset_index(drop=True)
 
 
-def scores(client: MlflowClient, table: pd.DataFrame, searched: list[str]) -> pd.DataFrame:
-    """Every scored trial's ``scores.csv``, each row led by its trial id and searched settings,
-    in the order of ``table`` (best validation metric first)."""
+def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd.DataFrame:
+    """The score tables ``loaded`` (:func:`load_scores`), each row led by its trial id and
+    searched settings, in the order of ``table`` (best validation metric first)."""
     frames = []
+    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
     for row in table.itertuples(index=False):
-        found = read_scores(client, row.mlflow_run_id)
+        found = by_run.get(row.mlflow_run_id)
         if found is not None:
+            found = found.drop(columns="run_id")
             lead = {"trial_id": row.trial_id} | {key: getattr(row, key) for key in searched}
             frames.append(found.assign(**{k: [v] * len(found) for k, v in lead.items()}))
     if not frames:
@@ -118,14 +127,17 @@ def publish(
     settings every trial shares (a fixed model still finds its published numbers; AUPRO's
     chance level needs ``max_fpr``). Returns the trials and scores."""
     run_id = tracking.parent_run_id
-    table = trials(client, tracking, search_space, searched)
+    runs = child_runs(client, tracking)
+    loaded = load_scores(client, tracking.experiment_id, [run.info.run_id for run in runs])
+    table = trials(runs, loaded, search_space, searched)
     heading = f"Summary, best first by {search_space.METRIC} ({search_space.MODE})"
     post_table(client, run_id, "summary", table, heading, digits=4)
     saving = scheduler_saving(table)
     if saving:
         print(saving + "\n")
         client.set_tag(run_id, "vaecam.scheduler_saving", saving)
-    scored = scores(client, table, searched)
+    scored = scores(loaded, table, searched)
+    mark_best(client, tracking, runs, table, scored, search_space)
     shown = getattr(search_space, "SCORES", None)
     max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
     if not scored.empty:
@@ -169,6 +181,39 @@ def publish(
                 path = scatter_figure(points, Path(tmp) / "scatter.png", title, x, y)
                 client.log_artifact(run_id, str(path))
     return table, scored
+
+
+#: The parent run's tag naming its best trial's run.
+BEST_TRIAL_TAG = "best_trial"
+
+
+def mark_best(
+    client: MlflowClient,
+    tracking: Tracking,
+    runs: list[Run],
+    table: pd.DataFrame,
+    scored: pd.DataFrame,
+    search_space: ModuleType,
+) -> None:
+    """The outcome on the parent run, so its row in the runs table says something: the best
+    finished trial (by the sweep's validation metric) as tag ``best_trial`` (its run id), its
+    validation metric and headline metrics (:mod:`orchestrator.headline`), and its datasets."""
+    finished = table[table.status == "OK"] if len(table) else table
+    if not len(finished):
+        return
+    best = finished.iloc[0]
+    parent = tracking.parent_run_id
+    client.set_tag(parent, BEST_TRIAL_TAG, best.mlflow_run_id)
+    rows = scored[scored.trial_id == best.trial_id] if len(scored) else scored
+    claims = getattr(search_space, "CLAIMS", ())
+    metrics = {key: best[key] for key in search_space.SUMMARY if key in best}
+    metrics |= headline(rows.to_dict("records"), claims) if len(rows) else {}
+    run = next(run for run in runs if run.info.run_id == best.mlflow_run_id)
+    step = int(run.data.metrics.get("epoch", 0))
+    log_metrics(client, parent, metrics, step)
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    if inputs:
+        client.log_inputs(parent, datasets=[DatasetInput(i.dataset, i.tags) for i in inputs])
 
 
 def scheduler_saving(table: pd.DataFrame) -> str | None:

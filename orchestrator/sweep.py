@@ -254,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --system-metrics: seconds between samples (each is one step of system/ metrics)",
     )
     parser.add_argument(
+        "--log-metrics",
+        choices=LOG_METRICS,
+        help="which scores each trial logs as MLflow metrics: headline (per claim, the "
+        "paper's reading and each control, e.g. image_auroc/paper_reading, image_auroc/recon) "
+        "or all (every scoring combination, its interval and class sizes: thousands of "
+        "metrics); the whole grid is always in the trial's scores.json table (default: "
+        f"{DEFAULTS['log_metrics']})",
+    )
+    parser.add_argument(
         "--scoring",
         metavar="KEY=JSON",
         action="append",
@@ -379,6 +388,7 @@ SPACE_FLAGS = {
     "seeds": None,
     "checkpoint_every": None,
     "system_metrics": None,
+    "log_metrics": None,
 }
 
 #: What a flag left out (and not recorded by the sweep being resumed) means.
@@ -388,7 +398,11 @@ DEFAULTS = {
     "grace_period": 10,
     "reduction_factor": 3.0,
     "checkpoint_every": 10,
+    "log_metrics": "headline",
 }
+
+#: ``--log-metrics`` choices: the headline of each claim, or every number of the score table.
+LOG_METRICS = ("headline", "all")
 
 
 def resolve_defaults(args: Namespace, search_space: ModuleType) -> None:
@@ -779,7 +793,14 @@ def run(
     )
     tracking = open_sweep(search_space, space, scoring, args, driver)
     every = args.system_metrics_every if args.system_metrics else None
-    options = TrialOptions(args.checkpoint_every, every, driver, args.restart_errored)
+    options = TrialOptions(
+        args.checkpoint_every,
+        every,
+        driver,
+        args.restart_errored,
+        claims=getattr(search_space, "CLAIMS", ()),
+        every_metric=args.log_metrics == "all",
+    )
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
         outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
