@@ -35,6 +35,11 @@ def readings(claim: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {PAPER_READING: claim["select"]} if claim.get("select") else {}
 
 
+def all_readings(claims: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Every claim's :func:`readings`, by name (the figures feature their maps)."""
+    return {name: selection for claim in claims for name, selection in readings(claim).items()}
+
+
 def _field(row: Mapping[str, Any], column: str) -> Any:
     """A combination column's value, None for none (``scores.csv`` writes none as "")."""
     value = row.get(column)
@@ -55,9 +60,7 @@ def closest(
     most combination columns (a control has no layer: it matches on normalisation and image
     score; an image-level control has neither), or None."""
     candidates = [
-        row
-        for row in rows
-        if _field(row, "method") == method and _value(row, metric) is not None
+        row for row in rows if _field(row, "method") == method and _value(row, metric) is not None
     ]
     if not candidates:
         return None

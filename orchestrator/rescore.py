@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from orchestrator import summary  # noqa: E402
+from orchestrator.headline import all_readings  # noqa: E402
 from orchestrator.space import SpaceError, parse_assignment  # noqa: E402
 from orchestrator.tracking import RunLog, find_sweep  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
@@ -114,7 +115,7 @@ def rescore_run(
         )
     module = EXPERIMENTS[experiment]
     trained = module.restore(config | {"device": device}, weights, normal)
-    table = module.score(trained, grid, run)
+    table = module.score(trained, grid, run, readings=all_readings(claims))
     step = int(run.client.get_run(run_id).data.metrics.get("epoch", 0))
     run.log_scores(table, step, claims, every)
     run.client.set_tag(run_id, SCORING_TAG, json.dumps(dict(grid)))

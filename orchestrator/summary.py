@@ -146,7 +146,7 @@ def publish(
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
         client.log_text(run_id, markdown(readable(scored, shown or [], max_fpr)), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
-        path = trials_figure(table, scored, search_space, Path(tmp) / "trials.png")
+        path = trials_figure(table, scored, search_space, searched, Path(tmp) / "trials.png")
         if path is not None:
             client.log_artifact(run_id, str(path))
 
@@ -314,34 +314,43 @@ def print_scores(
 
 
 def trials_figure(
-    table: pd.DataFrame, scored: pd.DataFrame, search_space: ModuleType, path: Path
+    table: pd.DataFrame,
+    scored: pd.DataFrame,
+    search_space: ModuleType,
+    searched: list[str],
+    path: Path,
 ) -> Path | None:
-    """A grouped bar chart, one group per trial: with a score table, the ``HEADLINE`` metric of
-    every map (at the grid's first normalisation and image score); else the ``COMPARE``
-    metrics; None when there is neither."""
+    """A dot chart, one row per trial (best first): with a score table, each trial's headline
+    (:mod:`orchestrator.headline`: per claim, the paper's reading and its controls); else the
+    ``COMPARE`` metrics; None when there is neither."""
     if table.empty:
         return None
-    names = [f"{row.trial_id} ({row.status})" for row in table.itertuples()]
-    if not scored.empty and hasattr(search_space, "HEADLINE"):
-        first = scored.groupby("trial_id", sort=False).head(1).iloc[0]
-        shown = scored[
-            (scored.normalisation == first.normalisation)
-            & (scored.image_score == first.image_score)
-        ]
-        variant = ["method", "target_layer", "formulation", "quantity"]
-        values = {}
-        for key, rows in shown.groupby(variant, sort=False):
-            by_trial = dict(zip(rows.trial_id, rows[search_space.HEADLINE], strict=True))
-            label = " ".join(part for part in key if part)
-            values[label] = [by_trial.get(trial_id, math.nan) for trial_id in table.trial_id]
-        ylabel = f"{search_space.HEADLINE} ({first.normalisation}, {first.image_score})"
+    names = [
+        " ".join([row["trial_id"], *(f"{key}={row[key]}" for key in searched if key != "seed")])
+        + ("" if row["status"] == "OK" else f" ({row['status']})")
+        for row in table.to_dict("records")
+    ]
+    claims = getattr(search_space, "CLAIMS", ())
+    if not scored.empty and claims:
+        per_trial = {
+            trial_id: headline(rows.to_dict("records"), claims)
+            for trial_id, rows in scored.groupby("trial_id", sort=False)
+        }
+        series = dict.fromkeys(name for found in per_trial.values() for name in found)
+        values = {
+            name: [per_trial.get(trial_id, {}).get(name, math.nan) for trial_id in table.trial_id]
+            for name in series
+        }
+        xlabel = "each claim's metric: the paper's reading and its controls"
     elif hasattr(search_space, "COMPARE"):
         values = {label: table[label].tolist() for label in search_space.COMPARE}
-        ylabel = " / ".join(search_space.COMPARE.values())
+        xlabel = " / ".join(search_space.COMPARE.values())
     else:  # nothing scored yet (an interrupted sweep)
         return None
+    if not values:
+        return None
     title = f"{len(table)} trials, best {search_space.METRIC} first"
-    return compare_trials(names, values, path, title, ylabel)
+    return compare_trials(names, values, path, title, xlabel)
 
 
 def post_table(

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from ray import tune
 
+from orchestrator.headline import all_readings
 from orchestrator.provenance import environment_provenance
 from orchestrator.system_metrics import system_metrics
 from orchestrator.tracking import Tracking, TrialRun
@@ -193,6 +194,6 @@ def train_trial(
         every = options.system_metrics_every
         with system_metrics(run.run_id, tracking.uri, every) if every else nullcontext():
             trained = module.train(config, reporter, state, scoring)
-            table = module.score(trained, scoring, reporter)
+            table = module.score(trained, scoring, reporter, readings=all_readings(options.claims))
             run.log_scores(table, reporter.epoch, options.claims, options.every_metric)
     reporter.finish()
