@@ -52,7 +52,6 @@ def test_verdict_against_a_baseline(ours, baseline, expected):
     assert report.versus_verdict(*ours, *baseline, chance=0.5) == expected
 
 
-
 def _sweep(tmp_path: Path, name: str = "handmade", dataset: str = "mvtec_ad/grid") -> str:
     """A finished mvtec sweep in a fresh store: on ``grid``, two learning rates x two seeds;
     lr 1e-4 has the better validation loss and the *worse* test metric."""
