@@ -89,27 +89,36 @@ def controls(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [m for m in methods if m is not None and m != READING_METHOD]
 
 
-def headline(rows: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]]) -> dict:
-    """The headline metrics (module doc) of a score table's ``rows`` for ``claims``: name ->
-    value, names of at most :data:`MAX_NAME` characters."""
-    found: dict[str, float] = {}
+def headline_rows(
+    rows: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[Mapping[str, Any], str]]:
+    """The headline (module doc) of a score table's ``rows`` for ``claims``: name -> the row
+    and the metric it reads (for its interval and class sizes)."""
+    found: dict[str, tuple[Mapping[str, Any], str]] = {}
     for claim in claims:
         metric = claim["metric"]
         chosen = readings(claim)
         if not chosen:
-            values = [_value(row, metric) for row in rows]
-            if values and values[0] is not None:
-                found[metric] = values[0]
+            if rows and _value(rows[0], metric) is not None:
+                found[metric] = (rows[0], metric)
             continue
         for name, selection in chosen.items():
             row = matching(rows, selection)
             if row is not None and _value(row, metric) is not None:
-                found[f"{metric}/{name}"] = _value(row, metric)
+                found[f"{metric}/{name}"] = (row, metric)
             for method in controls(rows):
                 row = closest(rows, method, selection, metric)
                 if row is not None:
-                    found.setdefault(f"{metric}/{method}", _value(row, metric))
+                    found.setdefault(f"{metric}/{method}", (row, metric))
     too_long = [name for name in found if len(name) > MAX_NAME]
     if too_long:  # a search space's reading name: caught by the tests of every space
         raise ValueError(f"headline metric names over {MAX_NAME} characters: {too_long}")
     return found
+
+
+def headline(rows: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]]) -> dict:
+    """The headline metrics (module doc) of a score table's ``rows`` for ``claims``: name ->
+    value, names of at most :data:`MAX_NAME` characters."""
+    return {
+        name: _value(row, metric) for name, (row, metric) in headline_rows(rows, claims).items()
+    }

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Run
 from scipy import stats
 
-from orchestrator.headline import headline
+from orchestrator.headline import headline, headline_rows
 from orchestrator.tracking import (
     ERROR_TAG,
     PLANNED_TAG,
@@ -141,8 +141,7 @@ def publish(
     shown = getattr(search_space, "SCORES", None)
     max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
     if not scored.empty:
-        if shown:
-            print_scores(scored, shown, searched, max_fpr)
+        print_scores(scored, getattr(search_space, "CLAIMS", []), searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
         client.log_text(run_id, markdown(readable(scored, shown or [], max_fpr)), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
@@ -233,9 +232,26 @@ def scheduler_saving(table: pd.DataFrame) -> str | None:
 #: AUPRO's integration limit where a sweep does not set one (the MVTec AD benchmark's).
 DEFAULT_MAX_FPR = 0.3
 CHANCE_NOTE = (
-    "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate "
-    "for AP, max_fpr / 2 for AUPRO): not distinguishable from chance"
+    "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate\n"
+    "   for AP, max_fpr / 2 for AUPRO): not distinguishable from chance\n"
+    "<: the interval lies wholly below chance: worse than a coin, the score ranks normal\n"
+    "   images as more anomalous"
 )
+
+
+def interval_cell(value: float, low: float, high: float, level: float | None) -> str:
+    """``value [low, high]``, marked ``~`` where the interval contains ``level`` (chance) and
+    ``<`` where it lies wholly below it (:data:`CHANCE_NOTE`); "" for no value."""
+    if pd.isna(value):
+        return ""
+    if pd.isna(low):
+        return f"{value:.3f}"
+    text = f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    if level is not None and low <= level <= high:
+        text += " ~"
+    elif level is not None and high < level:
+        text += " <"
+    return text
 
 
 def chance(metric: str, n_pos: float, n_neg: float, max_fpr: float) -> float | None:
@@ -263,20 +279,15 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
         n_pos, n_neg = out.get(f"{metric}_n_pos"), out.get(f"{metric}_n_neg")
         cells = []
         for i in range(len(out)):
-            v, lo, hi = out[value].iloc[i], out[low].iloc[i], out[high].iloc[i]
-            if pd.isna(v):
-                cells.append("")
-                continue
-            text = f"{v:.3f}" if pd.isna(lo) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
             level = chance(
                 metric,
                 n_pos.iloc[i] if n_pos is not None else 1,
                 n_neg.iloc[i] if n_neg is not None else 1,
                 max_fpr,
             )
-            if level is not None and not pd.isna(lo) and lo <= level <= hi:
-                text += " ~"
-            cells.append(text)
+            cells.append(
+                interval_cell(out[value].iloc[i], out[low].iloc[i], out[high].iloc[i], level)
+            )
         out[value] = cells
         drop = [low, high, f"{metric}_std"]
         if n_pos is not None:
@@ -289,27 +300,40 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
     return out
 
 
-def print_scores(
-    scored: pd.DataFrame, metrics: list[str], searched: list[str], max_fpr: float
-) -> None:
-    """Per training configuration (a trial), its score table: the combination and ``metrics``
-    with their intervals and sizes."""
-    columns = [c for c in COLUMNS if c in scored]
+def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fpr: float) -> None:
+    """Per trial (best validation metric first, at most :data:`PRINTED_CONFIGURATIONS`), its
+    headline (:mod:`orchestrator.headline`: each claim's metric under the paper's reading and
+    its controls) with 95% intervals, one column per trial; the whole grid is in the parent
+    run's ``scores.csv`` and each trial's ``scores.json``."""
     trial_ids = list(dict.fromkeys(scored.trial_id))
+    columns = {}
     for trial_id in trial_ids[:PRINTED_CONFIGURATIONS]:
         rows = scored[scored.trial_id == trial_id]
-        keep = columns + [
-            c
-            for metric in metrics
-            for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high")
-            + (f"{metric}_n_pos", f"{metric}_n_neg")
-            if c in rows
-        ]
-        text = readable(rows[keep], metrics, max_fpr).to_string(index=False)
-        settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched)
-        print(f"\nScores of trial {trial_id}{' (' + settings + ')' if settings else ''}:\n{text}")
+        settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched if key != "seed")
+        cells = {}
+        for name, (row, metric) in headline_rows(rows.to_dict("records"), claims).items():
+            level = chance(
+                metric, row.get(f"{metric}_n_pos", 1), row.get(f"{metric}_n_neg", 1), max_fpr
+            )
+            low, high = (
+                row.get(f"{metric}_ci_low", math.nan),
+                row.get(f"{metric}_ci_high", math.nan),
+            )
+            cells[name] = interval_cell(row[metric], low, high, level)
+        columns[f"{trial_id}" + (f" ({settings})" if settings else "")] = cells
+    if not columns:
+        return
+    table = pd.DataFrame(columns).fillna("")
+    print(
+        "\nHeadline per trial (each claim's metric: the paper's reading and its controls, 95% "
+        f"interval):\n{table.to_string()}"
+    )
     if len(trial_ids) > PRINTED_CONFIGURATIONS:
-        print(f"\n... and {len(trial_ids) - PRINTED_CONFIGURATIONS} more trials in scores.csv")
+        print(f"... and {len(trial_ids) - PRINTED_CONFIGURATIONS} more trials")
+    print(
+        f"Every scoring combination ({len(scored)} rows): scores.csv and scores.md on the "
+        "sweep's parent run, scores.json on each trial's run"
+    )
     print(CHANCE_NOTE + "\n")
 
 
