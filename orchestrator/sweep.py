@@ -840,8 +840,7 @@ def run(
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
-    print(f"then open {tracking.ui_link()}")
-    print(f"  (this sweep's trials side by side: {tracking.ui_link(trials=True)})")
+    print(f"then open {tracking.ui_link()} (a sweep's trials: its row's +)")
     if not args.within_campaign:  # a campaign writes its own report
         print(
             "The paper's claims beside these numbers: python -m orchestrator.report "

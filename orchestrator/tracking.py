@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -54,17 +53,13 @@ class Tracking:
     experiment_id: str
     parent_run_id: str
 
-    def ui_link(self, base: str = "http://127.0.0.1:5000", trials: bool = False) -> str:
-        """The runs table, in MLflow's model-training view (MLflow 3.17's UI picks its view
-        from the link's ``workflowType``, else the browser's last choice, GenAI at first);
-        with ``trials``, filtered to this run's nested runs, so the trials show as rows of
-        their own instead of behind their sweep's "+"."""
+    def ui_link(self, base: str = "http://127.0.0.1:5000") -> str:
+        """The runs table, in MLflow's model-training view: MLflow 3.17's UI picks its view
+        from the link's ``workflowType``, else from the browser's last choice (GenAI at
+        first), whatever the experiment's kind tag."""
         if self.uri.startswith(("http://", "https://")):
             base = self.uri.rstrip("/")
-        query = {"workflowType": "machine_learning"}
-        if trials:
-            query["searchFilter"] = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'"
-        return f"{base}/#/experiments/{self.experiment_id}/runs?{urlencode(query, quote_via=quote)}"
+        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
 
 
 def sqlite_path(uri: str) -> Path | None:
