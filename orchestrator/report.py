@@ -574,7 +574,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
                 sweep.name,
                 ("real: " if on_paper else "not the paper's: ") + described,
                 str(len(sweep.trials)),
-                f"{len(seeds)}: {', '.join(seeds)}" if seeds else "none recorded",
+                f"{len(seeds)} ({', '.join(seeds)})" if seeds else "none recorded",
                 str(budget),
                 sweep.run.data.tags.get(MLFLOW_GIT_COMMIT, "unknown")[:12],
             ]
@@ -586,7 +586,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
             stand.append([member["experiment"], "did not start (see its log)", member["data"]])
     for experiment, why in unparam(campaign.get("skipped", "{}")).items():
         stand.append([experiment, "skipped", why])
-    header = ["experiment", "sweep", "data", "finished trials", "seeds (count: list)"]
+    header = ["experiment", "sweep", "data", "finished trials", "seeds: how many (which)"]
     header += ["epochs / iterations"]
     doc.table([*header, "commit"], [row + [""] * (len(header) + 1 - len(row)) for row in stand])
     doc.heading("Verdicts")

@@ -196,7 +196,8 @@ def mark_best(
 ) -> None:
     """The outcome on the parent run, so its row in the runs table says something: the best
     finished trial (by the sweep's validation metric) as tag ``best_trial`` (its run id), its
-    validation metric and headline metrics (:mod:`orchestrator.headline`), and its datasets."""
+    validation metric and headline metrics (:mod:`orchestrator.headline`), and the datasets
+    the sweep's trials read (each once)."""
     finished = table[table.status == "OK"] if len(table) else table
     if not len(finished):
         return
@@ -210,9 +211,13 @@ def mark_best(
     run = next(run for run in runs if run.info.run_id == best.mlflow_run_id)
     step = int(run.data.metrics.get("epoch", 0))
     log_metrics(client, parent, metrics, step)
-    inputs = run.inputs.dataset_inputs if run.inputs else []
+    inputs = {
+        (i.dataset.name, i.dataset.digest): DatasetInput(i.dataset, i.tags)
+        for trial in runs
+        for i in (trial.inputs.dataset_inputs if trial.inputs else [])
+    }
     if inputs:
-        client.log_inputs(parent, datasets=[DatasetInput(i.dataset, i.tags) for i in inputs])
+        client.log_inputs(parent, datasets=list(inputs.values()))
 
 
 def scheduler_saving(table: pd.DataFrame) -> str | None:
