@@ -674,12 +674,12 @@ def write(client: MlflowClient, name: str, out: Path) -> tuple[Path, Path]:
     doc, top, _ = build(client, name, out)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc.blocks.insert(1, ("text", f"Generated {stamp}."))
-    md, page_ = out / "report.md", out / "report.html"
+    md, html_path = out / "report.md", out / "report.html"
     md.write_text(doc.markdown(out))
-    page_.write_text(doc.html(f"vaecam report: {name}", out))
-    for path in (md, page_):
+    html_path.write_text(doc.html(f"vaecam report: {name}", out))
+    for path in (md, html_path):
         client.log_artifact(top.info.run_id, str(path))
-    return md, page_
+    return md, html_path
 
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
