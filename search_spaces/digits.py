@@ -23,7 +23,6 @@ SCORING = mnist.SCORING
 PRESETS = mnist.PRESETS
 SUMMARY = mnist.SUMMARY
 SCORES = mnist.SCORES
-HEADLINE = mnist.HEADLINE
 AGGREGATE_OVER = mnist.AGGREGATE_OVER
 AGGREGATE = mnist.AGGREGATE
 CLAIMS = mnist.CLAIMS  # on digits, not MNIST: the report gives no verdict

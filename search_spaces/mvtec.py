@@ -65,7 +65,6 @@ PRESETS = {
 
 SUMMARY = [METRIC]
 SCORES = ["pixel_auroc", "aupro", "image_auroc"]
-HEADLINE = "pixel_auroc"
 AGGREGATE_OVER = [("seed",)]
 AGGREGATE = SCORES
 
