@@ -661,7 +661,8 @@ def overlay_groups(client: MlflowClient, doc: Document, run: Run, folder: Path) 
             if group.is_dir
             else [group.path]
         )
-        path = fetch(client, run_id, files[0], folder) if files else None
+        # a folder per group: every group's first file has the same name
+        path = fetch(client, run_id, files[0], folder / Path(group.path).name) if files else None
         if path:
             more = f"; {len(files) - 1} more files of maps in the run" if len(files) > 1 else ""
             doc.figure(path, f"attention maps of {files[0]} (the grid's maps{more})")

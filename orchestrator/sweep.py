@@ -498,6 +498,9 @@ def run_sweep(
         ),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
+    # Tune's legacy console output, the one whose columns can be chosen (progress_table), on
+    # a resume too (the restored sweep keeps its reporter)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     for number in (signal.SIGTERM, signal.SIGHUP):  # after ray.init, which sets its own
         signal.signal(number, forward_as_sigint)
     # Tune replaces this during fit and puts it back when a first Ctrl-C has stopped it: a
@@ -542,9 +545,8 @@ def run_sweep(
 def progress_table(search_space: ModuleType, space: dict[str, Any]) -> tune.CLIReporter:
     """Tune's progress table with a few columns: trial, status, the searched settings (at most
     four, names cut to 14 characters), epoch and the sweep's metric; the best trial's line
-    names only those settings. (Tune's newer console output cannot choose its columns: it is
-    turned off for this process.)"""
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    names only those settings. (Tune's newer console output cannot choose its columns:
+    :func:`run_sweep` turns it off.)"""
     searched = searched_keys(space)[:4]
     return tune.CLIReporter(
         metric_columns={"epoch": "epoch", search_space.METRIC: search_space.METRIC},

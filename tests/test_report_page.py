@@ -111,9 +111,11 @@ def test_report_page_renders_in_a_browser(tmp_path, browser):
     assert measured["viewport"] == WIDTH
     assert measured["page_width"] <= WIDTH and not measured["wider_than_viewport"], measured
     assert measured["images"] >= 1 + 2 and not measured["broken_images"], measured
-    # every overlay group of the selected trial is on the page
-    assert {"overlays/good/maps-01-01.png", "overlays/broken_large/maps-01-01.png"} <= {
-        image.get_attribute("alt").split(" ")[3]
+    # every overlay group of the selected trial is on the page, each its own picture
+    overlays = {
+        image.get_attribute("alt").split(" ")[3]: image.get_attribute("src")
         for image in browser.find_elements("tag name", "img")
         if image.get_attribute("alt").startswith("attention maps of")
     }
+    assert set(overlays) == {"overlays/good/maps-01-01.png", "overlays/broken_large/maps-01-01.png"}
+    assert len(set(overlays.values())) == 2
