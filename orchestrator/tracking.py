@@ -385,12 +385,18 @@ def _combinations_as_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_scores(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
-    """The run's score table (``scores.json``), or None before it was scored."""
-    if not any(item.path == SCORES_TABLE for item in client.list_artifacts(run_id)):
-        return None
+    """The run's score table (``scores.json``; ``scores.csv`` for a run scored before there
+    were tables), or None before it was scored."""
+    logged = {item.path for item in client.list_artifacts(run_id)}
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, SCORES_TABLE, tmp)
-        return _combinations_as_text(pd.read_json(path, orient="split", convert_dates=False))
+        if SCORES_TABLE in logged:
+            path = client.download_artifacts(run_id, SCORES_TABLE, tmp)
+            frame = pd.read_json(path, orient="split", convert_dates=False)
+        elif SCORES in logged:
+            frame = pd.read_csv(client.download_artifacts(run_id, SCORES, tmp))
+        else:
+            return None
+    return _combinations_as_text(frame)
 
 
 def load_scores(client: MlflowClient, experiment_id: str, run_ids: Sequence[str]) -> pd.DataFrame:
