@@ -102,6 +102,7 @@ def test_scoring_lists_go_where_they_apply_checked_up_front(tmp_path):
 
 TINY = {
     "epochs": "2",
+    "mnist:latent_dim": "8",  # one of the quick digits' two latent sizes: one trial
     "mvtec:image_size": "32",
     "ucsd:image_size": "24",
     "ucsd:val_clips": "1",
