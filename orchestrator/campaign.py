@@ -193,6 +193,7 @@ PASSED = (
     "checkpoint_every",
     "system_metrics",
     "system_metrics_every",
+    "log_metrics",
 )
 
 

@@ -17,8 +17,6 @@ that says when it was generated.
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import math
 import os
 import sys
@@ -32,22 +30,40 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's flags; parsed before MLflow, torch and Ray are imported (seconds), so
+    ``--help`` and a mistyped flag answer at once."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", required=True, help="a sweep's or a campaign's name")
+    parser.add_argument(
+        "--tracking-uri",
+        default=f"sqlite:///{Path('mlflow.db').resolve()}",
+        help="the MLflow store the sweep recorded into",
+    )
+    parser.add_argument("--out", type=Path, help="folder for the report (default: report-NAME)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":  # the command: its flags first, then the imports below
+    ARGS = parse_args()
+    print(f"Reading {ARGS.name} from {ARGS.tracking_uri} ...", flush=True)
+
 import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
+from mlflow.entities import Metric, Param, Run, RunData, RunTag  # noqa: E402
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from orchestrator import page  # noqa: E402
+from orchestrator.headline import readings  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
     SUPERSEDED_TAG,
     SWEEP_TAG,
     Tracking,
     find_sweep,
+    flat_scores,
+    load_scores,
     nested_runs,
     unparam,
 )
@@ -151,6 +167,8 @@ def estimate(runs: Sequence[Run], key: str) -> Estimate | None:
         low, high = first.get(f"{key}_ci_low", math.nan), first.get(f"{key}_ci_high", math.nan)
         over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
         return Estimate(float(values[0]), low, high, 1, over, ids, key, n)
+    from scipy import stats  # only here: a second of import the report seldom needs
+
     mean, half = values.mean(), stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
     half /= math.sqrt(len(values))
     over = f"{len(values)} seeds (t)"
@@ -255,10 +273,33 @@ def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
             r for r in children if r.info.status == "FINISHED" and SUPERSEDED_TAG not in r.data.tags
         ]
         finished.sort(key=lambda r: r.info.run_id)
+        finished = with_scores(client, run.info.experiment_id, finished)
         space = SPACES[unparam(run.data.params["experiment"])]
         searched = unparam(run.data.params.get("searched", "[]"))
         sweeps.append(Sweep(run, finished, space, searched))
     return top, sweeps
+
+
+def with_scores(client: MlflowClient, experiment_id: str, runs: list[Run]) -> list[Run]:
+    """``runs`` with their score tables' numbers (``scores.json``) among their metrics, under
+    the names ``--log-metrics all`` gives them (:func:`~orchestrator.tracking.flat_scores`):
+    what the report cites comes from the table, whichever metrics the trials logged."""
+    loaded = load_scores(client, experiment_id, [run.info.run_id for run in runs])
+    tables = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    merged = []
+    for run in runs:
+        found = tables.get(run.info.run_id)
+        if found is None:
+            merged.append(run)
+            continue
+        metrics = flat_scores(found) | run.data.metrics
+        data = RunData(
+            [Metric(key, value, 0, 0) for key, value in metrics.items()],
+            [Param(key, value) for key, value in run.data.params.items()],
+            [RunTag(key, value) for key, value in run.data.tags.items()],
+        )
+        merged.append(Run(run.info, data, run.inputs))
+    return merged
 
 
 def best_configuration(sweep: Sweep, trials: list[Run]) -> list[Run]:
@@ -513,37 +554,13 @@ class Document:
                 lines.append("")
             else:
                 path, caption = value
-                lines += [f"![{caption}]({path.relative_to(out).as_posix()})", ""]
+                lines += [f"![{caption}]({path.relative_to(out).as_posix()})", "", caption, ""]
         return "\n".join(lines)
 
-    def html(self, title: str) -> str:
-        parts = [
-            "<!DOCTYPE html>",
-            f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
-            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-            "padding:2px 6px;font-size:90%}img{max-width:100%}</style></head><body>",
-        ]
-        for kind, value in self.blocks:
-            if kind == "heading":
-                parts.append(f"<h{value[0]}>{html.escape(value[1])}</h{value[0]}>")
-            elif kind == "text":
-                parts.append(f"<p>{html.escape(value)}</p>")
-            elif kind == "table":
-                header, rows = value
-                parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header))
-                for row in rows:
-                    cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
-                    parts.append(f"<tr>{cells}</tr>")
-                parts.append("</table>")
-            else:
-                path, caption = value
-                data = base64.b64encode(path.read_bytes()).decode()
-                parts.append(
-                    f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
-                    f'{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-                )
-        return "\n".join(parts + ["</body></html>", ""])
+    def html(self, title: str, out: Path) -> str:
+        """The page: :meth:`markdown` rendered (:func:`orchestrator.page.render`), its figures
+        embedded."""
+        return page.render(title, self.markdown(out), out)
 
 
 CLAIM_HEADER = [
@@ -587,6 +604,11 @@ def claim_cells(row: ClaimRow) -> list[str]:
 
 def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
     """Ours and the controls per group, with their intervals, and the paper's value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     rows = [row for row in rows if row.ours is not None]
     groups = [row.group or "all" for row in rows]
     names = ["ours", *dict.fromkeys(m for row in rows for m in row.controls)]
@@ -663,7 +685,8 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
             stand.append([member["experiment"], "did not start (see its log)", member["data"]])
     for experiment, why in unparam(campaign.get("skipped", "{}")).items():
         stand.append([experiment, "skipped", why])
-    header = ["experiment", "sweep", "data", "finished trials", "seeds", "epochs / iterations"]
+    header = ["experiment", "sweep", "data", "finished trials", "seeds: how many (which)"]
+    header += ["epochs / iterations"]
     doc.table([*header, "commit"], [row + [""] * (len(header) + 1 - len(row)) for row in stand])
     doc.heading("Verdicts")
     doc.text(VERDICT_RULE)
@@ -688,6 +711,8 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
     figures = out / "figures"
     for sweep, measured in sections:
         doc.heading(f"{sweep.experiment}: {sweep.name}")
+        for claim, _ in measured:
+            doc.text(ours_sentence(claim))
         folder = figures / sweep.name
         folder.mkdir(parents=True, exist_ok=True)
         for index, (claim, rows) in enumerate(measured):
@@ -707,15 +732,50 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
                 path = fetch(client, run.info.run_id, artifact, folder / run.info.run_id)
                 if path:
                     doc.figure(path, f"{artifact} of the selected trial {run.info.run_id}")
-            overlays = [a.path for a in client.list_artifacts(run.info.run_id, "overlays")]
-            for artifact in sorted(overlays)[:3]:
-                path = fetch(client, run.info.run_id, artifact, folder / run.info.run_id)
-                if path:
-                    doc.figure(path, f"attention maps of {artifact} (every scoring choice)")
+            overlay_groups(client, doc, run, folder / run.info.run_id)
         doc.heading("Deviations from the paper", 3)
         for line in deviations(sweep):
             doc.text("- " + line)
     return doc, top, every
+
+
+def ours_sentence(claim: Mapping[str, Any]) -> str:
+    """Which reading is "ours" for ``claim`` and why, in a sentence."""
+    chosen = readings(claim)
+    if not chosen:
+        return (
+            f"For *{claim['claim']}*, ours is `{claim['metric']}` of the configuration with the "
+            "best validation loss in its group: model selection never sees a test metric."
+        )
+    described = "; ".join(
+        f"{name.replace('_', ' ')}: "
+        + ", ".join(f"{key} `{value}`" for key, value in selection.items() if value)
+        for name, selection in chosen.items()
+    )
+    why = claim.get(
+        "why",
+        "the paper's method as this search space reads it (its claims' selection, fixed before "
+        "any test metric is seen), on the configuration with the best validation loss in its "
+        "group; the controls are scored the same way on the same model",
+    )
+    return f"For *{claim['claim']}*, ours is `{claim['metric']}` under {described}. Why: {why}."
+
+
+def overlay_groups(client: MlflowClient, doc: Document, run: Run, folder: Path) -> None:
+    """Every overlay group of ``run`` (``overlays/<group>/``, a file per few maps): its first
+    file, and how many more the run has."""
+    run_id = run.info.run_id
+    for group in client.list_artifacts(run_id, "overlays"):
+        files = (
+            sorted(a.path for a in client.list_artifacts(run_id, group.path))
+            if group.is_dir
+            else [group.path]
+        )
+        # a folder per group: every group's first file has the same name
+        path = fetch(client, run_id, files[0], folder / Path(group.path).name) if files else None
+        if path:
+            more = f"; {len(files) - 1} more files of maps in the run" if len(files) > 1 else ""
+            doc.figure(path, f"attention maps of {files[0]} (the grid's maps{more})")
 
 
 def write(client: MlflowClient, name: str, out: Path) -> tuple[Path, Path]:
@@ -725,24 +785,16 @@ def write(client: MlflowClient, name: str, out: Path) -> tuple[Path, Path]:
     doc, top, _ = build(client, name, out)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     doc.blocks.insert(1, ("text", f"Generated {stamp}."))
-    md, page = out / "report.md", out / "report.html"
+    md, html_path = out / "report.md", out / "report.html"
     md.write_text(doc.markdown(out))
-    page.write_text(doc.html(f"vaecam report: {name}"))
-    for path in (md, page):
+    html_path.write_text(doc.html(f"vaecam report: {name}", out))
+    for path in (md, html_path):
         client.log_artifact(top.info.run_id, str(path))
-    return md, page
+    return md, html_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", required=True, help="a sweep's or a campaign's name")
-    parser.add_argument(
-        "--tracking-uri",
-        default=f"sqlite:///{Path('mlflow.db').resolve()}",
-        help="the MLflow store the sweep recorded into",
-    )
-    parser.add_argument("--out", type=Path, help="folder for the report (default: report-NAME)")
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
+    args = args or parse_args(argv)
     client = MlflowClient(args.tracking_uri)
     out = args.out or Path(f"report-{args.name}")
     try:
@@ -757,4 +809,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(args=ARGS))

@@ -19,7 +19,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from orchestrator import summary  # noqa: E402
+from orchestrator.headline import all_readings  # noqa: E402
 from orchestrator.space import SpaceError, parse_assignment  # noqa: E402
 from orchestrator.tracking import RunLog, find_sweep  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
@@ -88,11 +89,18 @@ def sweep_grid(params: Mapping[str, Any], changes: list[str]) -> dict[str, Any]:
 
 
 def rescore_run(
-    uri: str, run_id: str, experiment: str, grid: Mapping[str, Any], device: str
+    uri: str,
+    run_id: str,
+    experiment: str,
+    grid: Mapping[str, Any],
+    device: str,
+    claims: Sequence[Mapping[str, Any]] = (),
+    every: bool = False,
 ) -> tuple[int, float]:
-    """Score one finished run again on ``grid`` (see the module doc); returns the number of
-    combinations and the seconds it took. Runs where the task is placed: it reads everything
-    from the tracking server."""
+    """Score one finished run again on ``grid`` (see the module doc), logging the headline of
+    ``claims`` as metrics (``every``: every number, as the sweep's ``--log-metrics all``);
+    returns the number of combinations and the seconds it took. Runs where the task is placed:
+    it reads everything from the tracking server."""
     started = time.monotonic()
     run = RunLog(uri, run_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,9 +115,9 @@ def rescore_run(
         )
     module = EXPERIMENTS[experiment]
     trained = module.restore(config | {"device": device}, weights, normal)
-    table = module.score(trained, grid, run)
+    table = module.score(trained, grid, run, readings=all_readings(claims))
     step = int(run.client.get_run(run_id).data.metrics.get("epoch", 0))
-    run.log_scores(table, step)
+    run.log_scores(table, step, claims, every)
     run.client.set_tag(run_id, SCORING_TAG, json.dumps(dict(grid)))
     return len(table.rows), time.monotonic() - started
 
@@ -149,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial
     )
     device = "cuda" if args.gpus_per_trial > 0 else "cpu"
+    claims = getattr(search_space, "CLAIMS", ())
+    every = params.get("log_metrics") == "all"
     pending = {
-        task.remote(tracking.uri, run.info.run_id, experiment, grid, device): run for run in runs
+        task.remote(tracking.uri, run.info.run_id, experiment, grid, device, claims, every): run
+        for run in runs
     }
     failed = 0
     while pending:

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Run
+from mlflow.entities import DatasetInput, Run
 from scipy import stats
 
+from orchestrator.headline import headline, headline_rows
 from orchestrator.tracking import (
     ERROR_TAG,
     PLANNED_TAG,
@@ -27,8 +28,10 @@ from orchestrator.tracking import (
     SUPERSEDED_TAG,
     TRIAL_TAG,
     Tracking,
+    flat_scores,
+    load_scores,
+    log_metrics,
     nested_runs,
-    read_scores,
     unparam,
 )
 from vaecam.figures import compare_trials, scatter_figure
@@ -57,20 +60,24 @@ def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
 
 
 def trials(
-    client: MlflowClient, tracking: Tracking, search_space: ModuleType, searched: list[str]
+    runs: list[Run], loaded: pd.DataFrame, search_space: ModuleType, searched: list[str]
 ) -> pd.DataFrame:
-    """One row per trial, best first by the sweep's metric (failed, stopped and unfinished
-    trials last, with their reason): status (``STOPPED``: a scheduler stopped it early), the
-    searched settings, epochs done (and planned, for stopped trials), the search space's
-    ``SUMMARY`` metrics, its ``OURS`` and ``COMPARE`` metrics where it has them, the MLflow
+    """One row per trial of ``runs``, best first by the sweep's metric (failed, stopped and
+    unfinished trials last, with their reason): status (``STOPPED``: a scheduler stopped it
+    early), the searched settings, epochs done (and planned, for stopped trials), the search
+    space's ``SUMMARY`` metrics, its ``OURS`` and ``COMPARE`` metrics where it has them (from
+    the run's metrics, else its score table in ``loaded``: :func:`load_scores`), the MLflow
     run."""
     wanted = {key: key for key in search_space.SUMMARY}
     wanted |= getattr(search_space, "OURS", {}) | getattr(search_space, "COMPARE", {})
     for label, key in getattr(search_space, "OURS", {}).items():  # with their intervals
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
-    for run in child_runs(client, tracking):
-        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    for run in runs:
+        params, tags = run.data.params, run.data.tags
+        own = by_run.get(run.info.run_id)
+        metrics = (flat_scores(own) if own is not None else {}) | run.data.metrics
         status = STOPPED if STOPPED_TAG in tags else STATUS[run.info.status]
         done = int(metrics["epoch"]) + 1 if "epoch" in metrics else 0
         rows.append(
@@ -90,13 +97,15 @@ def trials(
     return table.drop(columns="_order").reset_index(drop=True)
 
 
-def scores(client: MlflowClient, table: pd.DataFrame, searched: list[str]) -> pd.DataFrame:
-    """Every scored trial's ``scores.csv``, each row led by its trial id and searched settings,
-    in the order of ``table`` (best validation metric first)."""
+def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd.DataFrame:
+    """The score tables ``loaded`` (:func:`load_scores`), each row led by its trial id and
+    searched settings, in the order of ``table`` (best validation metric first)."""
     frames = []
+    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
     for row in table.itertuples(index=False):
-        found = read_scores(client, row.mlflow_run_id)
+        found = by_run.get(row.mlflow_run_id)
         if found is not None:
+            found = found.drop(columns="run_id")
             lead = {"trial_id": row.trial_id} | {key: getattr(row, key) for key in searched}
             frames.append(found.assign(**{k: [v] * len(found) for k, v in lead.items()}))
     if not frames:
@@ -118,23 +127,25 @@ def publish(
     settings every trial shares (a fixed model still finds its published numbers; AUPRO's
     chance level needs ``max_fpr``). Returns the trials and scores."""
     run_id = tracking.parent_run_id
-    table = trials(client, tracking, search_space, searched)
+    runs = child_runs(client, tracking)
+    loaded = load_scores(client, tracking.experiment_id, [run.info.run_id for run in runs])
+    table = trials(runs, loaded, search_space, searched)
     heading = f"Summary, best first by {search_space.METRIC} ({search_space.MODE})"
     post_table(client, run_id, "summary", table, heading, digits=4)
     saving = scheduler_saving(table)
     if saving:
         print(saving + "\n")
         client.set_tag(run_id, "vaecam.scheduler_saving", saving)
-    scored = scores(client, table, searched)
+    scored = scores(loaded, table, searched)
+    mark_best(client, tracking, runs, table, scored, search_space)
     shown = getattr(search_space, "SCORES", None)
     max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
     if not scored.empty:
-        if shown:
-            print_scores(scored, shown, searched, max_fpr)
+        print_scores(scored, getattr(search_space, "CLAIMS", []), searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
         client.log_text(run_id, markdown(readable(scored, shown or [], max_fpr)), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
-        path = trials_figure(table, scored, search_space, Path(tmp) / "trials.png")
+        path = trials_figure(table, scored, search_space, searched, Path(tmp) / "trials.png")
         if path is not None:
             client.log_artifact(run_id, str(path))
 
@@ -171,6 +182,44 @@ def publish(
     return table, scored
 
 
+#: The parent run's tag naming its best trial's run.
+BEST_TRIAL_TAG = "best_trial"
+
+
+def mark_best(
+    client: MlflowClient,
+    tracking: Tracking,
+    runs: list[Run],
+    table: pd.DataFrame,
+    scored: pd.DataFrame,
+    search_space: ModuleType,
+) -> None:
+    """The outcome on the parent run, so its row in the runs table says something: the best
+    finished trial (by the sweep's validation metric) as tag ``best_trial`` (its run id), its
+    validation metric and headline metrics (:mod:`orchestrator.headline`), and the datasets
+    the sweep's trials read (each once)."""
+    finished = table[table.status == "OK"] if len(table) else table
+    if not len(finished):
+        return
+    best = finished.iloc[0]
+    parent = tracking.parent_run_id
+    client.set_tag(parent, BEST_TRIAL_TAG, best.mlflow_run_id)
+    rows = scored[scored.trial_id == best.trial_id] if len(scored) else scored
+    claims = getattr(search_space, "CLAIMS", ())
+    metrics = {key: best[key] for key in search_space.SUMMARY if key in best}
+    metrics |= headline(rows.to_dict("records"), claims) if len(rows) else {}
+    run = next(run for run in runs if run.info.run_id == best.mlflow_run_id)
+    step = int(run.data.metrics.get("epoch", 0))
+    log_metrics(client, parent, metrics, step)
+    inputs = {
+        (i.dataset.name, i.dataset.digest): DatasetInput(i.dataset, i.tags)
+        for trial in runs
+        for i in (trial.inputs.dataset_inputs if trial.inputs else [])
+    }
+    if inputs:
+        client.log_inputs(parent, datasets=list(inputs.values()))
+
+
 def scheduler_saving(table: pd.DataFrame) -> str | None:
     """What stopping trials early saved, e.g. "The scheduler stopped 2 of 4 trials early: 6
     of 16 planned epochs (38%) were not trained"; None when it stopped none."""
@@ -188,9 +237,26 @@ def scheduler_saving(table: pd.DataFrame) -> str | None:
 #: AUPRO's integration limit where a sweep does not set one (the MVTec AD benchmark's).
 DEFAULT_MAX_FPR = 0.3
 CHANCE_NOTE = (
-    "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate "
-    "for AP, max_fpr / 2 for AUPRO): not distinguishable from chance"
+    "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate\n"
+    "   for AP, max_fpr / 2 for AUPRO): not distinguishable from chance\n"
+    "<: the interval lies wholly below chance: worse than a coin, the score ranks normal\n"
+    "   images as more anomalous"
 )
+
+
+def interval_cell(value: float, low: float, high: float, level: float | None) -> str:
+    """``value [low, high]``, marked ``~`` where the interval contains ``level`` (chance) and
+    ``<`` where it lies wholly below it (:data:`CHANCE_NOTE`); "" for no value."""
+    if pd.isna(value):
+        return ""
+    if pd.isna(low):
+        return f"{value:.3f}"
+    text = f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    if level is not None and low <= level <= high:
+        text += " ~"
+    elif level is not None and high < level:
+        text += " <"
+    return text
 
 
 def chance(metric: str, n_pos: float, n_neg: float, max_fpr: float) -> float | None:
@@ -218,20 +284,15 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
         n_pos, n_neg = out.get(f"{metric}_n_pos"), out.get(f"{metric}_n_neg")
         cells = []
         for i in range(len(out)):
-            v, lo, hi = out[value].iloc[i], out[low].iloc[i], out[high].iloc[i]
-            if pd.isna(v):
-                cells.append("")
-                continue
-            text = f"{v:.3f}" if pd.isna(lo) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
             level = chance(
                 metric,
                 n_pos.iloc[i] if n_pos is not None else 1,
                 n_neg.iloc[i] if n_neg is not None else 1,
                 max_fpr,
             )
-            if level is not None and not pd.isna(lo) and lo <= level <= hi:
-                text += " ~"
-            cells.append(text)
+            cells.append(
+                interval_cell(out[value].iloc[i], out[low].iloc[i], out[high].iloc[i], level)
+            )
         out[value] = cells
         drop = [low, high, f"{metric}_std"]
         if n_pos is not None:
@@ -244,59 +305,81 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
     return out
 
 
-def print_scores(
-    scored: pd.DataFrame, metrics: list[str], searched: list[str], max_fpr: float
-) -> None:
-    """Per training configuration (a trial), its score table: the combination and ``metrics``
-    with their intervals and sizes."""
-    columns = [c for c in COLUMNS if c in scored]
+def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fpr: float) -> None:
+    """Per trial (best validation metric first, at most :data:`PRINTED_CONFIGURATIONS`), its
+    headline (:mod:`orchestrator.headline`: each claim's metric under the paper's reading and
+    its controls) with 95% intervals, one column per trial; the whole grid is in the parent
+    run's ``scores.csv`` and each trial's ``scores.json``."""
     trial_ids = list(dict.fromkeys(scored.trial_id))
+    columns = {}
     for trial_id in trial_ids[:PRINTED_CONFIGURATIONS]:
         rows = scored[scored.trial_id == trial_id]
-        keep = columns + [
-            c
-            for metric in metrics
-            for c in (metric, f"{metric}_ci_low", f"{metric}_ci_high")
-            + (f"{metric}_n_pos", f"{metric}_n_neg")
-            if c in rows
-        ]
-        text = readable(rows[keep], metrics, max_fpr).to_string(index=False)
-        settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched)
-        print(f"\nScores of trial {trial_id}{' (' + settings + ')' if settings else ''}:\n{text}")
+        settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched if key != "seed")
+        cells = {}
+        for name, (row, metric) in headline_rows(rows.to_dict("records"), claims).items():
+            level = chance(
+                metric, row.get(f"{metric}_n_pos", 1), row.get(f"{metric}_n_neg", 1), max_fpr
+            )
+            low, high = (
+                row.get(f"{metric}_ci_low", math.nan),
+                row.get(f"{metric}_ci_high", math.nan),
+            )
+            cells[name] = interval_cell(row[metric], low, high, level)
+        columns[f"{trial_id}" + (f" ({settings})" if settings else "")] = cells
+    if not columns:
+        return
+    table = pd.DataFrame(columns).fillna("")
+    print(
+        "\nHeadline per trial (each claim's metric: the paper's reading and its controls, 95% "
+        f"interval):\n{table.to_string()}"
+    )
     if len(trial_ids) > PRINTED_CONFIGURATIONS:
-        print(f"\n... and {len(trial_ids) - PRINTED_CONFIGURATIONS} more trials in scores.csv")
+        print(f"... and {len(trial_ids) - PRINTED_CONFIGURATIONS} more trials")
+    print(
+        f"Every scoring combination ({len(scored)} rows): scores.csv and scores.md on the "
+        "sweep's parent run, scores.json on each trial's run"
+    )
     print(CHANCE_NOTE + "\n")
 
 
 def trials_figure(
-    table: pd.DataFrame, scored: pd.DataFrame, search_space: ModuleType, path: Path
+    table: pd.DataFrame,
+    scored: pd.DataFrame,
+    search_space: ModuleType,
+    searched: list[str],
+    path: Path,
 ) -> Path | None:
-    """A grouped bar chart, one group per trial: with a score table, the ``HEADLINE`` metric of
-    every map (at the grid's first normalisation and image score); else the ``COMPARE``
-    metrics; None when there is neither."""
+    """A dot chart, one row per trial (best first): with a score table, each trial's headline
+    (:mod:`orchestrator.headline`: per claim, the paper's reading and its controls); else the
+    ``COMPARE`` metrics; None when there is neither."""
     if table.empty:
         return None
-    names = [f"{row.trial_id} ({row.status})" for row in table.itertuples()]
-    if not scored.empty and hasattr(search_space, "HEADLINE"):
-        first = scored.groupby("trial_id", sort=False).head(1).iloc[0]
-        shown = scored[
-            (scored.normalisation == first.normalisation)
-            & (scored.image_score == first.image_score)
-        ]
-        variant = ["method", "target_layer", "formulation", "quantity"]
-        values = {}
-        for key, rows in shown.groupby(variant, sort=False):
-            by_trial = dict(zip(rows.trial_id, rows[search_space.HEADLINE], strict=True))
-            label = " ".join(part for part in key if part)
-            values[label] = [by_trial.get(trial_id, math.nan) for trial_id in table.trial_id]
-        ylabel = f"{search_space.HEADLINE} ({first.normalisation}, {first.image_score})"
+    names = [
+        " ".join([row["trial_id"], *(f"{key}={row[key]}" for key in searched if key != "seed")])
+        + ("" if row["status"] == "OK" else f" ({row['status']})")
+        for row in table.to_dict("records")
+    ]
+    claims = getattr(search_space, "CLAIMS", ())
+    if not scored.empty and claims:
+        per_trial = {
+            trial_id: headline(rows.to_dict("records"), claims)
+            for trial_id, rows in scored.groupby("trial_id", sort=False)
+        }
+        series = dict.fromkeys(name for found in per_trial.values() for name in found)
+        values = {
+            name: [per_trial.get(trial_id, {}).get(name, math.nan) for trial_id in table.trial_id]
+            for name in series
+        }
+        xlabel = "each claim's metric: the paper's reading and its controls"
     elif hasattr(search_space, "COMPARE"):
         values = {label: table[label].tolist() for label in search_space.COMPARE}
-        ylabel = " / ".join(search_space.COMPARE.values())
+        xlabel = " / ".join(search_space.COMPARE.values())
     else:  # nothing scored yet (an interrupted sweep)
         return None
+    if not values:
+        return None
     title = f"{len(table)} trials, best {search_space.METRIC} first"
-    return compare_trials(names, values, path, title, ylabel)
+    return compare_trials(names, values, path, title, xlabel)
 
 
 def post_table(

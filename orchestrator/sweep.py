@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="record CPU, memory, disk, network and GPU use in each trial's run (MLflow's "
         f"system/ metrics; needs psutil, and nvidia-ml-py for GPUs: {SYSTEM_METRICS_EXTRA}) "
-        "(default: on, off with --quick)",
+        "(default: on; --no-system-metrics turns them off)",
     )
     parser.add_argument(
         "--system-metrics-every",
@@ -266,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="with --system-metrics: seconds between samples (each is one step of system/ metrics)",
+    )
+    parser.add_argument(
+        "--log-metrics",
+        choices=LOG_METRICS,
+        help="which scores each trial logs as MLflow metrics: headline (per claim, the "
+        "paper's reading and each control, e.g. image_auroc/authors_code, image_auroc/recon) "
+        "or all (every scoring combination, its interval and class sizes: thousands of "
+        "metrics); the whole grid is always in the trial's scores.json table (default: "
+        f"{DEFAULTS['log_metrics']})",
     )
     parser.add_argument(
         "--scoring",
@@ -393,6 +402,7 @@ SPACE_FLAGS = {
     "seeds": None,
     "checkpoint_every": None,
     "system_metrics": None,
+    "log_metrics": None,
 }
 
 #: What a flag left out (and not recorded by the sweep being resumed) means.
@@ -402,12 +412,17 @@ DEFAULTS = {
     "grace_period": 10,
     "reduction_factor": 3.0,
     "checkpoint_every": 10,
+    "log_metrics": "headline",
 }
+
+#: ``--log-metrics`` choices: the headline of each claim, or every number of the score table.
+LOG_METRICS = ("headline", "all")
 
 
 def resolve_defaults(args: Namespace, search_space: ModuleType) -> None:
     """Fill in the flags left out: :data:`DEFAULTS`, the space's number of samples, system
-    metrics on unless ``--quick`` (minutes on a laptop need no monitoring thread)."""
+    metrics on (one sample every ``--system-metrics-every`` seconds costs milliseconds: far
+    under 1% of a trial, ``--quick`` ones included)."""
     for flag, value in DEFAULTS.items():
         if getattr(args, flag) is None:
             setattr(args, flag, value)
@@ -416,7 +431,7 @@ def resolve_defaults(args: Namespace, search_space: ModuleType) -> None:
             search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
         )
     if args.system_metrics is None:
-        args.system_metrics = not args.quick
+        args.system_metrics = True
 
 
 def restore_space_flags(args: argparse.Namespace) -> None:
@@ -497,6 +512,9 @@ def run_sweep(
         ),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
+    # Tune's legacy console output, the one whose columns can be chosen (progress_table), on
+    # a resume too (the restored sweep keeps its reporter)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     for number in (signal.SIGTERM, signal.SIGHUP):  # after ray.init, which sets its own
         signal.signal(number, forward_as_sigint)
     # Tune replaces this during fit and puts it back when a first Ctrl-C has stopped it: a
@@ -531,10 +549,27 @@ def run_sweep(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             callbacks=[MarkStoppedEarly(search_space.EXPERIMENT)],
+            progress_reporter=progress_table(search_space, space),
             verbose=1,
         ),
     )
     return tuner.fit()
+
+
+def progress_table(search_space: ModuleType, space: dict[str, Any]) -> tune.CLIReporter:
+    """Tune's progress table with a few columns: trial, status, the searched settings (at most
+    four, names cut to 14 characters), epoch and the sweep's metric; the best trial's line
+    names only those settings. (Tune's newer console output cannot choose its columns:
+    :func:`run_sweep` turns it off.)"""
+    searched = searched_keys(space)[:4]
+    return tune.CLIReporter(
+        metric_columns={"epoch": "epoch", search_space.METRIC: search_space.METRIC},
+        parameter_columns={key: key[:14] for key in searched},
+        max_column_length=14,
+        max_progress_rows=20,
+        max_report_frequency=30,
+        sort_by_metric=True,
+    )
 
 
 def asha(args: Namespace, max_t: int) -> ASHAScheduler:
@@ -797,7 +832,14 @@ def run(
     )
     tracking = open_sweep(search_space, space, scoring, args, driver)
     every = args.system_metrics_every if args.system_metrics else None
-    options = TrialOptions(args.checkpoint_every, every, driver, args.restart_errored)
+    options = TrialOptions(
+        args.checkpoint_every,
+        every,
+        driver,
+        args.restart_errored,
+        claims=getattr(search_space, "CLAIMS", ()),
+        every_metric=args.log_metrics == "all",
+    )
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
         outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
@@ -818,7 +860,7 @@ def run(
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
-    print(f"then open {tracking.ui_link()}")
+    print(f"then open {tracking.ui_link()} (a sweep's trials: its row's +)")
     if not args.within_campaign:  # a campaign writes its own report
         print(
             "The paper's claims beside these numbers: python -m orchestrator.report "

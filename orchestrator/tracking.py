@@ -13,7 +13,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from PIL import Image
 
+from orchestrator.headline import headline
 from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
 from vaecam.data import DataSource, file_lock
-from vaecam.scoring import COLUMNS, ScoreTable
+from vaecam.scoring import COLUMNS, ScoreTable, metric_name
 
 SWEEP_TAG = "vaecam.sweep"
 TRIAL_TAG = "ray.trial_id"
@@ -35,7 +36,13 @@ ERROR_TAG = "vaecam.error"
 SUPERSEDED_TAG = "vaecam.superseded_by"  # a run its trial started over from (the new run)
 STOPPED_TAG = "vaecam.stopped_early"  # a scheduler (ASHA) stopped the trial: when
 PLANNED_TAG = "vaecam.planned_epochs"  # the epochs a stopped trial would have trained
-SCORES = "scores.csv"  # a run's score table: one row per scoring combination
+SCORES = "scores.csv"  # a run's score table: one row per scoring combination, to read
+#: The same table as an MLflow table: what the code reads, ``mlflow.load_table`` gathers it
+#: across runs (one row per run and combination), the UI's artifact view shows it as a grid.
+SCORES_TABLE = "scores.json"
+#: The experiment tag by which MLflow 3 opens an experiment as model training (its runs table),
+#: not as a GenAI app (traces, evaluation runs).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,12 @@ class Tracking:
     parent_run_id: str
 
     def ui_link(self, base: str = "http://127.0.0.1:5000") -> str:
-        """The runs table with trials nested under their sweep (not the GenAI overview)."""
+        """The runs table, in MLflow's model-training view: MLflow 3.17's UI picks its view
+        from the link's ``workflowType``, else from the browser's last choice (GenAI at
+        first), whatever the experiment's kind tag."""
         if self.uri.startswith(("http://", "https://")):
             base = self.uri.rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id}/runs"
+        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -157,6 +166,7 @@ def start_sweep(
     (:func:`open_store`, :func:`_experiment_id`)."""
     client = open_store(uri)
     experiment_id = _experiment_id(client, uri, experiment)
+    client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
     run = _sweep_run(client, experiment_id, sweep)
     if run:
         run_id = run.info.run_id
@@ -250,15 +260,35 @@ class RunLog:
             profile={**source.selection, "url": source.url, "synthetic": source.synthetic},
         )
 
-    def log_scores(self, table: ScoreTable, step: int) -> None:
-        """The score table as flat metrics at ``step`` and as ``scores.csv``, merged with what
-        the run has: a combination scored again replaces its row, and a metric whose value is
-        unchanged is not logged again (scoring a finished model twice doubles nothing)."""
-        current = self.client.get_run(self.run_id).data.metrics
-        fresh = {k: v for k, v in table.metrics().items() if current.get(k) != v}
-        self.log_metrics(fresh, step)
+    def log_scores(
+        self,
+        table: ScoreTable,
+        step: int,
+        claims: Sequence[Mapping[str, Any]] = (),
+        every: bool = False,
+    ) -> None:
+        """The score table, merged with what the run has (a combination scored again replaces
+        its row), as the MLflow table ``scores.json`` and as ``scores.csv``; as metrics at
+        ``step`` its headline for ``claims`` (:mod:`orchestrator.headline`), or with ``every``
+        each number of ``table`` as a flat metric. A metric whose value is unchanged is not
+        logged again (scoring a finished model twice doubles nothing)."""
         scores = merge_scores(read_scores(self.client, self.run_id), scores_frame(table))
+        metrics = table.metrics() if every else headline(scores.to_dict("records"), claims)
+        current = self.client.get_run(self.run_id).data.metrics
+        # (as read back from the table: to_json keeps 10 significant digits)
+        fresh = {
+            k: v
+            for k, v in metrics.items()
+            if k not in current or not math.isclose(current[k], v, rel_tol=1e-9)
+        }
+        self.log_metrics(fresh, step)
         self.client.log_text(self.run_id, scores.to_csv(index=False), SCORES)
+        if any(item.path == SCORES_TABLE for item in self.client.list_artifacts(self.run_id)):
+            # log_table would append to the table: write the merged one in its format instead
+            text = scores.to_json(orient="split", index=False, date_format="iso")
+            self.client.log_text(self.run_id, text, SCORES_TABLE)
+        else:  # log_table also records the table on the run, for load_table to find
+            self.client.log_table(self.run_id, scores, SCORES_TABLE)
 
 
 class TrialRun(RunLog):
@@ -355,11 +385,50 @@ def _combinations_as_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_scores(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
-    """The run's ``scores.csv``, or None before it was scored."""
-    if not any(item.path == SCORES for item in client.list_artifacts(run_id)):
-        return None
+    """The run's score table (``scores.json``; ``scores.csv`` for a run scored before there
+    were tables), or None before it was scored."""
+    logged = {item.path for item in client.list_artifacts(run_id)}
     with tempfile.TemporaryDirectory() as tmp:
-        return _combinations_as_text(pd.read_csv(client.download_artifacts(run_id, SCORES, tmp)))
+        if SCORES_TABLE in logged:
+            path = client.download_artifacts(run_id, SCORES_TABLE, tmp)
+            frame = pd.read_json(path, orient="split", convert_dates=False)
+        elif SCORES in logged:
+            frame = pd.read_csv(client.download_artifacts(run_id, SCORES, tmp))
+        else:
+            return None
+    return _combinations_as_text(frame)
+
+
+def load_scores(client: MlflowClient, experiment_id: str, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The score tables of ``run_ids`` (those scored) as one frame with a ``run_id`` column,
+    by ``mlflow.load_table``; empty when none was scored."""
+    if not run_ids:
+        return pd.DataFrame()
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    # load_table finds the runs with the global tracking URI's store, whatever the client's
+    with _use_tracking_uri(client.tracking_uri):
+        try:
+            frame = client.load_table(experiment_id, SCORES_TABLE, list(run_ids), ["run_id"])
+        except MlflowException:  # none of the runs has a table
+            return pd.DataFrame()
+    return _combinations_as_text(frame)
+
+
+def flat_scores(frame: pd.DataFrame) -> dict[str, float]:
+    """A score table's numbers under the flat names ``--log-metrics all`` gives them
+    (:meth:`vaecam.scoring.ScoreTable.metrics`): the combination's fields, then the metric. A
+    metric is also found without the image score (a map-level metric's name has none)."""
+    flat: dict[str, float] = {}
+    metrics = [column for column in frame.columns if column not in (*COLUMNS, "run_id")]
+    for row in frame.to_dict("records"):
+        fields = {c: (row.get(c) or None) for c in COLUMNS}
+        for metric in metrics:
+            value = row[metric]
+            if isinstance(value, int | float) and not math.isnan(value):
+                flat[metric_name(fields, metric)] = float(value)
+                flat.setdefault(metric_name(fields, metric, COLUMNS[:-1]), float(value))
+    return flat
 
 
 def merge_scores(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from ray import tune
 
+from orchestrator.headline import all_readings
 from orchestrator.provenance import environment_provenance
 from orchestrator.system_metrics import system_metrics
 from orchestrator.tracking import Tracking, TrialRun
@@ -153,6 +154,8 @@ class TrialOptions:
     # memory, GPU) in the run; None: none
     provenance: Mapping[str, str] = field(default_factory=dict)  # the driver's code, command
     restart: bool = False  # --restart-errored: a trial with no checkpoint starts a fresh run
+    claims: Sequence[Mapping[str, Any]] = ()  # the search space's CLAIMS: the headline metrics
+    every_metric: bool = False  # --log-metrics all: every scoring combination as a metric
 
 
 def train_trial(
@@ -164,8 +167,9 @@ def train_trial(
     faults: Sequence[Fault] = (),
 ) -> None:
     """Train ``config`` with ``experiment`` (from Tune's last checkpoint if any), then score the
-    trained model on the ``scoring`` grid; the scores go to the trial's MLflow run at the last
-    epoch's step. The run gets the driver's provenance and this node's environment
+    trained model on the ``scoring`` grid; the score table goes to the trial's MLflow run, and
+    its headline (or with ``options.every_metric`` every number) as metrics at the last epoch's
+    step. The run gets the driver's provenance and this node's environment
     (:mod:`orchestrator.provenance`) and, with ``options.system_metrics_every``, MLflow's
     system metrics while the trial runs.
 
@@ -190,5 +194,6 @@ def train_trial(
         every = options.system_metrics_every
         with system_metrics(run.run_id, tracking.uri, every) if every else nullcontext():
             trained = module.train(config, reporter, state, scoring)
-            run.log_scores(module.score(trained, scoring, reporter), step=reporter.epoch)
+            table = module.score(trained, scoring, reporter, readings=all_readings(options.claims))
+            run.log_scores(table, reporter.epoch, options.claims, options.every_metric)
     reporter.finish()

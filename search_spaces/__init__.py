@@ -11,9 +11,11 @@ Tune optimises (validation on held-out normal data, never a test metric), and tw
   normalisations, image scores) that every trained model is scored on, never trained again
   (``QUICK_SCORING`` for ``--quick`` where it differs).
 
-The summary shows ``SUMMARY`` (run metrics per trial) and, per trial, its score table's
-``SCORES`` columns; ``HEADLINE`` (a score-table metric) or ``COMPARE`` (label -> run metric) is
-the trial-comparison figure's. Sweeps that compare against published numbers add ``GROUP_BY``
+The summary shows ``SUMMARY`` (run metrics per trial) and its ``SCORES`` columns of the score
+tables (``scores.md``); each trial's headline (what it logs as metrics, the console's table and
+the trial-comparison figure) is per claim of ``CLAIMS`` its reading and every control
+(``orchestrator.headline``), or where a space has no score grid its ``COMPARE`` (label -> run
+metric). Sweeps that compare against published numbers add ``GROUP_BY``
 (e.g. the category), ``OURS`` (label -> run metric), ``REFERENCE_COLUMNS`` and ``REFERENCE``;
 sweeps over seeds ``AGGREGATE_OVER``, ``AGGREGATE``, ``SCATTER``, ``REFERENCE_BY``.
 """

@@ -83,7 +83,6 @@ PRESETS = {
 #: The summary's run metrics, the score table's printed columns, the comparison figure's.
 SUMMARY = [METRIC]
 SCORES = ["image_auroc", "average_precision"]
-HEADLINE = "image_auroc"
 
 #: Mean and 95% interval of the scores over seeds, and over seeds and inlier digits.
 AGGREGATE_OVER = [("seed",), ("seed", "inlier")]

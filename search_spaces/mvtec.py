@@ -88,7 +88,6 @@ PRESETS = {
 
 SUMMARY = [METRIC]
 SCORES = ["pixel_auroc", "aupro", "image_auroc"]
-HEADLINE = "pixel_auroc"
 AGGREGATE_OVER = [("seed",)]
 AGGREGATE = SCORES
 

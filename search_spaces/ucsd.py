@@ -76,7 +76,6 @@ PRESETS = {
 
 SUMMARY = [METRIC]
 SCORES = ["pixel_auroc", "frame_auroc", "frame_eer", "pixel_criterion_eer"]
-HEADLINE = "pixel_auroc"
 AGGREGATE_OVER = [("seed",)]
 AGGREGATE = SCORES
 

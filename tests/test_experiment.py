@@ -130,8 +130,8 @@ def test_train_previews_the_first_maps_of_the_grid_over_training(tmp_path):
     # ten times over training, the last epoch among them; one row per test group
     steps = [step for key, step, _ in recorder.images if key == "training/attention"]
     assert steps == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
-    width, height = recorder.images[0][2]
-    assert height > width  # ten groups (inlier 1 and nine outlier digits): a tall picture
+    # sized for MLflow's image grid: square, at most 512 px (ten groups in a 4x4 grid of tiles)
+    assert {size for _, _, size in recorder.images} == {(512, 512)}
 
 
 def test_score_measures_every_combination_on_the_one_model(tmp_path):
@@ -155,14 +155,30 @@ def test_score_measures_every_combination_on_the_one_model(tmp_path):
     assert "recon/none/mean/average_precision" in metrics
     assert all(torch.equal(v, trained.model.state_dict()[k]) for k, v in weights.items())
     overlays = {a for a in recorder.artifacts if a.startswith("overlays/")}
-    assert overlays == {"overlays/inlier_1.png"} | {
-        f"overlays/outlier_{d}.png" for d in range(10) if d != 1
-    }
-    # the same pictures for the MLflow UI's comparison across runs, at the last epoch's step
-    assert {(key + ".png", step) for key, step, _ in recorder.images} == {
-        (overlay, None) for overlay in overlays
+    groups = ["inlier_1"] + [f"outlier_{d}" for d in range(10) if d != 1]
+    # every map of the grid, in files of at most 8 maps each: 5 maps, one file a group
+    assert overlays == {f"overlays/{group}/maps-01-05.png" for group in groups}
+    # for the MLflow UI's comparison across runs, at the last epoch's step: one square picture
+    # per group and featured map (no reading given: the grid's first attention map, then recon)
+    assert {(key, step, size) for key, step, size in recorder.images} == {
+        (f"{group}/{name}", None, (512, 512)) for group in groups for name in ("attention", "recon")
     }
     assert "figures/roc.png" in recorder.artifacts
+
+
+def test_score_features_the_claims_readings_and_splits_big_grids(tmp_path):
+    recorder = Recorder()
+    trained = anomaly.train(_config(tmp_path, max_test_images=40), recorder)
+    grid = GRID | {"quantity": ["mu", "kl_to_normal", "mahalanobis"], "image_score": ["max"]}
+    reading = {"method": "attention", "target_layer": "encoder.2", "formulation": "authors"}
+    anomaly.score(trained, grid, recorder, readings={"paper_reading": reading | {"quantity": "mu"}})
+    files = sorted(a for a in recorder.artifacts if a.startswith("overlays/inlier_1/"))
+    # 12 attention maps and recon: 13 maps, 8 then 5
+    assert files == ["overlays/inlier_1/maps-01-08.png", "overlays/inlier_1/maps-09-13.png"]
+    assert {key for key, _, _ in recorder.images if key.startswith("inlier_1/")} == {
+        "inlier_1/paper_reading",
+        "inlier_1/recon",
+    }
 
 
 def test_a_restored_model_scores_exactly_as_the_trained_one(tmp_path):
@@ -299,7 +315,7 @@ def test_mvtec_scores_pixels_and_images_for_every_combination(tmp_path):
     assert "attention/encoder.layer2.1.conv1/authors/normal_difference/validation/aupro" in metrics
     assert "recon/none/max/image_auroc" in metrics and "recon/none/pixel_auroc" in metrics
     overlays = {a for a in recorder.artifacts if a.startswith("overlays/")}
-    assert "overlays/good.png" in overlays and len(overlays) >= 2
+    assert any(a.startswith("overlays/good/maps-01-") for a in overlays) and len(overlays) >= 2
     assert "figures/roc.png" in recorder.artifacts
 
 
@@ -346,7 +362,9 @@ def test_ucsd_scores_attention_and_both_baselines_with_every_metric(tmp_path):
             assert 0 <= row[f"{metric}_ci_low"] <= row[f"{metric}_ci_high"] <= 1
     values = {m for m in table.image_level if not m.endswith(("_low", "_high", "_pos", "_neg"))}
     assert values == {"frame_auroc", "frame_eer"}
-    assert {"overlays/anomalous.png", "overlays/normal.png"} <= set(recorder.artifacts)
+    assert {"overlays/anomalous/maps-01-03.png", "overlays/normal/maps-01-03.png"} <= set(
+        recorder.artifacts
+    )
 
 
 def test_ucsd_prepare_names_a_missing_frame(tmp_path):

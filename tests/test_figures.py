@@ -13,8 +13,11 @@ from PIL import Image
 from vaecam.figures import (
     CELL,
     HEADER,
+    MAX_CURVES,
+    MAX_TRIAL_ROWS,
     compare_trials,
     localisation_figure,
+    map_image,
     roc_figure,
 )
 from vaecam.metrics import auroc, roc_points
@@ -174,8 +177,47 @@ def test_roc_figure_png(tmp_path: Path) -> None:
         curves[name] = (fpr, tpr, auroc(scores, labels))
     path = roc_figure(curves, tmp_path / "sub" / "roc.png", "pixel ROC")
     width, height = open_png(path).size
-    assert width == pytest.approx(height, rel=0.05) and width > 300
+    assert height > 300 and width > height  # square axes, the legend beside them
+    # the legend is outside the axes and whole: the right edge has the legend's frame, not a cut
+    pixels = np.asarray(open_png(path).convert("L"))
+    assert pixels[:, -3:].min() == 255  # a white margin: nothing was clipped at the right
+    many = {f"c{i}": curves["attention"] for i in range(MAX_CURVES + 1)}
+    with pytest.raises(ValueError, match="at most 8"):
+        roc_figure(many, tmp_path / "x.png", "t")
     with pytest.raises(ValueError, match="no curves"):
         roc_figure({}, tmp_path / "x.png", "t")
     with pytest.raises(ValueError, match="'bad'"):
         roc_figure({"bad": (np.zeros(3), np.zeros(4), 0.5)}, tmp_path / "x.png", "t")
+
+
+@pytest.mark.parametrize("trials", [1, 100])
+def test_compare_trials_is_readable_for_one_trial_and_for_a_hundred(tmp_path: Path, trials):
+    names = [f"trial_{i:03d} latent_dim=32" for i in range(trials)]
+    values = {
+        name: list(np.linspace(0.3, 0.9, trials))
+        for name in ("image_auroc/authors_code", "image_auroc/recon", "image_auroc/random")
+    }
+    path = compare_trials(names, values, tmp_path / "t.png", "trials", "image AUROC")
+    width, height = open_png(path).size
+    rows = min(trials, MAX_TRIAL_ROWS)
+    assert 300 < width < 1200  # the legend beside, not a 3,660 px strip
+    assert height >= 28 * rows  # at least 28 px (font 8 pt) a trial's row
+    assert height < 200 + 40 * rows  # and no more than it needs
+
+
+@pytest.mark.parametrize(("examples", "size"), [(1, 8), (4, 16), (10, 256)])
+def test_map_image_is_square_at_most_512_px_with_legible_tiles(tmp_path, examples, size):
+    images, _, maps, _ = batch(examples, 3, size)
+    masks = np.zeros((examples, size, size), dtype=bool)
+    image = map_image(images, maps, [f"img {i}" for i in range(examples)], "grid: recon", masks)
+    assert image.size == (512, 512)
+    pixels = np.asarray(image, dtype=np.int32)
+    coloured = (pixels.max(axis=2) - pixels.min(axis=2)) > 20  # the heatmap, not text or gray
+    widths = [
+        len(run)
+        for y in range(0, 512, 8)
+        for run in "".join("x" if c else " " for c in coloured[y]).split()
+    ]
+    tiles = sorted(widths)[-examples:]
+    assert min(tiles) >= 96  # every tile at least 96 px wide, tiles apart
+    assert max(widths) <= 512 // math.ceil(math.sqrt(examples))

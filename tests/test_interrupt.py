@@ -21,6 +21,7 @@ from orchestrator.tracking import open_store
 
 EPOCHS = 8
 SWEEP = ["digits", "--quick", "--set", 'seed={"grid_search": [0, 1]}', "--set", f"epochs={EPOCHS}"]
+SWEEP += ["--set", "latent_dim=8"]  # one latent size: two trials, one per seed
 SWEEP += ["--scoring", 'method=["attention", "recon"]', "--scoring", 'target_layer=["encoder.2"]']
 SWEEP += ["--scoring", 'formulation=["per_dim"]', "--scoring", 'quantity=["mu"]']
 SWEEP += ["--checkpoint-every", "1"]  # resumes continue from the last epoch checkpointed

@@ -226,7 +226,7 @@ def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
     started = time.monotonic()
     head, worker = cluster.head_id, cluster.worker_id
     command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]
-    command += ["--set", 'seed={"grid_search": [0, 1]}']  # two trials
+    command += ["--set", 'seed={"grid_search": [0, 1]}', "--set", "latent_dim=8"]  # two trials
     command += ["--scoring", 'target_layer=["encoder.2"]', "--scoring", 'quantity=["mu"]']
     command += ["--set", f"epochs={EPOCHS}", "--cpus-per-trial", "1", "--max-failures", "3"]
     command += ["--tracking-uri", cluster.tracking_uri, "--name", SWEEP]

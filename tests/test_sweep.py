@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +23,7 @@ from test_report import markdown_tables
 
 from orchestrator import report, rescore, summary, sweep
 from orchestrator.space import SpaceError
-from orchestrator.tracking import start_sweep, unparam
+from orchestrator.tracking import flat_scores, read_scores, start_sweep, unparam
 from orchestrator.trainable import FAULTS_VARIABLE
 from search_spaces import digits, dsprites, mnist, mvtec
 from vaecam.data.synthetic import make_mvtec, make_ucsd
@@ -64,7 +65,7 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 
 @pytest.mark.slow
-def test_digits_quick_sweep_trains_once_and_scores_the_whole_grid(tmp_path):
+def test_digits_quick_sweep_trains_two_models_a_person_can_compare(tmp_path):
     command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]
     done = subprocess.run(
         command + _sweep_args(tmp_path, "quick"),
@@ -75,54 +76,94 @@ def test_digits_quick_sweep_trains_once_and_scores_the_whole_grid(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "/#/experiments/" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
-    assert "Scores of trial" in done.stdout
+    # the console: a progress table of a few columns, the headline per trial, where the rest is
+    assert "Headline per trial" in done.stdout and "image_auroc/authors_code" in done.stdout
+    assert "scores.csv and scores.md on the sweep's parent run" in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 200
+    assert "Current best trial" not in done.stdout or all(
+        len(line) <= 200 for line in done.stdout.splitlines() if "Current best trial" in line
+    )
 
     client, parent, children = _runs(tmp_path, "quick")
     assert parent.info.status == "FINISHED"
+    # opens as model training in MLflow 3's UI, not as a GenAI app
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     # artifacts beside the database, wherever the trials ran
     assert parent.info.artifact_uri == (tmp_path / "mlruns" / "digits").as_uri() + (
         f"/{parent.info.run_id}/artifacts"
     )
     parent_files = _artifacts(client, parent.info.run_id)
     assert {"summary.csv", "summary.md", "scores.csv", "scores.md", "trials.png"} <= parent_files
-    (child,) = children  # one training
-    assert child.info.status == "FINISHED" and child.data.tags["ray.trial_id"]
+    assert len(children) == 2  # two latent sizes: something to compare
+    assert {unparam(c.data.params["latent_dim"]) for c in children} == {8, 32}
     epochs = int(parent.data.params["space.epochs"])
-    history = client.get_metric_history(child.info.run_id, "val_loss")
-    assert sorted(m.step for m in history) == list(range(epochs))
+    grid = len(scoring_grid(digits.SCORING))
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["ray.trial_id"]
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == list(range(epochs))
+        # metrics a person can read: the headline and the losses, short names
+        metrics = child.data.metrics
+        assert len(metrics) <= 80 and max(map(len, metrics)) <= 48
+        headline = {key for key in metrics if key.startswith("image_auroc/")}
+        controls = ("recon", "energy", "gradient_energy", "random", "latent_distance")
+        assert headline == {f"image_auroc/{name}" for name in ("authors_code", *controls)}
+        for key in headline:
+            assert 0.0 <= metrics[key] <= 1.0
+            history = client.get_metric_history(child.info.run_id, key)
+            assert [m.step for m in history] == [epochs - 1]  # logged once, at the last epoch
+        assert "system/cpu_utilization_percentage" in metrics  # on by default, --quick too
 
-    # every combination of the grid on the one model, as flat metrics named as documented
-    attention = [key.split("/") for key in child.data.metrics if key.startswith("attention/")]
-    combinations = {tuple(parts[1:4]) + (parts[5],) for parts in attention if len(parts) == 7}
-    layers, formulations, quantities, scores = (set(c) for c in zip(*combinations, strict=True))
-    assert len(layers) >= 2 and len(formulations) >= 3 and len(quantities) >= 2
-    assert scores == {"mean", "max"}
-    assert len(combinations) == len(layers) * len(formulations) * len(quantities) * 2
-    for key in [k for k in child.data.metrics if k.endswith("/image_auroc")]:
-        assert 0.0 <= child.data.metrics[key] <= 1.0
-        history = client.get_metric_history(child.info.run_id, key)
-        assert [m.step for m in history] == [epochs - 1]  # logged once, at the last epoch
-    assert "recon/none/mean/image_auroc" in child.data.metrics
-
-    files = _artifacts(client, child.info.run_id)
-    overlays = {f for f in files if f.startswith("overlays/") and f.endswith(".png")}
-    assert "overlays/inlier_1.png" in overlays and len(overlays) == 10  # inlier + 9 outliers
-    assert {"config.json", "scores.csv", "model/model.pt", "model/normal_data.pt"} <= files
-    scores = pd.read_csv(client.download_artifacts(child.info.run_id, "scores.csv", str(tmp_path)))
-    assert len(scores) == len(scoring_grid(digits.SCORING))  # + baselines and controls
+        # the whole grid as an MLflow table, gathered across runs by mlflow.load_table
+        files = _artifacts(client, child.info.run_id)
+        assert {"config.json", "scores.csv", "scores.json", "model/model.pt"} <= files
+        assert "model/normal_data.pt" in files
+        overlays = {f for f in files if f.startswith("overlays/") and f.endswith(".png")}
+        assert {f.split("/")[1] for f in overlays} == {"inlier_1"} | {
+            f"outlier_{d}" for d in range(10) if d != 1
+        }
+        steps = _image_steps(client, child.info.run_id)
+        for group in ("inlier_1", "outlier_7"):  # one square picture per (group, map)
+            for name in ("authors_code", "recon", "energy", "random"):
+                assert steps[f"{group}/{name}"] == [epochs - 1]
+        assert len(steps["training/attention"]) == 10
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_experiment(experiment_id=parent.info.experiment_id)
+    table = mlflow.load_table(
+        "scores.json", run_ids=[c.info.run_id for c in children], extra_columns=["run_id"]
+    )
+    assert len(table) == 2 * grid and grid >= 48
     for control in ("recon", "energy", "gradient_energy", "random", "latent_distance"):
-        assert control in set(scores.method)
-    random = scores[scores.method == "random"]
+        assert control in set(table.method)
+    random = table[table.method == "random"]
     assert (random.image_auroc_ci_low <= 0.5).all() and (random.image_auroc_ci_high >= 0.5).all()
+    # the headline metric is the table's number
+    child = children[0]
+    reading = digits.CLAIMS[0]["select"]
+    row = table[
+        (table.run_id == child.info.run_id)
+        & np.logical_and.reduce([table[key] == value for key, value in reading.items()])
+    ]
+    assert child.data.metrics["image_auroc/authors_code"] == pytest.approx(row.image_auroc.item())
     parent_scores = client.download_artifacts(parent.info.run_id, "scores.csv", str(tmp_path))
-    assert len(pd.read_csv(parent_scores)) == len(scores)
+    assert len(pd.read_csv(parent_scores)) == len(table)
 
+    # the parent run carries the outcome: the best trial, its headline, its datasets
     with open(tmp_path / "ray_results" / "quick" / "summary.csv") as file:
         rows = list(csv.DictReader(file))
-    assert [row["mlflow_run_id"] for row in rows] == [child.info.run_id]
+    best = rows[0]["mlflow_run_id"]
+    assert {row["mlflow_run_id"] for row in rows} == {c.info.run_id for c in children}
+    parent = client.get_run(parent.info.run_id)
+    assert parent.data.tags["best_trial"] == best
+    best_metrics = client.get_run(best).data.metrics
+    assert parent.data.metrics["val_loss"] == best_metrics["val_loss"]
+    for key in headline:
+        assert parent.data.metrics[key] == pytest.approx(best_metrics[key])
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"sklearn_digits"}
 
-    # provenance on both runs: the command as typed, the code's commit, what ran it
-    for run in (parent, child):
+    # provenance on every run: the command as typed, the code's commit, what ran it
+    for run in (parent, *children):
         tags = run.data.tags
         assert tags["vaecam.command"].endswith(
             "-m orchestrator.sweep digits --quick " + shlex.join(_sweep_args(tmp_path, "quick"))
@@ -130,10 +171,6 @@ def test_digits_quick_sweep_trains_once_and_scores_the_whole_grid(tmp_path):
         assert tags["mlflow.source.name"] == "orchestrator.sweep"
         assert tags["mlflow.source.git.commit"] == _git_head()
         assert tags["vaecam.version.torch"] == torch.__version__.split("+")[0]
-    # images to compare across runs: the overlays at the last epoch, previews over training
-    assert _image_steps(client, child.info.run_id)["overlays/inlier_1"] == [epochs - 1]
-    assert len(_image_steps(client, child.info.run_id)["training/attention"]) == 10
-    assert "system/cpu_utilization_percentage" not in child.data.metrics  # off with --quick
 
 
 def _git_head() -> str:
@@ -159,6 +196,7 @@ def test_asha_stops_trials_early_and_seeds_replicate_each_configuration(
 ):
     args = _sweep_args(tmp_path, "asha")
     flags = ["--set", "epochs=4", "--set", 'lr={"grid_search": [3e-3, 1e-5]}', "--seeds", "2"]
+    flags += ["--set", "latent_dim=8"]  # one latent size: the learning rates are what differs
     flags += ["--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "4"]
     flags += ["--checkpoint-every", "2", "--system-metrics", "--system-metrics-every", "1"]
     flags += ["--scoring", 'method=["attention", "recon"]', "--scoring", 'target_layer="encoder.2"']
@@ -175,7 +213,8 @@ def test_asha_stops_trials_early_and_seeds_replicate_each_configuration(
     assert {run.data.params["lr"] for run in stopped} == {"1e-05"}  # the hopeless rate
     for run in stopped:  # not scored as if it had finished, and said so
         assert run.info.status == "KILLED" and run.data.tags["vaecam.planned_epochs"] == "4"
-        assert not any(key.startswith(("attention/", "recon/")) for key in run.data.metrics)
+        scores = ("attention/", "recon/", "image_auroc/")
+        assert not any(key.startswith(scores) for key in run.data.metrics)
         trial = run.data.tags["ray.trial_id"]
         last = (tmp_path / "ray_results" / "asha" / trial / "result.json").read_text()
         assert json.loads(last.splitlines()[-1])["stopped_early"] is True  # Ray's own record
@@ -212,7 +251,7 @@ def test_asha_stops_trials_early_and_seeds_replicate_each_configuration(
         assert run.data.metrics["system/cpu_utilization_percentage"] >= 0
     # the same images under the same keys in every trial: the UI compares them side by side
     keys = [set(_image_steps(client, run.info.run_id)) for run in finished]
-    assert all(found == keys[0] for found in keys) and "overlays/inlier_1" in keys[0]
+    assert all(found == keys[0] for found in keys) and "inlier_1/authors_code" in keys[0]
 
 
 def test_help_works_when_run_as_a_file_from_another_directory(tmp_path):
@@ -356,13 +395,18 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
 
     client, parent, children = _runs(tmp_path, "mvtec", experiment="mvtec")
     assert {child.data.params["category"] for child in children} == {"grid", "bottle"}
+    scores = {c.info.run_id: flat_scores(read_scores(client, c.info.run_id)) for c in children}
     for child in children:
-        metrics = child.data.metrics
+        metrics = scores[child.info.run_id]  # the score table's numbers
         for method in (mvtec.OURS["attention (ours)"].rsplit("/", 1)[0], "recon/none"):
             for metric in ("pixel_auroc", "aupro", "max/image_auroc"):
                 assert 0 <= metrics[f"{method}/{metric}"] <= 1
+        # as metrics, the headline: the paper's reading and the controls that have a map
+        assert {"pixel_auroc/papers_equations", "pixel_auroc/recon", "pixel_auroc/random"} <= set(
+            child.data.metrics
+        )
         files = _artifacts(client, child.info.run_id)
-        assert {"overlays/good.png", "figures/roc.png", "scores.csv"} <= files
+        assert {"overlays/good/maps-01-08.png", "figures/roc.png", "scores.json"} <= files
     assert {"comparison.csv", "comparison.md"} <= _artifacts(client, parent.info.run_id)
     comparison = client.download_artifacts(parent.info.run_id, "comparison.csv", str(tmp_path))
     with open(comparison) as file:
@@ -371,7 +415,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     assert float(rows["grid"]["paper"]) == 0.73 and float(rows["bottle"]["AE-SSIM"]) == 0.93
     by_category = {c.data.params["category"]: c for c in children}
     assert float(rows["grid"]["attention (ours)"]) == pytest.approx(
-        by_category["grid"].data.metrics[mvtec.OURS["attention (ours)"]]
+        scores[by_category["grid"].info.run_id][mvtec.OURS["attention (ours)"]]
     )
 
     # the report: a row per category, each number the metric it cites, no verdict on
@@ -380,7 +424,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     capsys.readouterr()
     assert report.main(["--name", "mvtec", "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
     assert (
-        f"Logged on the run: http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs"
+        f"Logged on the run: http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs?"
         in capsys.readouterr().out
     )
     assert {"report.md", "report.html"} <= _artifacts(client, parent.info.run_id)
@@ -389,7 +433,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     assert {row["group"] for row in verdicts} == {"grid", "bottle"}
     for row in verdicts:
         (run_id,) = row["runs"].split()
-        metrics = client.get_run(run_id).data.metrics
+        metrics = scores[run_id]
         key = row["metric key"]
         cited = [metrics[key], metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]]
         assert row["ours [95%]"] == "{:.3f} [{:.3f}, {:.3f}]".format(*cited)
@@ -445,13 +489,17 @@ def test_ucsd_quick_sweep_reports_attention_and_both_baselines(tmp_path, ray_ses
     assert sweep.main(["ucsd", "--quick", *args]) == 0
     client, parent, children = _runs(tmp_path, "ucsd", experiment="ucsd")
     (child,) = children
-    metrics = child.data.metrics
+    metrics = flat_scores(read_scores(client, child.info.run_id))  # the score table's numbers
     for method in ("attention/encoder.6/authors/mu", "recon", "average_recon"):
         for metric in ("pixel_auroc", "max/frame_auroc", "max/frame_eer", "pixel_criterion_eer"):
             assert 0 <= metrics[f"{method}/none/{metric}"] <= 1
-    assert {"overlays/anomalous.png", "overlays/normal.png"} <= _artifacts(
-        client, child.info.run_id
-    )
+    # as metrics, each claim's headline: the paper's reading beside both baselines
+    for metric in ("pixel_auroc", "frame_auroc"):
+        for name in ("papers_equations", "recon", "average_recon"):
+            assert 0 <= child.data.metrics[f"{metric}/{name}"] <= 1
+    files = _artifacts(client, child.info.run_id)
+    assert any(f.startswith("overlays/anomalous/maps-") for f in files)
+    assert any(f.startswith("overlays/normal/maps-") for f in files)
 
 
 @pytest.mark.slow
@@ -662,7 +710,15 @@ def test_rescore_adds_a_changed_grid_to_the_same_runs_without_training(
     tmp_path, monkeypatch, ray_session
 ):
     args = _sweep_args(tmp_path, "again")
-    small = ["--set", "epochs=3", "--scoring", 'target_layer=["encoder.2"]']
+    small = [
+        "--set",
+        "epochs=3",
+        "--set",
+        "latent_dim=8",
+        "--scoring",
+        'target_layer=["encoder.2"]',
+    ]
+    small += ["--log-metrics", "all"]  # every combination a metric: rescoring doubles none
     small += ["--scoring", 'formulation=["per_dim"]', "--scoring", 'quantity=["mu"]']
     small += ["--scoring", 'method=["attention", "recon"]']
     assert sweep.main(["digits", "--quick", *small, *args]) == 0

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
@@ -17,13 +18,16 @@ from PIL import Image
 from orchestrator import summary, trainable
 from orchestrator.tracking import (
     SUPERSEDED_TAG,
+    RunLog,
     TrialRun,
     drop_unstarted_sweep,
+    read_scores,
     start_sweep,
     sweep_params,
 )
 from orchestrator.trainable import TuneReporter, checkpoint_folder
 from vaecam.data import DataSource
+from vaecam.scoring import ScoreTable
 
 CONFIG = {"lr": 0.001, "seed": 0}
 
@@ -205,3 +209,17 @@ def test_a_process_exiting_leaves_the_checkpoint_being_written_alone(tmp_path):
     assert done.returncode == 0, done.stderr
     folder = Path(done.stdout.strip())
     assert folder.parent == tmp_path and folder.exists()  # the next checkpoint removes it
+
+
+def test_a_run_scored_before_score_tables_keeps_its_rows_when_scored_again(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = start_sweep(uri, "digits", "old", {})
+    client = MlflowClient(uri)
+    run_id = client.create_run(tracking.experiment_id).info.run_id
+    combination = {"normalisation": "none", "image_score": "max"}
+    old = pd.DataFrame([{"method": "recon", **combination, "image_auroc": 0.6}])
+    client.log_text(run_id, old.to_csv(index=False), "scores.csv")  # as runs were scored before
+    table = ScoreTable([{"method": "energy", **combination, "image_auroc": 0.5}], frozenset())
+    RunLog(uri, run_id).log_scores(table, 0)
+    assert sorted(read_scores(client, run_id).method) == ["energy", "recon"]
+    assert {"scores.json", "scores.csv"} <= {a.path for a in client.list_artifacts(run_id)}

@@ -23,6 +23,7 @@ __all__ = [
     "image_grid",
     "localisation_figure",
     "localisation_image",
+    "map_image",
     "roc_figure",
     "scatter_figure",
 ]
@@ -71,7 +72,8 @@ def _grayscale(images: np.ndarray) -> np.ndarray:
 def _save(figure: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    # tight: a legend outside the axes (or a long tick label) is never cut off
+    figure.savefig(path, format="png", bbox_inches="tight", pad_inches=0.1)
     return path
 
 
@@ -92,22 +94,28 @@ def _check_batch(
         raise ValueError(f"{len(titles)} titles for {b} images")
 
 
+#: The trials figure shows at most this many trials (the first: the caller's best), one row each.
+MAX_TRIAL_ROWS = 40
+
+
 def compare_trials(
     names: list[str],
     values: dict[str, list[float]],
     path: str | Path,
     title: str,
-    ylabel: str,
+    xlabel: str,
     reference: float | None = 0.5,
 ) -> Path:
-    """A grouped bar chart: one group per trial, one bar per series, e.g. image AUROC of the
-    attention score against the reconstruction baseline.
+    """A dot chart, one row per trial (the first on top) and one marker per series, e.g. image
+    AUROC of the paper's reading beside its controls: readable for one trial and for a hundred
+    (the first :data:`MAX_TRIAL_ROWS` are drawn, the title says how many of how many).
 
     Args:
-        names: T trial names (the x tick labels).
-        values: series name -> T values; NaN (a failed trial) draws no bar but an "n/a" mark.
+        names: T trial names (the row labels), in the order to show them.
+        values: series name -> T values; NaN (a failed trial) draws no marker, and a row with
+            none is labelled "n/a".
         path: where to write the PNG (parent folders are created).
-        title, ylabel: the figure's title and y-axis label.
+        title, xlabel: the figure's title and value-axis label.
         reference: where to draw a dashed reference line: 0.5 is chance level for AUROC;
             None for none (e.g. a chart of losses).
 
@@ -121,51 +129,43 @@ def compare_trials(
     for series, numbers in values.items():
         if len(numbers) != len(names):
             raise ValueError(f"series {series!r} has {len(numbers)} values for {len(names)} trials")
-
-    x = np.arange(len(names))
-    width = 0.8 / len(values)  # the group fills 80% of a slot, leaving a gap between trials
-    # Constrained layout makes room for the legend outside the axes, where it hides no bar.
-    figure = Figure(
-        figsize=(max(4.0, 0.6 * len(names) * len(values) + 3.0), 4.0), dpi=DPI, layout="constrained"
-    )
+    shown = min(len(names), MAX_TRIAL_ROWS)
+    if shown < len(names):
+        title = f"{title} (first {shown} of {len(names)})"
+    rows = np.arange(shown)
+    figure = Figure(figsize=(7.0, 1.4 + 0.28 * shown), dpi=DPI, layout="constrained")
     ax = figure.subplots()
-    for i, (series, numbers) in enumerate(values.items()):
-        heights = np.array([math.nan if v is None else float(v) for v in numbers])
-        offsets = x - 0.4 + width * (i + 0.5)
-        bars = ax.bar(offsets, np.nan_to_num(heights, nan=0.0), width, label=series)
-        for bar, height, offset in zip(bars, heights, offsets, strict=True):
-            if not np.isfinite(height):
-                bar.set_visible(False)
-                ax.annotate(
-                    "n/a",
-                    (offset, 0.0),
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    rotation=90,
-                )
+    markers = "os^Dvp<>hX*P"
+    table = {
+        series: np.array([math.nan if v is None else float(v) for v in numbers[:shown]])
+        for series, numbers in values.items()
+    }
+    for i, (series, heights) in enumerate(table.items()):
+        ax.plot(heights, rows, markers[i % len(markers)], label=series, markersize=6, alpha=0.85)
+    for row in rows:
+        if all(not np.isfinite(heights[row]) for heights in table.values()):
+            ax.annotate("n/a", (0.01, row), xycoords=("axes fraction", "data"), va="center")
     if reference is not None:
         label = "chance (0.5)" if reference == 0.5 else f"reference ({reference:g})"
-        ax.axhline(reference, color="gray", linestyle="--", linewidth=1, label=label)
-    finite = np.array([float(v) for vs in values.values() for v in vs if v is not None])
+        ax.axvline(reference, color="gray", linestyle="--", linewidth=1, label=label)
+    finite = np.concatenate(list(table.values()))
     finite = finite[np.isfinite(finite)]
     if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
-        ax.set_ylim(0.0, 1.05)  # AUROC-like scores: keep the full [0, 1] scale for honesty
-    ax.set_xticks(x)
-    ax.set_xticklabels(
-        names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center"
-    )
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
+        ax.set_xlim(-0.02, 1.02)  # AUROC-like scores: keep the full [0, 1] scale for honesty
+    ax.set_yticks(rows, names[:shown], fontsize=8)
+    ax.set_ylim(shown - 0.5, -0.5)  # the first trial on top
+    ax.grid(axis="x", linewidth=0.5, alpha=0.5)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, path)
 
 
 CELL = round(CELL_INCHES * DPI)  # one panel's cell in a mosaic figure, in pixels
 PANEL = CELL - 24  # the panel inside it: room for its scale label and the row label
-HEADER = 30  # pixels above the first row for the (two-line) column titles
+HEADER = 54  # pixels above the first row for the (three-line) column titles
+TITLE_POINTS = 9  # column and row titles: readable at 100% zoom
+SCALE_POINTS = 7  # a heatmap's raw [min, max] under it
 
 
 def _resize(panel: np.ndarray, size: int) -> np.ndarray:
@@ -246,7 +246,6 @@ def localisation_image(
 
     columns = ["image"] + (["ground truth"] if masks is not None else [])
     columns += ["reconstruction"] if recons is not None else []
-    first_map = len(columns)
     columns += list(raw)
     rows = len(images)
     mosaic = np.ones((HEADER + rows * CELL, len(columns) * CELL, 3))
@@ -269,17 +268,76 @@ def localisation_image(
             finite = values[np.isfinite(values)]
             scale = f"[{finite.min():.3g}, {finite.max():.3g}]" if finite.size else "not finite"
             x = (len(panels) - 1) * CELL + CELL / 2
-            labels.append((x, HEADER + row * CELL + 4 + PANEL + 10, scale, {"fontsize": 6}))
+            style = {"fontsize": SCALE_POINTS}
+            labels.append((x, HEADER + row * CELL + 4 + PANEL + 10, scale, style))
         top = HEADER + row * CELL + 4
         for col, panel in enumerate(panels):
             left = col * CELL + 16
             mosaic[top : top + PANEL, left : left + PANEL] = panel
-        labels.append((8, top + PANEL / 2, titles[row], {"fontsize": 8, "rotation": 90}))
+        style = {"fontsize": TITLE_POINTS, "rotation": 90}
+        labels.append((8, top + PANEL / 2, titles[row], style))
     for col, name in enumerate(columns):
-        size = 7 if col >= first_map else 8
-        labels.append((col * CELL + CELL / 2, HEADER / 2, name, {"fontsize": size}))
+        labels.append((col * CELL + CELL / 2, HEADER / 2, name, {"fontsize": TITLE_POINTS}))
 
     canvas = Image.fromarray(np.uint8(mosaic * 255 + 0.5))
+    _draw_labels(canvas, labels)
+    return canvas
+
+
+#: The side of a :func:`map_image`, at most: MLflow's image grid shows square pictures of up
+#: to this size whole.
+MAP_IMAGE = 512
+
+
+def map_image(
+    images: torch.Tensor | np.ndarray,
+    maps: torch.Tensor | np.ndarray,
+    titles: Sequence[str],
+    heading: str,
+    masks: torch.Tensor | np.ndarray | None = None,
+    size: int = MAP_IMAGE,
+) -> Image.Image:
+    """One map for a few images, as a square picture of ``size`` pixels for MLflow's image grid
+    (the same key in every trial shows the same images side by side): the map as a heatmap
+    over each grayscale image in a square grid of tiles, the ground truth outlined in white
+    where there is one, ``heading`` on top and each image's title over its tile.
+
+    Args:
+        images: (B, C, H, W) in [0, 1], C = 1 or 3.
+        maps: (B, H, W), any scale (each tile normalised for display).
+        titles: B tile titles.
+        heading: what the map is, e.g. ``"outlier_3: attention encoder.2 authors mu"``.
+        masks: (B, H, W) ground truth or None.
+        size: the picture's side in pixels.
+
+    Returns:
+        The picture, RGB, ``size`` x ``size``.
+    """
+    images, maps = _to_numpy(images), _to_numpy(maps)
+    masks = None if masks is None else _to_numpy(masks)
+    _check_batch(images, titles, {"maps": maps, "masks": masks})
+    side = math.ceil(math.sqrt(len(images)))
+    header, caption = 28, 18  # the heading; each tile's title (and the gap between tiles)
+    pitch = (size - header) // side
+    tile = pitch - caption
+    canvas = Image.new("RGB", (size, size), "white")
+    heat, background = _normalise(maps), _grayscale(images)
+    jet = colormaps[HEATMAP]
+    labels: list[tuple[float, float, str, dict[str, Any]]] = [
+        (size / 2, header / 2, heading, {"fontsize": TITLE_POINTS})
+    ]
+    left0 = (size - side * pitch + caption) // 2
+    for index in range(len(images)):
+        row, col = divmod(index, side)
+        gray = _as_rgb(_resize(background[index], tile))
+        panel = (1 - OVERLAY_ALPHA) * gray + OVERLAY_ALPHA * jet(_resize(heat[index], tile))[
+            ..., :3
+        ]
+        if masks is not None:
+            panel[_outline(_resize(masks[index] > 0.5, tile) > 0.5)] = 1.0
+        left, top = left0 + col * pitch, header + row * pitch + caption
+        canvas.paste(Image.fromarray(np.uint8(panel * 255 + 0.5)), (left, top))
+        labels.append((left + tile / 2, top - caption / 2, titles[index], {"fontsize": 8}))
     _draw_labels(canvas, labels)
     return canvas
 
@@ -312,10 +370,15 @@ def _save_image(image: Image.Image, path: str | Path) -> Path:
     return path
 
 
+#: A ROC figure draws at most this many curves: more cannot be told apart.
+MAX_CURVES = 8
+
+
 def roc_figure(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], path: str | Path, title: str
 ) -> Path:
-    """ROC curves of several methods on one square axes, with the chance diagonal.
+    """ROC curves of a few methods (at most :data:`MAX_CURVES`: a headline reading and its
+    controls) on one square axes, with the chance diagonal and the legend beside the axes.
 
     Args:
         curves: method name -> ``(fpr, tpr, auroc)``: the curve's points (e.g. from
@@ -329,6 +392,8 @@ def roc_figure(
     """
     if not curves:
         raise ValueError("no curves to plot")
+    if len(curves) > MAX_CURVES:
+        raise ValueError(f"{len(curves)} curves: at most {MAX_CURVES} can be told apart")
     for name, (fpr, tpr, _) in curves.items():
         fpr, tpr = np.asarray(fpr), np.asarray(tpr)
         if fpr.ndim != 1 or fpr.shape != tpr.shape:
@@ -336,7 +401,7 @@ def roc_figure(
                 f"curve {name!r}: fpr and tpr must be 1-D of equal length, "
                 f"got {fpr.shape} and {tpr.shape}"
             )
-    figure = Figure(figsize=(4.5, 4.5), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(7.5, 4.5), dpi=DPI, layout="constrained")
     ax = figure.subplots()
     ax.plot([0.0, 1.0], [0.0, 1.0], color="gray", linestyle="--", linewidth=1, label="chance")
     for name, (fpr, tpr, area) in curves.items():
@@ -347,8 +412,8 @@ def roc_figure(
     ax.set_aspect("equal")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(figure, path)
 
 

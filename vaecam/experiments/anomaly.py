@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,7 +39,7 @@ from vaecam.experiments.common import (
 from vaecam.experiments.localisation import MVTEC
 from vaecam.experiments.one_class import DIGITS, MNIST
 from vaecam.experiments.video import UCSD
-from vaecam.figures import localisation_image, roc_figure
+from vaecam.figures import MAX_CURVES, localisation_image, map_image, roc_figure
 from vaecam.metrics import roc_points
 from vaecam.models import VAE
 from vaecam.registry import Registry
@@ -185,20 +185,16 @@ def preview_epochs(epochs: int) -> set[int]:
 def preview_image(
     model: VAE, data: AnomalyData, target_layer: str, formulation: str
 ) -> Image.Image:
-    """Input, ground truth (where there are masks), reconstruction and the attention map of
-    ``mu`` at ``target_layer`` for the first test image of each group, one row each."""
+    """The attention map of ``mu`` at ``target_layer`` for the first test image of each group,
+    as one square :func:`~vaecam.figures.map_image`."""
     rows = [group_rows[0] for group_rows in figure_rows(data, 1).values()]
     device = next(model.parameters()).device
     x = data.test[rows].to(device)
     model.eval()
     maps = attention_maps(model, x, target_layer, formulation, "mu").aggregate.cpu()
-    with torch.no_grad():
-        recons = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
     masks = data.masks[rows] if data.masks is not None else None
-    label = f"{target_layer}\n{formulation}, mu"
-    return localisation_image(
-        data.test[rows], masks, {label: maps}, [data.titles[i] for i in rows], recons
-    )
+    heading = f"attention {target_layer} {formulation} mu"
+    return map_image(data.test[rows], maps, [data.titles[i] for i in rows], heading, masks)
 
 
 def restore(
@@ -218,15 +214,20 @@ def restore(
 
 
 def score(
-    trained: Trained, grid: Mapping[str, Any], reporter: Reporter, figures: bool = True
+    trained: Trained,
+    grid: Mapping[str, Any],
+    reporter: Reporter,
+    figures: bool = True,
+    readings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ScoreTable:
     """Every combination of the scoring ``grid`` (key -> list of names, see
     :class:`~vaecam.scoring.ScoringGrid`) on the trained model: the maps of every method,
     layer, formulation and quantity from shared passes over the test images (and the
     validation images when a normalisation needs them), each normalised each way, then the
     dataset's map-level metrics and, per image score, its image-level metrics. With
-    ``figures``, logs a figure per group of test images (every map side by side) and the ROC
-    curves."""
+    ``figures``, logs the overlays of every map per group of test images, and the maps and ROC
+    curves of the ``readings`` (name -> scoring combination: the claims' readings) and of the
+    controls (:func:`log_figures`)."""
     settings, model, data, normal = trained
     benchmark = DATASETS[settings.dataset]
     checked = scoring_grid(grid, model)
@@ -268,7 +269,7 @@ def score(
                 rows.append(variant._asdict() | combination | pixel | image)
     table = ScoreTable(rows, frozenset(image_level))
     if figures:
-        log_figures(trained, checked, shown, table, reporter)
+        log_figures(trained, checked, shown, table, reporter, readings or {})
     return table
 
 
@@ -276,12 +277,33 @@ def score(
 
 
 def label(variant: Variant) -> str:
-    """A column title: ``layer`` over ``formulation, quantity`` for attention (``untrained``
-    first for the untrained model's), else the method."""
+    """A column title: layer, formulation and quantity on three lines for attention
+    (``untrained`` before the layer for the untrained model's), else the method."""
     if variant.target_layer is None:
         return variant.method
-    reading = f"{variant.target_layer}\n{variant.formulation}, {variant.quantity}"
+    reading = f"{variant.target_layer}\n{variant.formulation}\n{variant.quantity}"
     return reading if variant.method == "attention" else f"{variant.method} {reading}"
+
+
+def featured(
+    variants: Sequence[Variant], readings: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Variant]:
+    """The maps a person compares across trials, by name: each reading the grid has (else the
+    grid's first attention map, as ``attention``), the untrained model's maps of the first of
+    them (``untrained``), then every baseline and control."""
+    chosen = {
+        name: Variant(*(selection.get(key) for key in Variant._fields))
+        for name, selection in readings.items()
+    }
+    found = {name: variant for name, variant in chosen.items() if variant in variants}
+    attention = [v for v in variants if v.method == "attention"]
+    if not found and attention:
+        found["attention"] = attention[0]
+    if found:
+        untrained = next(iter(found.values()))._replace(method="untrained")
+        if untrained in variants:
+            found["untrained"] = untrained
+    return found | {v.method: v for v in variants if v.target_layer is None}
 
 
 def figure_rows(data: AnomalyData, per_group: int) -> dict[str, list[int]]:
@@ -302,48 +324,74 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
+#: An overlay file shows at most this many maps: the grid's are split over several files.
+MAPS_PER_FILE = 8
+
+
 def log_figures(
     trained: Trained,
     grid: ScoringGrid,
     shown: Mapping[Variant, Tensor],
     table: ScoreTable,
     reporter: Reporter,
+    readings: Mapping[str, Mapping[str, Any]],
 ) -> None:
-    """``overlays/<group>.png``: input, ground truth (where there are masks), reconstruction
-    and every map of ``shown`` (the grid's first normalisation) for a few test images of each
-    group; ``figures/roc.png``: each map's ROC curve, pixel-level where there are masks, else
-    image-level from the first image score (and the image-level methods' scores)."""
+    """Per group of test images (a few of each): ``overlays/<group>/maps-<i>-<j>.png``, input,
+    ground truth (where there are masks), reconstruction and maps ``i`` to ``j`` of ``shown``
+    (the grid's first normalisation), at most :data:`MAPS_PER_FILE` a file; and for each
+    :func:`featured` map a square image ``<group>/<name>`` (``reporter.log_image``: the same
+    key in every trial). ``figures/roc.png``: the featured maps' ROC curves, pixel-level where
+    there are masks, else image-level from the first image score (and the image-level
+    methods')."""
     settings, model, data, _ = trained
     device = next(model.parameters()).device
     normalisation, image_score = grid.normalisation[0], grid.image_score[0]
     maps = {variant: values for variant, values in shown.items() if values.dim() == 3}
+    named = featured(list(shown), readings)
     with tempfile.TemporaryDirectory() as tmp:
         for group, rows in figure_rows(data, settings.figure_examples).items():
             with torch.no_grad():
                 x = data.test[rows].to(device)
                 recons = torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
-            image = localisation_image(
-                data.test[rows],
-                data.masks[rows] if data.masks is not None else None,
-                {label(variant): variant_maps[rows] for variant, variant_maps in maps.items()},
-                [data.titles[i] for i in rows],
-                recons=recons,
-            )
-            path = Path(tmp) / f"{_slug(group)}.png"
-            image.save(path, format="PNG")
-            reporter.log_artifact(path, "overlays")
-            reporter.log_image(f"overlays/{_slug(group)}", image, None)
+            masks = data.masks[rows] if data.masks is not None else None
+            titles = [data.titles[i] for i in rows]
+            variants = list(maps)
+            folder = Path(tmp) / _slug(group)
+            folder.mkdir()
+            for first in range(0, len(variants), MAPS_PER_FILE):
+                part = variants[first : first + MAPS_PER_FILE]
+                image = localisation_image(
+                    data.test[rows],
+                    masks,
+                    {label(variant): maps[variant][rows] for variant in part},
+                    titles,
+                    recons=recons,
+                )
+                path = folder / f"maps-{first + 1:02d}-{first + len(part):02d}.png"
+                image.save(path, format="PNG")
+                reporter.log_artifact(path, f"overlays/{_slug(group)}")
+            for name, variant in named.items():
+                if variant not in maps:  # an image-level method: no map
+                    continue
+                what = label(variant).replace("\n", " ")
+                heading = f"{group}: {name}" + ("" if name == what else f" ({what})")
+                picture = map_image(data.test[rows], maps[variant][rows], titles, heading, masks)
+                reporter.log_image(f"{_slug(group)}/{name}", picture, None)
 
         if data.masks is not None:  # pixel-level curves of the maps
             annotated = data.has_mask if data.has_mask is not None else slice(None)
             metric, kind = "pixel_auroc", "pixel"
-            curves = {v: roc_points(m[annotated], data.masks[annotated]) for v, m in maps.items()}
+            curves = {
+                name: roc_points(maps[v][annotated], data.masks[annotated])
+                for name, v in named.items()
+                if v in maps
+            }
         else:  # image-level curves of every method
             metric, kind = "image_auroc", f"image ({image_score})"
-            scores = {
-                v: s if s.dim() == 1 else IMAGE_SCORES[image_score](s) for v, s in shown.items()
-            }
-            curves = {v: roc_points(s, data.anomalous) for v, s in scores.items()}
+            curves = {}
+            for name, v in named.items():
+                scores = shown[v] if shown[v].dim() == 1 else IMAGE_SCORES[image_score](shown[v])
+                curves[name] = roc_points(scores, data.anomalous)
         areas = {}
         for row in table.rows:
             variant = Variant(*(row[key] for key in Variant._fields))
@@ -352,11 +400,12 @@ def log_figures(
                 None,
             ):
                 areas[variant] = row.get(metric)
-        named = {
-            label(v).replace("\n", " "): (*points, areas[v])
-            for v, points in curves.items()
-            if areas.get(v) is not None
+        legend = {
+            name: (*points, areas[named[name]])
+            for name, points in curves.items()
+            if areas.get(named[name]) is not None
         }
-        if named:
+        if legend:
+            legend = dict(list(legend.items())[:MAX_CURVES])  # the readings first
             title = f"{settings.dataset}: {kind} ROC ({normalisation})"
-            reporter.log_artifact(roc_figure(named, Path(tmp) / "roc.png", title), "figures")
+            reporter.log_artifact(roc_figure(legend, Path(tmp) / "roc.png", title), "figures")

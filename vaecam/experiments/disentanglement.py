@@ -201,10 +201,16 @@ def train(
     return Trained(settings, model, data, val)
 
 
-def score(trained: Trained, grid: Mapping[str, Any], reporter: Reporter) -> ScoreTable:
+def score(
+    trained: Trained,
+    grid: Mapping[str, Any],
+    reporter: Reporter,
+    readings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ScoreTable:
     """The final disentanglement metrics (one row, PAPER.md section 5) beside the held-out
     reconstruction error (``recon_error``: BCE summed per image, the paper's Fig. 8 x axis);
-    logs latent traversals and per-dimension attention maps."""
+    logs latent traversals and per-dimension attention maps. (``readings``: a scoring grid's
+    combinations to feature; this experiment has one.)"""
     check_scoring(vars(trained.settings), grid)
     settings, model, data, val = trained
     row = disentanglement_metrics(model, data, settings)
