@@ -3,9 +3,10 @@ names a person can compare runs on, instead of every scoring combination.
 
 Per claim of the search space (``CLAIMS``): the claim's metric under its reading (its
 ``select``, named by :func:`reading_name`: ``pixel_auroc/papers_equations``,
-``pixel_auroc/reproductions_code``, ``image_auroc/authors_code``) and under every control the score table has (every method but
-``attention``: ``pixel_auroc/recon``, ``pixel_auroc/random``, ``pixel_auroc/untrained``...), each
-scored as the reading is (its normalisation and image score). A control added to the scoring
+``pixel_auroc/reproductions_code``, ``image_auroc/authors_code``) and under every control the
+score table has (every method but ``attention``: ``pixel_auroc/recon``, ``pixel_auroc/random``,
+``pixel_auroc/untrained``...), each scored as the reading is (its normalisation and image
+score). A control added to the scoring
 grid appears without a change here. A claim without a selection (a table of one row, as
 dSprites') gets its metric under its own name. Values only: intervals and class sizes are in the
 score table (``scores.json``), logged beside.
