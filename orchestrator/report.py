@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -630,7 +631,8 @@ def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
     ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, groups)
     ax.set_ylabel(claim["metric"])
     ax.set_ylim(0, 1.05)
-    ax.set_title(claim["claim"], fontsize=9)
+    title = " under ".join(filter(None, (claim["claim"], claim.get("reading"))))
+    ax.set_title(textwrap.fill(title, 60), fontsize=9)
     ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -748,17 +750,20 @@ def ours_sentence(claim: Mapping[str, Any]) -> str:
             "best validation loss in its group: model selection never sees a test metric."
         )
     described = "; ".join(
-        f"{name.replace('_', ' ')}: "
-        + ", ".join(f"{key} `{value}`" for key, value in selection.items() if value)
-        for name, selection in chosen.items()
+        ", ".join(f"{key} `{value}`" for key, value in selection.items() if value)
+        for selection in chosen.values()
     )
-    why = claim.get(
-        "why",
-        "the paper's method as this search space reads it (its claims' selection, fixed before "
-        "any test metric is seen), on the configuration with the best validation loss in its "
-        "group; the controls are scored the same way on the same model",
+    reading = claim.get("reading", "the paper's method as this search space reads it")
+    why = claim.get("why", "")
+    why += (
+        " The reading is fixed before any test metric is seen; ours is the configuration with "
+        "the best validation loss in its group, and the controls are scored the same way on the "
+        "same model."
     )
-    return f"For *{claim['claim']}*, ours is `{claim['metric']}` under {described}. Why: {why}."
+    return (
+        f"For *{claim['claim']}* under **{reading}**, ours is `{claim['metric']}` of "
+        f"{described}. {why.strip()}"
+    )
 
 
 def overlay_groups(client: MlflowClient, doc: Document, run: Run, folder: Path) -> None:
