@@ -8,12 +8,14 @@ python orchestrator/sweep.py mnist ...           # as a file too (what ``ray sub
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from argparse import Namespace
 from collections.abc import Callable
@@ -57,6 +59,7 @@ from orchestrator.tracking import (  # noqa: E402
     STOPPED_TAG,
     TRIAL_TAG,
     Tracking,
+    discard_sweep,
     sqlite_path,
     start_sweep,
     sweep_params,
@@ -296,15 +299,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 #: leave the folder (``..``, ``/``) or break a search filter (quotes).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
+#: The longest sweep name: a folder name (most file systems allow 255 bytes) with room for what
+#: is put around it (``report-NAME``; a campaign's sweeps are ``NAME-EXPERIMENT``).
+MAX_NAME = 128
+
+
+def name_problem(name: str, flag: str = "--name", limit: int = MAX_NAME) -> str | None:
+    """What is wrong with a sweep's or a campaign's name, or None: the sweep, ``report`` and
+    ``rescore`` check names alike before they touch a folder or an MLflow filter."""
+    if not NAME.fullmatch(name):
+        return (
+            f"{flag} {name!r}: expected letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    if len(name) > limit:
+        return f"{flag}: {len(name)} characters, expected at most {limit} (a folder's name)"
+    return None
+
 
 def flag_problems(args: argparse.Namespace) -> list[str]:
     """What is wrong with the flags themselves (before any setting or data is looked at)."""
     problems = []
-    if args.name is not None and not NAME.fullmatch(args.name):
-        problems.append(
-            f"--name {args.name!r}: expected letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
-        )
+    if args.name is not None:
+        # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
+        suffix = 1 + max(map(len, SPACES)) if args.experiment == CAMPAIGN else 0
+        problems += filter(None, [name_problem(args.name, limit=MAX_NAME - suffix)])
     checks = [
         (
             "--num-samples",
@@ -706,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     search_space = SPACES[args.experiment]
     try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
         check_resources(args)
+        check_storage(args.storage_path)
         if args.resume:
             if not tune.Tuner.can_restore(sweep_path(args)):
                 raise SpaceError(
@@ -777,15 +797,19 @@ def run(
     driver = code_provenance() | command_tags(
         None if argv is None else [sys.executable, "-m", "orchestrator.sweep", *argv]
     )
+    new_folder = not args.resume and not folder_exists(sweep_path(args))
     tracking = open_sweep(search_space, space, scoring, args, driver)
     every = args.system_metrics_every if args.system_metrics else None
     options = TrialOptions(args.checkpoint_every, every, driver, args.restart_errored)
+    failure: Exception | None = None
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
         outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
         interrupted = was_interrupted()
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable
         outcomes, stopped, interrupted = {}, {}, True
+    except Exception as error:  # noqa: BLE001  (undone below if nothing could be resumed)
+        failure, interrupted = error, False
     finally:
         # What is left takes seconds and must not be cut short: a signal now would leave runs
         # RUNNING, or Ray half shut down (its core worker then exits by itself, losing this
@@ -793,6 +817,10 @@ def run(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if started_ray:  # the local instance goes with the sweep, whatever happened
             cluster.disconnect()
+    if not args.resume and not tune.Tuner.can_restore(sweep_path(args)):
+        return undo_unstarted(tracking, args, failure, interrupted, new_folder)
+    if failure is not None:
+        raise failure
     unfinished = reconcile(tracking, outcomes, interrupted)
     if not interrupted:
         mark_stopped_early(tracking, stopped)
@@ -833,6 +861,71 @@ def check_resources(args: Namespace) -> None:
         raise SpaceError(
             f"--cpus-per-trial {args.cpus_per_trial}: this machine has {os.cpu_count()} CPUs"
         )
+
+
+def check_storage(path: str) -> None:
+    """A local ``--storage-path`` must be a folder this process can create and write in: Tune
+    would find out only after the sweep's MLflow run exists. The check leaves nothing behind.
+    (Remote storage, ``s3://`` and the like, is checked by Tune as it starts.)"""
+    if "://" in path:
+        return
+    folder = Path(path)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    created: list[Path] = []
+    try:
+        for parent in reversed(missing):
+            parent.mkdir()
+            created.append(parent)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise SpaceError(
+            f"--storage-path {path}: cannot write there ({error.strerror or error}); choose a "
+            "folder you can write (shared storage, NFS or s3://, on a multi-node cluster)"
+        ) from None
+    finally:
+        for parent in reversed(created):
+            parent.rmdir()
+
+
+def folder_exists(uri: str) -> bool:
+    """Whether the folder (a local path or a ``pyarrow`` URI such as ``s3://...``) exists."""
+    try:
+        filesystem, folder = fs.FileSystem.from_uri(uri)
+        return filesystem.get_file_info(folder).type != fs.FileType.NotFound
+    except (OSError, ValueError):  # a parent that is a file, a bucket that is not there
+        return False
+
+
+def undo_unstarted(
+    tracking: Tracking,
+    args: Namespace,
+    failure: Exception | None,
+    interrupted: bool,
+    new_folder: bool,
+) -> int:
+    """A sweep that stopped before Tune saved its first state has nothing to resume, and its
+    name, in use, would refuse to start again: its MLflow runs end FAILED (KILLED when it was
+    interrupted) and are deleted (MLflow keeps them among its deleted runs, with the error),
+    and its results folder is removed if this sweep created it; then the same command starts it
+    again. The exit status of :func:`main`."""
+    reason = f"{type(failure).__name__}: {failure}" if failure else "interrupted"
+    status = "KILLED" if interrupted and failure is None else "FAILED"
+    discard_sweep(MlflowClient(tracking.uri), tracking, status, reason)
+    if new_folder:
+        with contextlib.suppress(OSError, ValueError):
+            filesystem, folder = fs.FileSystem.from_uri(sweep_path(args))
+            filesystem.delete_dir(folder)
+    line = str(failure).strip().splitlines()[-1] if failure and str(failure).strip() else reason
+    print(
+        f"error: sweep {args.name} stopped before Ray Tune saved its first state "
+        f"({line}); its MLflow run {tracking.parent_run_id} is marked {status} and deleted, "
+        "nothing is left to resume: run the same command again",
+        file=sys.stderr,
+    )
+    if failure is None:
+        return 128 + (STOPPED_BY[0] if STOPPED_BY else signal.SIGINT)
+    return 1
 
 
 def sweep_exists(args: Namespace) -> bool:

@@ -92,6 +92,19 @@ def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -
     return True
 
 
+def discard_sweep(client: MlflowClient, tracking: Tracking, status: str, reason: str) -> None:
+    """End the sweep's parent run and its trials' runs ``status``, with ``reason`` (tag
+    ``vaecam.error``) on the parent, and delete them, for a sweep that stopped before Ray saved
+    its first state (:func:`drop_unstarted_sweep`'s case, with trial runs too). Deleted runs
+    stay in MLflow's trash, with their status and tags, until ``mlflow gc``."""
+    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
+    client.set_tag(tracking.parent_run_id, ERROR_TAG, reason[:5000])
+    for run_id in [run.info.run_id for run in runs] + [tracking.parent_run_id]:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status)
+        client.delete_run(run_id)
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client of the store at ``uri`` whose schema exists. MLflow creates and migrates its
     schema when a client first touches a new sqlite file, and sweeps started together would
