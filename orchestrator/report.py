@@ -32,6 +32,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # a service that does not answer: one line now, before slow imports
+    from orchestrator.services import probe_argv
+
+    probe_argv(sys.argv[1:], ray=False)
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -43,6 +48,8 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  #
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from orchestrator.names import name_problem  # noqa: E402
+from orchestrator.services import ServiceError, check_recorded  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
     SUPERSEDED_TAG,
     SWEEP_TAG,
@@ -633,14 +640,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="folder for the report (default: report-NAME)")
     args = parser.parse_args(argv)
-    client = MlflowClient(args.tracking_uri)
+    problem = name_problem(args.name)
+    if problem:
+        parser.error(problem)
     out = args.out or Path(f"report-{args.name}")
-    try:
+    try:  # the run is found before anything is written
+        check_recorded(args.tracking_uri)
+        client = MlflowClient(args.tracking_uri)
+        top = find_run(client, args.name)
         md, page = write(client, args.name, out.resolve())
-    except LookupError as error:
+    except (ServiceError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    top = find_run(client, args.name)
     link = Tracking(args.tracking_uri, top.info.experiment_id, top.info.run_id).ui_link()
     print(f"Report: {md}\n        {page} (self-contained)\nLogged on the run: {link}")
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import secrets
 import shlex
 import signal
@@ -26,6 +25,11 @@ from typing import Any
 if not __package__:  # run as a file: make the checkout importable as when installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # a service that does not answer: one line now, before slow imports
+    from orchestrator.services import probe_argv
+
+    probe_argv(sys.argv[1:])
+
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
@@ -36,12 +40,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # 
 
 from orchestrator import campaign, cluster, summary  # noqa: E402
 from orchestrator.campaign import CAMPAIGN  # noqa: E402
+from orchestrator.names import MAX_NAME, NAME, name_problem  # noqa: E402, F401
 from orchestrator.provenance import (  # noqa: E402
     code_provenance,
     command_tags,
     environment_provenance,
 )
 from orchestrator.search import OPTUNA_EXTRA, SEARCHES, build_search  # noqa: E402
+from orchestrator.services import ServiceError, check_services  # noqa: E402
 from orchestrator.space import (  # noqa: E402
     SpaceError,
     build_scoring,
@@ -293,28 +299,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
     )
     return args
-
-
-#: A sweep's name: a folder under --storage-path and an MLflow tag, so nothing that could
-#: leave the folder (``..``, ``/``) or break a search filter (quotes).
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-#: The longest sweep name: a folder name (most file systems allow 255 bytes) with room for what
-#: is put around it (``report-NAME``; a campaign's sweeps are ``NAME-EXPERIMENT``).
-MAX_NAME = 128
-
-
-def name_problem(name: str, flag: str = "--name", limit: int = MAX_NAME) -> str | None:
-    """What is wrong with a sweep's or a campaign's name, or None: the sweep, ``report`` and
-    ``rescore`` check names alike before they touch a folder or an MLflow filter."""
-    if not NAME.fullmatch(name):
-        return (
-            f"{flag} {name!r}: expected letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
-        )
-    if len(name) > limit:
-        return f"{flag}: {len(name)} characters, expected at most {limit} (a folder's name)"
-    return None
 
 
 def flag_problems(args: argparse.Namespace) -> list[str]:
@@ -718,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     scheduler stopped it), 1 when some failed, 2 for bad input (nothing started), 128 + the
     signal's number when a signal interrupted it."""
     args = parse_args(argv)
+    try:
+        check_services(args.tracking_uri)
+    except ServiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.experiment == CAMPAIGN:
         return campaign.main(args, build_parser())
     if args.within_campaign:

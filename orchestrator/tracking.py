@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from PIL import Image
 
+from orchestrator.names import quoted
 from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
 from vaecam.data import DataSource, file_lock
 from vaecam.scoring import COLUMNS, ScoreTable
@@ -68,7 +69,9 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
 
 
 def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
-    runs = client.search_runs([experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{SWEEP_TAG}` = {quoted(sweep)}", max_results=1
+    )
     return runs[0] if runs else None
 
 
@@ -119,10 +122,14 @@ def open_store(uri: str) -> MlflowClient:
 
 def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
     """The parent run of ``sweep`` in any experiment of the store, as its :class:`Tracking` and
-    params, or None."""
+    params, or None (a sqlite store that does not exist yet is not created)."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return None
     client = open_store(uri)
     ids = [experiment.experiment_id for experiment in client.search_experiments()]
-    runs = client.search_runs(ids, f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1) if ids else []
+    query = f"tags.`{SWEEP_TAG}` = {quoted(sweep)}"
+    runs = client.search_runs(ids, query, max_results=1) if ids else []
     if not runs:
         return None
     run = runs[0]

@@ -776,4 +776,8 @@ def _params(run) -> dict:
 def test_rescore_refuses_an_unknown_sweep(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert rescore.main(["--name", "nowhere", "--tracking-uri", uri]) == 2
+    assert "no MLflow store there" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()  # not created by the lookup
+    start_sweep(uri, "digits", "somewhere", {})
+    assert rescore.main(["--name", "nowhere", "--tracking-uri", uri]) == 2
     assert "no sweep 'nowhere'" in capsys.readouterr().err
