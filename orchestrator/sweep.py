@@ -38,7 +38,7 @@ from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
-from orchestrator import campaign, cluster, summary  # noqa: E402
+from orchestrator import campaign, cluster, state_digest, summary  # noqa: E402
 from orchestrator.campaign import CAMPAIGN  # noqa: E402
 from orchestrator.names import MAX_NAME, NAME, name_problem  # noqa: E402, F401
 from orchestrator.provenance import (  # noqa: E402
@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage-path): finished trials are kept, errored ones continue from their last "
         "checkpoint, each in its own MLflow run; --quick, --num-samples, --categories and --set "
         "are the sweep's own, read from its MLflow parent run",
+    )
+    parser.add_argument(
+        "--trust-storage",
+        action="store_true",
+        help="with --resume: resume even if the sweep's state files in --storage-path changed "
+        "since its driver last wrote them (Tune unpickles them on this machine; see "
+        "docker/README.md, security model)",
     )
     parser.add_argument(
         "--restart-errored",
@@ -338,6 +345,8 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
     problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
     if args.restart_errored and not args.resume:
         problems.append("--restart-errored needs --resume")
+    if args.trust_storage and not args.resume:
+        problems.append("--trust-storage needs --resume")
     if args.strict and args.experiment != CAMPAIGN:
         problems.append(f"--strict is for {CAMPAIGN!r}, the campaign of every experiment")
     if args.experiment == CAMPAIGN and args.categories:
@@ -722,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--storage-path"
                 )
             restore_space_flags(args)
+            check_state(args)
         elif sweep_exists(args):
             raise SpaceError(
                 f"--name {args.name!r}: a sweep of that name exists (in {args.storage_path} or "
@@ -791,10 +801,12 @@ def run(
     every = args.system_metrics_every if args.system_metrics else None
     options = TrialOptions(args.checkpoint_every, every, driver, args.restart_errored)
     failure: Exception | None = None
+    state_digest.mark_running(sweep_path(args))
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
         outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
         interrupted = was_interrupted()
+        state_digest.record_state(sweep_path(args))  # Tune's last write: what --resume trusts
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable
         outcomes, stopped, interrupted = {}, {}, True
     except Exception as error:  # noqa: BLE001  (undone below if nothing could be resumed)
@@ -849,6 +861,24 @@ def check_resources(args: Namespace) -> None:
     if args.cpus_per_trial > (os.cpu_count() or 1):
         raise SpaceError(
             f"--cpus-per-trial {args.cpus_per_trial}: this machine has {os.cpu_count()} CPUs"
+        )
+
+
+def check_state(args: Namespace) -> None:
+    """``--resume`` unpickles the sweep's state files: refuse them if they changed since the
+    sweep's driver last wrote them (:mod:`orchestrator.state_digest`), unless
+    ``--trust-storage``."""
+    changed = state_digest.changed_state(sweep_path(args))
+    if changed is None:
+        print(
+            f"note: no record on this machine of the state {sweep_path(args)} was left in (its "
+            "driver was killed, or ran elsewhere): resuming from it unverified"
+        )
+    elif changed and not args.trust_storage:
+        raise SpaceError(
+            f"--resume: the state files of {sweep_path(args)} changed since the sweep last wrote "
+            f"them ({', '.join(changed)}); Ray would unpickle them here. If only you can write "
+            "there, pass --trust-storage"
         )
 
 
