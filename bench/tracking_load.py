@@ -70,22 +70,21 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres(folder: Path, password: str) -> Iterator[str]:
-    """A PostgreSQL server with its data in ``folder`` (a new folder), on 127.0.0.1 and a free
-    port, no unix socket, password authentication for the user ``postgres``, and a database
-    ``mlflow``; yields its URI without the password (libpq reads that from a password file)."""
+def postgres(password: str) -> Iterator[str]:
+    """A PostgreSQL server with its data in a new temporary folder (its own, in the system's
+    temporary folder, which the ``postgres`` user can reach), on 127.0.0.1 and a free port, no
+    unix socket, password authentication for the user ``postgres``, and a database ``mlflow``;
+    yields its URI without the password (libpq reads that from a password file)."""
     import psycopg  # the `postgres` extra (and dev): SQLAlchemy's driver for postgresql://
 
     bindir = postgres_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install -y postgresql")
-    folder.mkdir(mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix="vaecam-pg-"))
     data, pwfile = folder / "data", folder / "pwfile"
     pwfile.write_text(password + "\n")
     pwfile.chmod(0o600)
-    if os.geteuid() == 0:  # the folders above must let postgres through
-        for parent in [folder.parent]:
-            parent.chmod(parent.stat().st_mode | 0o011)
+    if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
         shutil.chown(pwfile, "postgres", "postgres")
     subprocess.run(
@@ -122,6 +121,7 @@ def postgres(folder: Path, password: str) -> Iterator[str]:
             _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
             capture_output=True,
         )
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def account_env(password: str) -> dict[str, str]:
@@ -320,7 +320,7 @@ def backend_server(name: str, folder: Path, password: str, workers: int) -> Iter
             yield url
         return
     pg_password = secrets.token_urlsafe(24)
-    with postgres(folder / "postgres", pg_password) as uri:
+    with postgres(pg_password) as uri:
         with mlflow_server(folder / "home", password, uri, workers, pg_password) as url:
             yield url
 
