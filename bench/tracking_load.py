@@ -265,22 +265,29 @@ def _load(url: str, password: str, clients: int, epochs: int, timeout: float) ->
         )
         for index in range(clients)
     ]
-    for process in processes:  # every client has imported MLflow: they start together
-        if process.stdout.readline().strip() != "ready":
-            raise RuntimeError("a client did not start")
-    started = time.monotonic()
-    for process in processes:
-        process.stdin.write("go\n")
-        process.stdin.flush()
-    outcomes, killed = [], 0
-    for process in processes:
-        try:
-            out, _ = process.communicate(timeout=max(1.0, started + timeout - time.monotonic()))
-            outcomes.append(json.loads(out.strip().splitlines()[-1]))
-        except (subprocess.TimeoutExpired, ValueError, IndexError):
-            process.kill()
-            process.communicate()
-            killed += 1
+    try:
+        for process in processes:  # every client has imported MLflow: they start together
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError("a client did not start")
+        started = time.monotonic()
+        for process in processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outcomes, killed = [], 0
+        for process in processes:
+            try:
+                left = max(1.0, started + timeout - time.monotonic())
+                out, _ = process.communicate(timeout=left)
+                outcomes.append(json.loads(out.strip().splitlines()[-1]))
+            except (subprocess.TimeoutExpired, ValueError, IndexError):
+                process.kill()
+                process.communicate()
+                killed += 1
+    finally:  # an error or a signal here: no client outlives the benchmark
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     seconds = time.monotonic() - started
     client.set_terminated(parent_id, "FINISHED")
 
@@ -350,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=900, help="seconds a load may take; slower clients die"
     )
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, a scheduler) unwinds like Ctrl-C: the servers and clients stop too
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     if any(name not in BACKENDS for name in args.backends):
         parser.error(f"--backends: expected some of {', '.join(BACKENDS)}")
     results: dict[str, dict[str, dict]] = {}
