@@ -22,7 +22,7 @@
 #   MLFLOW_PORT           port to listen on. Default: 5000.
 #   MLFLOW_BACKEND_URI    runs, params and metrics. Default: sqlite:///$MLFLOW_HOME/mlflow.db.
 #                         PostgreSQL: postgresql://USER@HOST:5432/DATABASE (the database must
-#                         exist; MLflow creates its tables; psycopg2 is in the image), with the
+#                         exist; MLflow creates its tables; psycopg 3 is in the image), with the
 #                         password in a libpq password file: $MLFLOW_HOME/.pgpass (mode 600) is
 #                         used when it exists, or PGPASSFILE / PGPASSWORD. The URI reaches MLflow
 #                         through the environment, never its command line (`ps` shows that).

@@ -480,7 +480,7 @@ def restore(args: Namespace) -> tuple[dict[str, list[str]], str]:
     for name, command in planned.items():
         sweep = sweep_name(args.name, name)
         if tune.Tuner.can_restore(f"{args.storage_path}/{sweep}"):
-            command.append("--resume")
+            command += ["--resume", *(["--trust-storage"] if args.trust_storage else [])]
         elif drop_unstarted_sweep(client, tracking.experiment_id, sweep):
             print(f"[{name}] was stopped before it saved a state: it starts again")
     print(f"Resuming campaign {args.name}: {', '.join(planned) or 'every sweep has finished'}")

@@ -31,6 +31,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orchestrator.names import name_problem  # noqa: E402  (light: before the slow imports)
+from orchestrator.services import ServiceError, check_recorded, probe_argv  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags; parsed before MLflow, torch and Ray are imported (seconds), so
@@ -43,11 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the MLflow store the sweep recorded into",
     )
     parser.add_argument("--out", type=Path, help="folder for the report (default: report-NAME)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    problem = name_problem(args.name)
+    if problem:
+        parser.error(problem)
+    return args
 
 
 if __name__ == "__main__":  # the command: its flags first, then the imports below
     ARGS = parse_args()
+    probe_argv(sys.argv[1:], ray=False)  # a service that does not answer: one line, exit 2
     print(f"Reading {ARGS.name} from {ARGS.tracking_uri} ...", flush=True)
 
 import numpy as np  # noqa: E402
@@ -800,16 +808,17 @@ def write(client: MlflowClient, name: str, out: Path) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
     args = args or parse_args(argv)
-    client = MlflowClient(args.tracking_uri)
     out = args.out or Path(f"report-{args.name}")
-    try:
-        md, page = write(client, args.name, out.resolve())
-    except LookupError as error:
+    try:  # the run is found before anything is written
+        check_recorded(args.tracking_uri)
+        client = MlflowClient(args.tracking_uri)
+        top = find_run(client, args.name)
+        md, html_path = write(client, args.name, out.resolve())
+    except (ServiceError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    top = find_run(client, args.name)
     link = Tracking(args.tracking_uri, top.info.experiment_id, top.info.run_id).ui_link()
-    print(f"Report: {md}\n        {page} (self-contained)\nLogged on the run: {link}")
+    print(f"Report: {md}\n        {html_path} (self-contained)\nLogged on the run: {link}")
     return 0
 
 

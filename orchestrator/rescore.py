@@ -26,12 +26,19 @@ from typing import Any
 if not __package__:  # run as a file: make the checkout importable as when installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # a service that does not answer: one line now, before slow imports
+    from orchestrator.services import probe_argv
+
+    probe_argv(sys.argv[1:])
+
 import ray  # noqa: E402
 import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from orchestrator import summary  # noqa: E402
 from orchestrator.headline import all_readings  # noqa: E402
+from orchestrator.names import name_problem  # noqa: E402
+from orchestrator.services import ServiceError, check_ray_address, check_recorded  # noqa: E402
 from orchestrator.space import SpaceError, parse_assignment  # noqa: E402
 from orchestrator.tracking import RunLog, find_sweep  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
@@ -71,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="GPUs per task; 0 scores on the CPU (explicit, never inferred from the cluster)",
     )
     args = parser.parse_args(argv)
+    problem = name_problem(args.name)
+    if problem:
+        parser.error(problem)
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         parser.error("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     return args
@@ -124,6 +134,12 @@ def rescore_run(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        check_recorded(args.tracking_uri)
+        check_ray_address()
+    except ServiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     found = find_sweep(args.tracking_uri, args.name)
     if found is None:
         print(f"error: no sweep {args.name!r} in {args.tracking_uri}", file=sys.stderr)

@@ -8,12 +8,13 @@ python orchestrator/sweep.py mnist ...           # as a file too (what ``ray sub
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import re
 import secrets
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from argparse import Namespace
 from collections.abc import Callable
@@ -24,6 +25,11 @@ from typing import Any
 if not __package__:  # run as a file: make the checkout importable as when installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # a service that does not answer: one line now, before slow imports
+    from orchestrator.services import probe_argv
+
+    probe_argv(sys.argv[1:])
+
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
@@ -32,14 +38,16 @@ from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
-from orchestrator import campaign, cluster, summary  # noqa: E402
+from orchestrator import campaign, cluster, state_digest, summary  # noqa: E402
 from orchestrator.campaign import CAMPAIGN  # noqa: E402
+from orchestrator.names import MAX_NAME, NAME, name_problem  # noqa: E402, F401
 from orchestrator.provenance import (  # noqa: E402
     code_provenance,
     command_tags,
     environment_provenance,
 )
 from orchestrator.search import OPTUNA_EXTRA, SEARCHES, build_search  # noqa: E402
+from orchestrator.services import ServiceError, check_services  # noqa: E402
 from orchestrator.space import (  # noqa: E402
     SpaceError,
     build_scoring,
@@ -57,6 +65,7 @@ from orchestrator.tracking import (  # noqa: E402
     STOPPED_TAG,
     TRIAL_TAG,
     Tracking,
+    discard_sweep,
     sqlite_path,
     start_sweep,
     sweep_params,
@@ -178,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage-path): finished trials are kept, errored ones continue from their last "
         "checkpoint, each in its own MLflow run; --quick, --num-samples, --categories and --set "
         "are the sweep's own, read from its MLflow parent run",
+    )
+    parser.add_argument(
+        "--trust-storage",
+        action="store_true",
+        help="with --resume: resume even if the sweep's state files in --storage-path changed "
+        "since its driver last wrote them (Tune unpickles them on this machine; see "
+        "docker/README.md, security model)",
     )
     parser.add_argument(
         "--restart-errored",
@@ -315,19 +331,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-#: A sweep's name: a folder under --storage-path and an MLflow tag, so nothing that could
-#: leave the folder (``..``, ``/``) or break a search filter (quotes).
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
 def flag_problems(args: argparse.Namespace) -> list[str]:
     """What is wrong with the flags themselves (before any setting or data is looked at)."""
     problems = []
-    if args.name is not None and not NAME.fullmatch(args.name):
-        problems.append(
-            f"--name {args.name!r}: expected letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
-        )
+    if args.name is not None:
+        # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
+        suffix = 1 + max(map(len, SPACES)) if args.experiment == CAMPAIGN else 0
+        problems += filter(None, [name_problem(args.name, limit=MAX_NAME - suffix)])
     checks = [
         (
             "--num-samples",
@@ -358,6 +368,8 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
     problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
     if args.restart_errored and not args.resume:
         problems.append("--restart-errored needs --resume")
+    if args.trust_storage and not args.resume:
+        problems.append("--trust-storage needs --resume")
     if args.strict and args.experiment != CAMPAIGN:
         problems.append(f"--strict is for {CAMPAIGN!r}, the campaign of every experiment")
     if args.experiment == CAMPAIGN and args.categories:
@@ -748,6 +760,11 @@ def main(argv: list[str] | None = None) -> int:
     scheduler stopped it), 1 when some failed, 2 for bad input (nothing started), 128 + the
     signal's number when a signal interrupted it."""
     args = parse_args(argv)
+    try:
+        check_services(args.tracking_uri)
+    except ServiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.experiment == CAMPAIGN:
         return campaign.main(args, build_parser())
     if args.within_campaign:
@@ -759,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         # fails at once; what it fetches is needed whatever else is wrong.
         if args.download and args.experiment in DATASETS:
             fetch_for_loader(args.experiment, args.data_root)
+        check_storage(args.storage_path)
         if args.resume:
             if not tune.Tuner.can_restore(sweep_path(args)):
                 raise SpaceError(
@@ -766,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--storage-path"
                 )
             restore_space_flags(args)
+            check_state(args)
         elif sweep_exists(args):
             raise SpaceError(
                 f"--name {args.name!r}: a sweep of that name exists (in {args.storage_path} or "
@@ -830,6 +849,7 @@ def run(
     driver = code_provenance() | command_tags(
         None if argv is None else [sys.executable, "-m", "orchestrator.sweep", *argv]
     )
+    new_folder = not args.resume and not folder_exists(sweep_path(args))
     tracking = open_sweep(search_space, space, scoring, args, driver)
     every = args.system_metrics_every if args.system_metrics else None
     options = TrialOptions(
@@ -840,12 +860,17 @@ def run(
         claims=getattr(search_space, "CLAIMS", ()),
         every_metric=args.log_metrics == "all",
     )
+    failure: Exception | None = None
+    state_digest.mark_running(sweep_path(args))
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
         outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
         interrupted = was_interrupted()
+        state_digest.record_state(sweep_path(args))  # Tune's last write: what --resume trusts
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable
         outcomes, stopped, interrupted = {}, {}, True
+    except Exception as error:  # noqa: BLE001  (undone below if nothing could be resumed)
+        failure, interrupted = error, False
     finally:
         # What is left takes seconds and must not be cut short: a signal now would leave runs
         # RUNNING, or Ray half shut down (its core worker then exits by itself, losing this
@@ -853,6 +878,10 @@ def run(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if started_ray:  # the local instance goes with the sweep, whatever happened
             cluster.disconnect()
+    if not args.resume and not tune.Tuner.can_restore(sweep_path(args)):
+        return undo_unstarted(tracking, args, failure, interrupted, new_folder)
+    if failure is not None:
+        raise failure
     unfinished = reconcile(tracking, outcomes, interrupted)
     if not interrupted:
         mark_stopped_early(tracking, stopped)
@@ -893,6 +922,89 @@ def check_resources(args: Namespace) -> None:
         raise SpaceError(
             f"--cpus-per-trial {args.cpus_per_trial}: this machine has {os.cpu_count()} CPUs"
         )
+
+
+def check_state(args: Namespace) -> None:
+    """``--resume`` unpickles the sweep's state files: refuse them if they changed since the
+    sweep's driver last wrote them (:mod:`orchestrator.state_digest`), unless
+    ``--trust-storage``."""
+    changed = state_digest.changed_state(sweep_path(args))
+    if changed is None:
+        print(
+            f"note: no record on this machine of the state {sweep_path(args)} was left in (its "
+            "driver was killed, or ran elsewhere): resuming from it unverified"
+        )
+    elif changed and not args.trust_storage:
+        raise SpaceError(
+            f"--resume: the state files of {sweep_path(args)} changed since the sweep last wrote "
+            f"them ({', '.join(changed)}); Ray would unpickle them here. If only you can write "
+            "there, pass --trust-storage"
+        )
+
+
+def check_storage(path: str) -> None:
+    """A local ``--storage-path`` must be a folder this process can create and write in: Tune
+    would find out only after the sweep's MLflow run exists. The check leaves nothing behind.
+    (Remote storage, ``s3://`` and the like, is checked by Tune as it starts.)"""
+    if "://" in path:
+        return
+    folder = Path(path)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    created: list[Path] = []
+    try:
+        for parent in reversed(missing):
+            parent.mkdir()
+            created.append(parent)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise SpaceError(
+            f"--storage-path {path}: cannot write there ({error.strerror or error}); choose a "
+            "folder you can write (shared storage, NFS or s3://, on a multi-node cluster)"
+        ) from None
+    finally:
+        for parent in reversed(created):
+            parent.rmdir()
+
+
+def folder_exists(uri: str) -> bool:
+    """Whether the folder (a local path or a ``pyarrow`` URI such as ``s3://...``) exists."""
+    try:
+        filesystem, folder = fs.FileSystem.from_uri(uri)
+        return filesystem.get_file_info(folder).type != fs.FileType.NotFound
+    except (OSError, ValueError):  # a parent that is a file, a bucket that is not there
+        return False
+
+
+def undo_unstarted(
+    tracking: Tracking,
+    args: Namespace,
+    failure: Exception | None,
+    interrupted: bool,
+    new_folder: bool,
+) -> int:
+    """A sweep that stopped before Tune saved its first state has nothing to resume, and its
+    name, in use, would refuse to start again: its MLflow runs end FAILED (KILLED when it was
+    interrupted) and are deleted (MLflow keeps them among its deleted runs, with the error),
+    and its results folder is removed if this sweep created it; then the same command starts it
+    again. The exit status of :func:`main`."""
+    reason = f"{type(failure).__name__}: {failure}" if failure else "interrupted"
+    status = "KILLED" if interrupted and failure is None else "FAILED"
+    discard_sweep(MlflowClient(tracking.uri), tracking, status, reason)
+    if new_folder:
+        with contextlib.suppress(OSError, ValueError):
+            filesystem, folder = fs.FileSystem.from_uri(sweep_path(args))
+            filesystem.delete_dir(folder)
+    line = str(failure).strip().splitlines()[-1] if failure and str(failure).strip() else reason
+    print(
+        f"error: sweep {args.name} stopped before Ray Tune saved its first state "
+        f"({line}); its MLflow run {tracking.parent_run_id} is marked {status} and deleted, "
+        "nothing is left to resume: run the same command again",
+        file=sys.stderr,
+    )
+    if failure is None:
+        return 128 + (STOPPED_BY[0] if STOPPED_BY else signal.SIGINT)
+    return 1
 
 
 def sweep_exists(args: Namespace) -> bool:

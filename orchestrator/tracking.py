@@ -26,6 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from PIL import Image
 
 from orchestrator.headline import headline
+from orchestrator.names import quoted
 from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
 from vaecam.data import DataSource, file_lock
 from vaecam.scoring import COLUMNS, ScoreTable, metric_name
@@ -77,7 +78,9 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
 
 
 def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
-    runs = client.search_runs([experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{SWEEP_TAG}` = {quoted(sweep)}", max_results=1
+    )
     return runs[0] if runs else None
 
 
@@ -101,6 +104,19 @@ def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -
     return True
 
 
+def discard_sweep(client: MlflowClient, tracking: Tracking, status: str, reason: str) -> None:
+    """End the sweep's parent run and its trials' runs ``status``, with ``reason`` (tag
+    ``vaecam.error``) on the parent, and delete them, for a sweep that stopped before Ray saved
+    its first state (:func:`drop_unstarted_sweep`'s case, with trial runs too). Deleted runs
+    stay in MLflow's trash, with their status and tags, until ``mlflow gc``."""
+    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
+    client.set_tag(tracking.parent_run_id, ERROR_TAG, reason[:5000])
+    for run_id in [run.info.run_id for run in runs] + [tracking.parent_run_id]:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status)
+        client.delete_run(run_id)
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client of the store at ``uri`` whose schema exists. MLflow creates and migrates its
     schema when a client first touches a new sqlite file, and sweeps started together would
@@ -115,10 +131,14 @@ def open_store(uri: str) -> MlflowClient:
 
 def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
     """The parent run of ``sweep`` in any experiment of the store, as its :class:`Tracking` and
-    params, or None."""
+    params, or None (a sqlite store that does not exist yet is not created)."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return None
     client = open_store(uri)
     ids = [experiment.experiment_id for experiment in client.search_experiments()]
-    runs = client.search_runs(ids, f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1) if ids else []
+    query = f"tags.`{SWEEP_TAG}` = {quoted(sweep)}"
+    runs = client.search_runs(ids, query, max_results=1) if ids else []
     if not runs:
         return None
     run = runs[0]

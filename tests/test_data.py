@@ -151,6 +151,27 @@ def test_mnist_failed_download_is_one_short_error(
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
+def test_mnist_failed_download_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchvision creates ``<root>/MNIST/raw`` before it downloads into it: a download that
+    fails (offline, faked here) takes the folders it created with it, the lock file too."""
+    from torchvision.datasets import MNIST
+
+    def offline(self: MNIST) -> None:
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(MNIST, "download", offline)
+    for root in (tmp_path / "missing", tmp_path / "empty"):
+        if root.name == "empty":
+            root.mkdir()
+        with pytest.raises(DataNotFoundError):
+            load_mnist(root, 28, download=True)
+        assert not (root / "MNIST").exists()
+        assert root.exists() == (root.name == "empty")  # a folder that was there stays
+
+
 def test_mnist_corrupt_file_is_not_reported_missing(tmp_path: Path) -> None:
     write_mnist(tmp_path)
     (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00" * 16)

@@ -4,10 +4,12 @@ The head and a worker node are two ``ray start --block`` processes on 127.0.0.1 
 own temp dir, 1 CPU, free ports), with token authentication (``RAY_AUTH_MODE=token`` and a
 fresh ``RAY_AUTH_TOKEN`` in their environment and the sweep's, never ``~/.ray/auth_token``). An
 MLflow server (sqlite, artifacts proxied) records the sweep. The ``digits`` sweep runs as a
-subprocess connected to the cluster by ``RAY_ADDRESS``, one trial per node; once the worker's
-trial has logged two epochs, every process of the worker node is SIGKILLed (a machine lost).
-The sweep must retry that trial on the head from its last checkpoint and finish with one
-complete MLflow run per trial. Figures: one JSON line on stdout (``pytest -s``): trials per
+subprocess connected to the cluster by ``RAY_ADDRESS``, one trial per node, a checkpoint every
+epoch; once the worker's trial has logged two epochs and a checkpoint of it is in the storage
+path, every process of the worker node is SIGKILLed (a machine lost). The sweep must retry that
+trial on the head from its last checkpoint (Tune's record of the trial: the first epoch the new
+attempt reports is the checkpoint's plus one, never epoch 0) and finish with one complete MLflow
+run per trial, every epoch logged once. Figures: one JSON line on stdout (``pytest -s``): trials per
 node, MLflow runs against trials, and seconds from the kill until Tune saw the failure, the
 head's CPU was free (the other trial ended), the trial ran on the head, and it logged its next
 epoch there (``seconds_to_recover``).
@@ -229,6 +231,7 @@ def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
     command += ["--set", 'seed={"grid_search": [0, 1]}', "--set", "latent_dim=8"]  # two trials
     command += ["--scoring", 'target_layer=["encoder.2"]', "--scoring", 'quantity=["mu"]']
     command += ["--set", f"epochs={EPOCHS}", "--cpus-per-trial", "1", "--max-failures", "3"]
+    command += ["--checkpoint-every", "1"]  # a checkpoint exists when the node dies
     command += ["--tracking-uri", cluster.tracking_uri, "--name", SWEEP]
     command += ["--storage-path", str(tmp_path / "ray_results"), "--data-root", str(tmp_path)]
     sweep = cluster.start("sweep", command, RAY_ADDRESS=cluster.address)
@@ -242,11 +245,21 @@ def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
             time.sleep(every)
         return found
 
-    def on_worker_after_two_epochs():
-        runs = [r for r in _children(client) if r.data.tags.get("ray.node_id") == worker]
-        return next((r for r in runs if r.data.metrics.get("epoch", -1) >= 1), None)
+    results = tmp_path / "ray_results" / SWEEP
 
-    victim = wait(on_worker_after_two_epochs, "trial on the worker with two epochs")
+    def on_worker_after_two_epochs_with_a_checkpoint():
+        runs = [r for r in _children(client) if r.data.tags.get("ray.node_id") == worker]
+        return next(
+            (
+                r
+                for r in runs
+                if r.data.metrics.get("epoch", -1) >= 1
+                and list((results / r.data.tags["ray.trial_id"]).glob("checkpoint_*"))
+            ),
+            None,
+        )
+
+    victim = wait(on_worker_after_two_epochs_with_a_checkpoint, "a checkpoint on the worker")
     run_id, victim_trial = victim.info.run_id, victim.data.tags["ray.trial_id"]
     killed_at = time.time()
     cluster.kill_node("worker", cluster.temp_dirs[1])
@@ -271,7 +284,6 @@ def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
     assert code == 0, cluster.log("sweep")
 
     # nothing lost, nothing twice: one finished run per trial, every epoch once
-    results = tmp_path / "ray_results" / SWEEP
     trials = sorted(path.name for path in results.iterdir() if path.is_dir())
     children = _children(client)
     runs = sorted(child.data.tags["ray.trial_id"] for child in children)
@@ -288,6 +300,15 @@ def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
     per_node = Counter(node for history in nodes.values() for node in set(history))
     assert set(per_node) == {head, worker}, nodes
     assert nodes[victim_trial] == [worker, head]
+    # restored, not restarted: Tune's record of the trial (result.json, one line per report, the
+    # reporting process's pid) continues on the head at the epoch after its last checkpoint
+    reports = [json.loads(line) for line in (results / victim_trial / "result.json").open()]
+    before = [r for r in reports if r["pid"] == reports[0]["pid"]]
+    after = reports[len(before) :]
+    checkpointed = [r["epoch"] for r in before if r.get("checkpoint_dir_name")]
+    assert checkpointed and after, reports
+    assert after[0]["epoch"] == checkpointed[-1] + 1, (checkpointed, after[0])  # not epoch 0
+    assert [r["epoch"] for r in after] == list(range(after[0]["epoch"], EPOCHS)), after
     # Tune's record of the failure, written by the driver as it handles it (head's temp dir)
     errors = Path(cluster.temp_dirs[0]).glob(
         f"session_*/artifacts/*/{SWEEP}/driver_artifacts/{victim_trial}/error.txt"
@@ -303,6 +324,7 @@ def test_a_sweep_survives_losing_a_worker_node(cluster, tmp_path):
         "epochs_per_trial": EPOCHS,
         "trials_per_node": {"head": per_node[head], "worker": per_node[worker]},
         "worker_killed_after_epoch": last_before,
+        "restored_from_epoch": checkpointed[-1],
         "seconds_to_failure_seen": failed_at and round(failed_at - killed_at, 2),
         "seconds_to_head_cpu_free": round(max(0.0, head_free_at - killed_at), 2),
         "seconds_to_retry_on_head": round(moved_at - killed_at, 2),

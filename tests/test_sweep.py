@@ -368,6 +368,68 @@ def test_a_name_that_exists_needs_resume(tmp_path, capsys):
     assert sweep.main(["digits", "--quick", *_sweep_args(tmp_path, "folder")]) == 2
 
 
+def test_a_name_too_long_for_a_folder_is_refused_naming_the_limit(tmp_path, capsys):
+    args = ["digits", "--quick", *_sweep_args(tmp_path, "n" * 500)]
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(args)
+    assert exit_.value.code == 2
+    assert f"--name: 500 characters, expected at most {sweep.MAX_NAME}" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+    # a campaign's sweeps are NAME-EXPERIMENT: its name has room left for the longest one
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["all", "--name", "c" * (sweep.MAX_NAME - 1)])
+    assert all(len(name) <= sweep.MAX_NAME for name in [sweep.parse_args(["digits"]).name])
+
+
+def test_a_storage_path_that_cannot_be_written_is_refused_before_ray_starts(tmp_path):
+    command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]
+    args = _sweep_args(tmp_path, "proc") + ["--storage-path", "/proc/x"]
+    done = subprocess.run(command + args, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "error: --storage-path /proc/x: cannot write there (No such file or directory); choose "
+        "a folder you can write (shared storage, NFS or s3://, on a multi-node cluster)"
+    ]
+    assert "Ray" not in done.stdout and not (tmp_path / "mlflow.db").exists()
+    # a writable path that does not exist yet passes, and the check leaves nothing behind
+    sweep.check_storage(str(tmp_path / "new" / "results"))
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_that_fails_before_its_first_saved_state_can_be_run_again_as_it_was(
+    tmp_path, capsys, monkeypatch, ray_session
+):
+    """The test hook: the storage path stops being writable (it becomes a file: root writes
+    through permissions) after the parent run exists and before Tune saves anything."""
+    args = ["digits", "--quick", "--set", "epochs=2", *_sweep_args(tmp_path, "again")]
+    storage = tmp_path / "ray_results"
+    opened = []
+
+    def open_then_break_storage(*given):
+        opened.append(open_sweep(*given))
+        storage.rmdir()
+        storage.write_text("not a folder")
+        return opened[-1]
+
+    open_sweep = sweep.open_sweep
+    monkeypatch.setattr(sweep, "open_sweep", open_then_break_storage)
+    storage.mkdir()
+    assert sweep.main(args) == 1
+    error = capsys.readouterr().err
+    assert "stopped before Ray Tune saved its first state" in error
+    assert "run the same command again" in error
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    failed = client.get_run(opened[0].parent_run_id)
+    assert failed.info.status == "FAILED" and failed.info.lifecycle_stage == "deleted"
+    assert failed.data.tags["vaecam.error"]
+    monkeypatch.setattr(sweep, "open_sweep", open_sweep)
+    storage.unlink()  # writable again: the same command starts the sweep
+    assert sweep.main(args) == 0
+    _, parent, children = _runs(tmp_path, "again")
+    assert parent.info.status == "FINISHED" and len(children) == 1
+
+
 def test_default_names_are_unique_under_parallel_launches():
     names = {sweep.parse_args(["digits"]).name for _ in range(50)}
     assert len(names) == 50 and all(sweep.NAME.fullmatch(name) for name in names)
@@ -769,5 +831,9 @@ def _params(run) -> dict:
 
 def test_rescore_refuses_an_unknown_sweep(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert rescore.main(["--name", "nowhere", "--tracking-uri", uri]) == 2
+    assert "no MLflow store there" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()  # not created by the lookup
+    start_sweep(uri, "digits", "somewhere", {})
     assert rescore.main(["--name", "nowhere", "--tracking-uri", uri]) == 2
     assert "no sweep 'nowhere'" in capsys.readouterr().err

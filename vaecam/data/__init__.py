@@ -203,6 +203,8 @@ def load_mnist(root: Path, image_size: int = MNIST_SIZE, download: bool = False)
     raw = root / "MNIST" / "raw"
     if raw.is_dir():
         _gunzip_missing(raw)
+    # a failed download leaves nothing behind: the first of these folders it creates goes again
+    created = next((p for p in (root, root / "MNIST", raw) if not p.exists()), None)
     try:
         # The train set's download fetches all four files, so the test set never downloads;
         # one process at a time (trials on a fresh node start together, and torchvision writes
@@ -216,6 +218,8 @@ def load_mnist(root: Path, image_size: int = MNIST_SIZE, download: bool = False)
         if all((raw / name).is_file() for name in MNIST_FILES):
             raise  # the files are there: something else went wrong, keep the real error
         reason = _one_line(error) if download else None
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise DataNotFoundError(_mnist_missing_message(raw, download, reason)) from None
 
     def to_images(data: Tensor) -> Tensor:  # (N, 28, 28) uint8 -> (N, 1, S, S) float32
