@@ -9,6 +9,7 @@ settings and their defaults (the reproduction's setup) are
 
 from ray import tune
 
+from search_spaces.readings import WHY
 from vaecam.data.mvtec import CATEGORIES
 
 EXPERIMENT = "anomaly"
@@ -129,15 +130,6 @@ REFERENCE = {
 #: The paper's claims this sweep tests (``orchestrator.report``): per category, the pixel AUROC
 #: of the paper's table against ours, under each reading (``OURS``). The two readings can differ
 #: far beyond their intervals on the same model: neither alone is "the paper's method".
-#: Why each reading: what it computes and whose it is (the report says it beside the row).
-WHY = {
-    "the paper's equations": "The paper's Grad-CAM per latent dim (ReLU, mean over dims) of its "
-    "Eq. 4 read as a draw of the normal-difference variable, through which the normal data's "
-    "statistics reach the map.",
-    "the reproduction's code": "What the reproduction's code computed for its numbers: one "
-    "backward of sum(mu), one RMS over the batch, mean_k |alpha_k A^k|, at its layer and on its "
-    "encoder.",
-}
 READINGS = {
     "the paper's equations": ("per_dim", "normal_difference_z"),
     "the reproduction's code": ("reproduction", "mu"),

@@ -4,6 +4,8 @@ and their defaults (the reproduction's setup) are ``vaecam.experiments.video.UCS
 
 from ray import tune
 
+from search_spaces.readings import WHY
+
 EXPERIMENT = "anomaly"
 METRIC = "val_loss"  # negative ELBO on frames of held-out normal training clips
 MODE = "min"
@@ -84,15 +86,6 @@ AGGREGATE = SCORES
 #: maps localise anomalies better than reconstruction: the verdict is against that baseline,
 #: under two readings: the paper's equations (per_dim, Eq. 4 drawn, the third conv) and the
 #: reproduction's code (its formulation of mu at its default layer, the third block's ReLU).
-#: Why each reading: what it computes and whose it is (the report says it beside the row).
-WHY = {
-    "the paper's equations": "The paper's Grad-CAM per latent dim (ReLU, mean over dims) of its "
-    "Eq. 4 read as a draw of the normal-difference variable, through which the normal data's "
-    "statistics reach the map.",
-    "the reproduction's code": "What the reproduction's code computed for its numbers: one "
-    "backward of sum(mu), one RMS over the batch, mean_k |alpha_k A^k|, at its layer and on its "
-    "encoder.",
-}
 READINGS = {
     "the paper's equations": ("encoder.6", "per_dim", "normal_difference_z"),
     "the reproduction's code": ("encoder.8", "reproduction", "mu"),
