@@ -386,10 +386,13 @@ def budget(sweep: Sweep) -> tuple[str, bool]:
     return (f"preset {preset}" if preset else "the search space's budget"), bool(preset)
 
 
-def data_setting(sweep: Sweep, runs: Sequence[Run], dataset: str, group: str) -> tuple[str, bool]:
+def data_setting(
+    sweep: Sweep, runs: Sequence[Run], on_paper: tuple[bool, str], group: str
+) -> tuple[str, bool]:
     """What ``runs`` were tested on in words (the paper's data, whole or a subset with its
-    image counts, or not the paper's), and whether it is the paper's whole test set."""
-    on_paper, described = sweep.on_papers_data(dataset)
+    image counts, or not the paper's: ``on_paper`` is :meth:`Sweep.on_papers_data`), and
+    whether it is the paper's whole test set."""
+    on_paper, described = on_paper
     if not on_paper:
         return f"not the paper's data ({described})", False
     profiles = [unparam(i.dataset.profile or "{}") for r in runs for i in r.inputs.dataset_inputs]
@@ -409,7 +412,7 @@ def seeds_text(runs: Sequence[Run]) -> str:
     return f"{len(seeds)} seed{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))})"
 
 
-def _reading_name(claim: Mapping[str, Any]) -> str:
+def _reading_described(claim: Mapping[str, Any]) -> str:
     select = claim.get("select") or {}
     named = "/".join(
         str(select[k]) for k in ("target_layer", "formulation", "quantity") if k in select
@@ -426,13 +429,14 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
         value = unparam(run.data.params.get(group_key, "null")) if group_key else "all"
         groups.setdefault(str(value), []).append(run)
     budget_text, papers_budget = budget(sweep)
+    on_paper = sweep.on_papers_data(claim["dataset"])  # once: it reads every trial's inputs
     rows = []
     for group in sorted(groups, key=_natural):
         chosen = best_configuration(sweep, groups[group])
         selection = claim.get("select")
         key = metric_key(chosen[0], selection, metric) if selection else metric
         ours = estimate(chosen, key)
-        data_text, papers_data = data_setting(sweep, chosen, claim["dataset"], group)
+        data_text, papers_data = data_setting(sweep, chosen, on_paper, group)
         controls = {}
         for method in claim.get("controls", []) if ours else []:
             control_key = metric_key(chosen[0], control_selection(selection, method), metric)
@@ -441,10 +445,9 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
                 controls[method] = found
         chance = _chance(claim, metric)
         if ours is None:
-            decided = (
-                f"not measured under this preset (reading {_reading_name(claim)} not in the grid)"
-            )
-        elif not sweep.on_papers_data(claim["dataset"])[0]:
+            reading = _reading_described(claim)
+            decided = f"not measured under this preset (reading {reading} not in the grid)"
+        elif not on_paper[0]:
             decided = "no verdict: not the paper's data"
         elif "versus" in claim:
             base = controls.get(claim["versus"])

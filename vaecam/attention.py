@@ -244,13 +244,16 @@ def _per_channel(
     return _mean_of_dims((alpha[..., None, None] * A).abs().mean(-3), size, per_dim)
 
 
-def _batch_rms(g: Tensor) -> Tensor:
-    """One RMS over the whole batch tensor ``g`` ``(..., B, C, h, w)`` -> ``(..., 1, 1)``, plus
-    the codes' ``1e-5``. (Both codes divide by ``norm.item()``, a constant, but never
-    differentiate a map; ours stay the differentiable function their values are.)
-    ``vector_norm``'s gradient is 0, not NaN as ``sqrt``'s, where a gradient vanishes."""
-    rms = torch.linalg.vector_norm(g, dim=(-4, -3, -2, -1)) / math.sqrt(math.prod(g.shape[-4:]))
-    return (rms + 1e-5)[..., None, None]
+def _rms(g: Tensor, dims: int) -> Tensor:
+    """The RMS of ``g`` ``(..., B, C, h, w)`` over its last ``dims`` dims, plus the codes'
+    ``1e-5``, shaped to divide ``GAP(g)`` ``(..., B, C)``: ``dims=4`` is the codes' one RMS
+    over the whole batch tensor ``(..., 1, 1)``, ``dims=3`` each image's own ``(..., B, 1)``.
+    (Both codes divide by ``norm.item()``, a constant, but never differentiate a map; ours
+    stay the differentiable function their values are.) ``vector_norm``'s gradient is 0, not
+    NaN as ``sqrt``'s, where a gradient vanishes."""
+    n = math.sqrt(math.prod(g.shape[-dims:]))
+    rms = torch.linalg.vector_norm(g, dim=tuple(range(-dims, 0))) / n + 1e-5
+    return rms.reshape(*rms.shape, *[1] * (dims - 2))
 
 
 def _authors_recipe(A: Tensor, g: Tensor, size: tuple[int, int], rms: Tensor) -> Tensor:
@@ -271,8 +274,8 @@ def _authors(
     in :data:`BATCH_DEPENDENT`): the authors scored MNIST in batches of 128, in test-set
     order. Per-dim maps apply the same recipe to each dim's own gradient."""
     g = grads.sum(0)
-    maps = _authors_recipe(A, grads, size, _batch_rms(grads)) if per_dim else None
-    return AttentionMaps(maps, _authors_recipe(A, g, size, _batch_rms(g)))
+    maps = _authors_recipe(A, grads, size, _rms(grads, 4)) if per_dim else None
+    return AttentionMaps(maps, _authors_recipe(A, g, size, _rms(g, 4)))
 
 
 def _authors_per_image(
@@ -281,20 +284,15 @@ def _authors_per_image(
     """:func:`_authors` with each image's gradient divided by its own RMS (over ``(C, h,
     w)``) instead of the batch's: a map that does not depend on its batch-mates. It equals
     the authors' code for a batch of one image only."""
-
-    def rms(g: Tensor) -> Tensor:  # (..., B, C, h, w) -> (..., B, 1)
-        n = math.sqrt(math.prod(g.shape[-3:]))
-        return (torch.linalg.vector_norm(g, dim=(-3, -2, -1)) / n + 1e-5)[..., None]
-
     g = grads.sum(0)
-    maps = _authors_recipe(A, grads, size, rms(grads)) if per_dim else None
-    return AttentionMaps(maps, _authors_recipe(A, g, size, rms(g)))
+    maps = _authors_recipe(A, grads, size, _rms(grads, 3)) if per_dim else None
+    return AttentionMaps(maps, _authors_recipe(A, g, size, _rms(g, 3)))
 
 
 def _reproduction_recipe(A: Tensor, g: Tensor, size: tuple[int, int]) -> Tensor:
     """``upsample(mean_k |alpha_k A^k|)`` with ``alpha = GAP(g / batch RMS)`` and
     ``align_corners=True``: ``g`` ``(..., B, C, h, w)`` -> ``(..., B, H, W)``."""
-    alpha = _gap(g) / _batch_rms(g)  # (..., B, C)
+    alpha = _gap(g) / _rms(g, 4)  # (..., B, C)
     low = (alpha[..., None, None] * A).abs().mean(-3)  # abs per channel, then the channel mean
     return _upsample(low, size, align_corners=True)
 

@@ -308,7 +308,7 @@ def untrained_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """``build()`` with freshly initialised weights drawn from ``seed`` (torch's global RNG is
     left as it was): the ``untrained`` method's model, in eval mode."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed * 1_000_003 + zlib.crc32(b"untrained"))
+        torch.manual_seed(generator_for(seed, "untrained").initial_seed())
         return build().eval()
 
 
