@@ -330,7 +330,7 @@ def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fp
         return
     table = pd.DataFrame(columns).fillna("")
     print(
-        "\nHeadline per trial (each claim's metric: the paper's reading and its controls, 95% "
+        "\nHeadline per trial (each claim's metric: its reading and its controls, 95% "
         f"interval):\n{table.to_string()}"
     )
     if len(trial_ids) > PRINTED_CONFIGURATIONS:
@@ -350,7 +350,7 @@ def trials_figure(
     path: Path,
 ) -> Path | None:
     """A dot chart, one row per trial (best first): with a score table, each trial's headline
-    (:mod:`orchestrator.headline`: per claim, the paper's reading and its controls); else the
+    (:mod:`orchestrator.headline`: per claim, its reading and its controls); else the
     ``COMPARE`` metrics; None when there is neither."""
     if table.empty:
         return None
@@ -370,7 +370,7 @@ def trials_figure(
             name: [per_trial.get(trial_id, {}).get(name, math.nan) for trial_id in table.trial_id]
             for name in series
         }
-        xlabel = "each claim's metric: the paper's reading and its controls"
+        xlabel = "each claim's metric: its reading and its controls"
     elif hasattr(search_space, "COMPARE"):
         values = {label: table[label].tolist() for label in search_space.COMPARE}
         xlabel = " / ".join(search_space.COMPARE.values())
