@@ -3,8 +3,8 @@ one scoring per combination (the design before scoring grids: every scoring choi
 
     python bench/sweep_cost.py [--epochs 30] [--data-root DIR]
 
-On ``digits`` at the quick budget (``search_spaces.digits.QUICK``: 30 epochs) with the sweep's
-scoring grid (``search_spaces.digits.SCORING``: 2 layers x 3 formulations x 2 quantities of
+On ``digits`` at the quick budget (``DIGITS.quick``: 30 epochs) with the sweep's
+scoring grid (``DIGITS.scoring``: 2 layers x 3 formulations x 2 quantities of
 attention and the reconstruction baseline, x 2 image scores = 26 combinations), all in this
 process on the CPU, as a trial does it (figures included):
 
@@ -26,7 +26,7 @@ import json
 import tempfile
 import time
 
-from search_spaces import digits
+from search_spaces.digits import DIGITS
 from vaecam.experiments import anomaly
 from vaecam.experiments.common import NullReporter  # noqa: E402
 from vaecam.scoring import COLUMNS
@@ -34,10 +34,10 @@ from vaecam.scoring import COLUMNS
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=digits.QUICK["epochs"])
+    parser.add_argument("--epochs", type=int, default=DIGITS.quick["epochs"])
     parser.add_argument("--data-root", default=tempfile.gettempdir())
     args = parser.parse_args()
-    config = anomaly.defaults(digits.QUICK) | digits.QUICK
+    config = anomaly.defaults(DIGITS.quick) | DIGITS.quick
     config |= {"epochs": args.epochs, "data_root": args.data_root}
 
     start = time.perf_counter()
@@ -45,7 +45,7 @@ def main() -> None:
     train_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    table = anomaly.score(trained, digits.SCORING, NullReporter())
+    table = anomaly.score(trained, DIGITS.scoring, NullReporter())
     grid_s = time.perf_counter() - start
 
     single_s = []

@@ -1,6 +1,6 @@
 """``python -m orchestrator.sweep all``: every experiment of the paper in one invocation.
 
-Each experiment runs as its own sweep (``python -m orchestrator.sweep EXPERIMENT``, a process of
+Each experiment runs as its own sweep (``python -m orchestrator.sweep SPACE``, a process of
 its own, exactly as when run alone), all of them at once on one Ray cluster, so that their
 trials interleave on the resources and no experiment waits for another. Their MLflow runs go
 into the MLflow experiment ``all``: one campaign run, each sweep's run nested under it, each
@@ -216,7 +216,7 @@ def route(
     flag: str, items: list[str], members: list[Member], keys: Callable[[Member], Iterable[str]]
 ) -> dict[str, list[str]]:
     """Each member's share of ``items`` (``KEY=VALUE`` for every member with ``KEY`` among its
-    ``keys``, ``EXPERIMENT:KEY=VALUE`` for that one), as ``KEY=VALUE``. Raises ``SpaceError``
+    ``keys``, ``SPACE:KEY=VALUE`` for that one), as ``KEY=VALUE``. Raises ``SpaceError``
     for an experiment not in the campaign, or a KEY that no member (or not the one named) has."""
     names = [member.experiment for member in members]
     known = {member.experiment: set(keys(member)) for member in members}
@@ -268,7 +268,7 @@ def route_settings(
             categories = list(member.categories) or None
             built = build_space(space, quick, routed[name]["--set"], categories, runtime, preset)
             grid = build_scoring(space, quick, routed[name]["--scoring"], preset)
-            check_space(space.EXPERIMENT, built, grid)
+            check_space(space.experiment(), built, grid)
         except SpaceError as error:
             raise SpaceError(f"{name}: {error}") from None
     return routed
@@ -426,7 +426,7 @@ def start(args: Namespace, flags: list[str]) -> tuple[dict[str, list[str]], str]
     for name, why in skipped.items():
         print(f"  {name}: skipped: {why}")
     params = {
-        "experiment": CAMPAIGN,
+        "space": CAMPAIGN,
         "quick": args.quick,
         "cpus_per_trial": args.cpus_per_trial,
         "overrides": args.overrides,
@@ -448,7 +448,7 @@ COMMANDS = "commands.json"
 EXIT_TAG = "vaecam.exit."
 
 
-def restore(args: Namespace) -> tuple[dict[str, list[str]], str]:
+def resume(args: Namespace) -> tuple[dict[str, list[str]], str]:
     """A campaign to resume: its sweeps' recorded commands, each resuming its sweep where Ray
     has one (a sweep that never started starts), and its run. Raises ``SpaceError``."""
     recorded = sweep_params(args.tracking_uri, CAMPAIGN, args.name)
@@ -495,7 +495,7 @@ def main(args: Namespace, parser: ArgumentParser) -> int:
         if args.download and not args.resume:  # before the plan, which then finds the data
             for dataset in DATASETS.values():
                 fetch(dataset, args.data_root.resolve() / dataset.folder)
-        planned, run_id = restore(args) if args.resume else start(args, passed_flags(args, parser))
+        planned, run_id = resume(args) if args.resume else start(args, passed_flags(args, parser))
     except (SpaceError, DataNotFoundError, DataFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """What a trial logs as MLflow metrics by default: its experiment's headline, a handful of short
 names a person can compare runs on, instead of every scoring combination.
 
-Per claim of the search space (``CLAIMS``): the claim's metric under its reading (its
+Per claim of the search space (``claims``): the claim's metric under its reading (its
 ``select``, named by :func:`reading_name`: ``pixel_auroc/papers_equations``,
 ``pixel_auroc/reproductions_code``, ``image_auroc/authors_code``) and under every control the
 score table has (every method but ``attention``: ``pixel_auroc/recon``, ``pixel_auroc/random``,

@@ -10,7 +10,7 @@ import re
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 #: The longest name: a folder's name (most file systems allow 255 bytes) with room for what is
-#: put around it (``report-NAME``; a campaign's sweeps are ``NAME-EXPERIMENT``).
+#: put around it (``report-NAME``; a campaign's sweeps are ``NAME-SPACE``).
 MAX_NAME = 128
 
 

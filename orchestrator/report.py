@@ -4,7 +4,7 @@ self-contained ``report.html``.
     python -m orchestrator.report --name SWEEP_OR_CAMPAIGN [--tracking-uri URI] [--out DIR]
 
 For a sweep, or for every sweep of a campaign (``sweep all``), each claim its search space lists
-(``CLAIMS``, PAPER.md section 4) gets one row per group (a category, an inlier digit, a model):
+(``claims``, PAPER.md section 4) gets one row per group (a category, an inlier digit, a model):
 the paper's and the reproduction's numbers, ours with its 95% interval, its controls, and a
 verdict by :func:`verdict`. Every number cites the MLflow runs and the metric key it comes from.
 Ours is the configuration with the best validation loss in its group (never a test metric),
@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: make the project importable
@@ -77,6 +76,7 @@ from orchestrator.tracking import (  # noqa: E402
     unparam,
 )
 from search_spaces import SPACES  # noqa: E402
+from search_spaces.space import SearchSpace  # noqa: E402
 from vaecam.scoring import ATTENTION_METHODS, COLUMNS, metric_name  # noqa: E402
 
 #: Our interval may be at most this wide for a verdict of *consistent* with a published number.
@@ -216,7 +216,7 @@ class Sweep:
 
     run: Run
     trials: list[Run]
-    space: ModuleType
+    space: SearchSpace
     searched: list[str]
 
     @property
@@ -224,8 +224,8 @@ class Sweep:
         return self.run.data.tags[SWEEP_TAG]
 
     @property
-    def experiment(self) -> str:
-        return unparam(self.run.data.params["experiment"])
+    def space_name(self) -> str:
+        return unparam(self.run.data.params["space"])
 
     def param(self, key: str) -> Any:
         return unparam(self.run.data.params.get(f"space.{key}", "null"))
@@ -283,7 +283,7 @@ def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
         ]
         finished.sort(key=lambda r: r.info.run_id)
         finished = with_scores(client, run.info.experiment_id, finished)
-        space = SPACES[unparam(run.data.params["experiment"])]
+        space = SPACES[unparam(run.data.params["space"])]
         searched = unparam(run.data.params.get("searched", "[]"))
         sweeps.append(Sweep(run, finished, space, searched))
     return top, sweeps
@@ -318,10 +318,10 @@ def best_configuration(sweep: Sweep, trials: list[Run]) -> list[Run]:
     configurations: dict[tuple, list[Run]] = {}
     for run in trials:
         configurations.setdefault(tuple(run.data.params.get(k) for k in keys), []).append(run)
-    sign = 1 if sweep.space.MODE == "min" else -1
+    sign = 1 if sweep.space.mode == "min" else -1
 
     def score(runs: list[Run]) -> float:
-        values = [r.data.metrics.get(sweep.space.METRIC, math.nan) for r in runs]
+        values = [r.data.metrics.get(sweep.space.metric, math.nan) for r in runs]
         return sign * float(np.nanmean(values)) if not all(map(math.isnan, values)) else math.inf
 
     return min(configurations.values(), key=score) if configurations else []
@@ -332,7 +332,7 @@ class ClaimRow:
     """One claim, under one reading, in one group, measured (``ours`` None where the reading is
     not in the sweep's grid); ``setting`` says what the verdict stands on."""
 
-    experiment: str
+    space: str  # the search space's name
     claim: str
     reading: str
     group: str
@@ -374,7 +374,7 @@ def budget(sweep: Sweep) -> tuple[str, bool]:
     if unparam(params.get("quick", "false")):
         return "quick budget", False
     preset = unparam(params.get("preset", "null"))
-    paper = getattr(sweep.space, "PAPER_SETTINGS", {})
+    paper = sweep.space.paper_settings
     for key in ("epochs", "iterations"):
         if key in paper:
             ours, theirs = sweep.param(key), paper[key]
@@ -397,7 +397,7 @@ def data_setting(
         return f"not the paper's data ({described})", False
     profiles = [unparam(i.dataset.profile or "{}") for r in runs for i in r.inputs.dataset_inputs]
     tested = max((p.get("num_images", 0) for p in profiles if p.get("split") == "test"), default=0)
-    full = sweep.space.FULL_TEST_IMAGES
+    full = sweep.space.full_test_images
     full = full.get(group) if isinstance(full, Mapping) else full
     if full is None or not tested:
         return "the paper's data", True
@@ -468,7 +468,7 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
             label += " (" + ", ".join(f"{k} {chosen[0].data.params.get(k)}" for k in shown) + ")"
         rows.append(
             ClaimRow(
-                sweep.experiment,
+                sweep.space_name,
                 claim["claim"],
                 claim.get("reading", ""),
                 label,
@@ -502,10 +502,10 @@ def _natural(text: str) -> tuple:
 
 
 def deviations(sweep: Sweep) -> list[str]:
-    """Where the sweep's recorded settings differ from what PAPER.md gives (``PAPER_SETTINGS``
+    """Where the sweep's recorded settings differ from what PAPER.md gives (``paper_settings``
     of its search space), and its preset and budget."""
     found = []
-    for key, paper in getattr(sweep.space, "PAPER_SETTINGS", {}).items():
+    for key, paper in sweep.space.paper_settings.items():
         ours = sweep.param(key)
         if isinstance(ours, Mapping):  # a grid: each value
             ours = ours.get("grid_search", ours)
@@ -597,7 +597,7 @@ def claim_cells(row: ClaimRow) -> list[str]:
     controls = "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items())
     ours = row.ours
     return [
-        row.experiment,
+        row.space,
         row.claim,
         row.reading,
         row.group,
@@ -677,12 +677,12 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
     doc.heading("What the numbers stand on")
     stand = []
     for sweep in sweeps:
-        dataset = sweep.space.CLAIMS[0]["dataset"] if getattr(sweep.space, "CLAIMS", []) else ""
+        dataset = sweep.space.claims[0]["dataset"] if sweep.space.claims else ""
         on_paper, described = sweep.on_papers_data(dataset)
         budget = sweep.param("epochs") or sweep.param("iterations")
         stand.append(
             [
-                sweep.experiment,
+                sweep.space_name,
                 sweep.name,
                 ("real: " if on_paper else "not the paper's: ") + described,
                 str(len(sweep.trials)),
@@ -706,7 +706,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
     every: list[ClaimRow] = []
     sections = []
     for sweep in sweeps:
-        measured = [(claim, measure(sweep, claim)) for claim in getattr(sweep.space, "CLAIMS", [])]
+        measured = [(claim, measure(sweep, claim)) for claim in sweep.space.claims]
         every += [row for _, rows in measured for row in rows]
         sections.append((sweep, measured))
     outside = [row for row in every if not row.papers_setting]
@@ -723,7 +723,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
     doc.table(CLAIM_HEADER, [claim_cells(row) for row in every])
     figures = out / "figures"
     for sweep, measured in sections:
-        doc.heading(f"{sweep.experiment}: {sweep.name}")
+        doc.heading(f"{sweep.space_name}: {sweep.name}")
         for claim, _ in measured:
             doc.text(ours_sentence(claim))
         folder = figures / sweep.name

@@ -42,7 +42,7 @@ from orchestrator.services import ServiceError, check_ray_address, check_recorde
 from orchestrator.space import SpaceError, parse_assignment  # noqa: E402
 from orchestrator.tracking import RunLog, find_sweep  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
-from vaecam.experiments import EXPERIMENTS  # noqa: E402
+from vaecam.experiments import Experiment  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
 
 SCORING_TAG = "vaecam.scoring"  # the grid a run was last scored on, as JSON
@@ -101,7 +101,7 @@ def sweep_grid(params: Mapping[str, Any], changes: list[str]) -> dict[str, Any]:
 def rescore_run(
     uri: str,
     run_id: str,
-    experiment: str,
+    experiment: Experiment,
     grid: Mapping[str, Any],
     device: str,
     claims: Sequence[Mapping[str, Any]] = (),
@@ -123,9 +123,8 @@ def rescore_run(
             )
             for name in ("model.pt", "normal_data.pt")
         )
-    module = EXPERIMENTS[experiment]
-    trained = module.restore(config | {"device": device}, weights, normal)
-    table = module.score(trained, grid, run, readings=all_readings(claims))
+    trained = experiment.restore(config | {"device": device}, weights, normal)
+    table = experiment.score(trained, grid, run, readings=all_readings(claims))
     step = int(run.client.get_run(run_id).data.metrics.get("epoch", 0))
     run.log_scores(table, step, claims, every)
     run.client.set_tag(run_id, SCORING_TAG, json.dumps(dict(grid)))
@@ -145,12 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no sweep {args.name!r} in {args.tracking_uri}", file=sys.stderr)
         return 2
     tracking, params = found
-    search_space = SPACES[params["experiment"]]
-    experiment = search_space.EXPERIMENT
-    if not hasattr(EXPERIMENTS[experiment], "restore"):
-        print(
-            f"error: {params['experiment']} sweeps have no scoring grid to rescore", file=sys.stderr
-        )
+    search_space = SPACES[params["space"]]
+    experiment = search_space.experiment()
+    if not search_space.scoring:
+        print(f"error: {params['space']} sweeps have no scoring grid to rescore", file=sys.stderr)
         return 2
     client = MlflowClient(tracking.uri)
     runs = [run for run in summary.child_runs(client, tracking) if run.info.status == "FINISHED"]
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         grid = sweep_grid(params, args.scoring)
         for run in runs[:1]:  # every run shares the grid's names; its layers need a model
             config = client.download_artifacts(run.info.run_id, "config.json")
-            EXPERIMENTS[experiment].check_scoring(json.loads(Path(config).read_text()), grid)
+            experiment.check_scoring(json.loads(Path(config).read_text()), grid)
     except (SpaceError, ValueError, KeyError) as error:
         print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial
     )
     device = "cuda" if args.gpus_per_trial > 0 else "cpu"
-    claims = getattr(search_space, "CLAIMS", ())
+    claims = search_space.claims
     every = params.get("log_metrics") == "all"
     pending = {
         task.remote(tracking.uri, run.info.run_id, experiment, grid, device, claims, every): run

@@ -1,4 +1,4 @@
-"""A sweep's space: the search space module's train space over the experiment's defaults, the
+"""A sweep's space: the search space's train space over the experiment's defaults, the
 user's ``--set`` and ``--scoring``, every value checked before Ray starts, and the data of
 every value that picks data checked once.
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Mapping
-from types import ModuleType
 from typing import Any
 
 from ray import tune
 
+from search_spaces.space import SearchSpace
 from vaecam.data.images import Progress
-from vaecam.experiments import EXPERIMENTS
+from vaecam.experiments import Experiment
 
 
 class SpaceError(ValueError):
@@ -75,10 +75,10 @@ def parse_assignment(item: str, option: str) -> tuple[str, Any]:
         return key, text
 
 
-def preset(search_space: ModuleType, name: str | None) -> dict[str, Any]:
-    """The search space's ``PRESETS[name]`` (``set`` and ``scoring`` overrides), ``{}`` for
+def preset(search_space: SearchSpace, name: str | None) -> Mapping[str, Any]:
+    """The search space's ``presets[name]`` (``set`` and ``scoring`` overrides), ``{}`` for
     none; an unknown name lists the space's presets."""
-    presets = getattr(search_space, "PRESETS", {})
+    presets = search_space.presets
     if name is not None and name not in presets:
         raise SpaceError(
             f"--preset {name!r}: this sweep's presets are {', '.join(sorted(presets)) or 'none'}"
@@ -87,7 +87,7 @@ def preset(search_space: ModuleType, name: str | None) -> dict[str, Any]:
 
 
 def build_space(
-    search_space: ModuleType,
+    search_space: SearchSpace,
     quick: bool,
     overrides: list[str],
     categories: list[str] | None,
@@ -96,14 +96,13 @@ def build_space(
     seeds: int | None = None,
 ) -> dict[str, Any]:
     """The param space Tune samples: every setting's default (the experiment's), the search
-    space's ``QUICK`` or ``TRAIN`` over them, the preset's settings over that, ``--set
+    space's ``quick`` or ``train`` over them, the preset's settings over that, ``--set
     KEY=VALUE`` over that, the category grid narrowed to ``categories``, a grid of ``seeds``
     seeds (0 .. seeds - 1) and the ``runtime`` settings (data root, device)."""
-    train = dict(search_space.QUICK if quick else search_space.TRAIN)
+    train = dict(search_space.quick if quick else search_space.train)
     train |= preset(search_space, preset_name).get("set", {})
-    experiment = EXPERIMENTS[search_space.EXPERIMENT]
     first = {key: candidates(value)[0] for key, value in train.items()}
-    space = experiment.defaults(first) | train
+    space = search_space.experiment().defaults(first) | train
     if categories:
         if "category" not in space:
             raise SpaceError("--categories: this sweep has no category dimension")
@@ -124,13 +123,13 @@ def build_space(
 
 
 def build_scoring(
-    search_space: ModuleType, quick: bool, changes: list[str], preset_name: str | None = None
+    search_space: SearchSpace, quick: bool, changes: list[str], preset_name: str | None = None
 ) -> dict[str, Any]:
-    """The scoring grid: the search space's ``QUICK_SCORING`` (``--quick``, when it has one) or
-    ``SCORING``, the preset's lists over it, then each ``--scoring KEY=JSON`` replacing that
+    """The scoring grid: the search space's ``quick_scoring`` (``--quick``, when it has one) or
+    ``scoring``, the preset's lists over it, then each ``--scoring KEY=JSON`` replacing that
     key's list."""
-    grid = getattr(search_space, "QUICK_SCORING", None) if quick else None
-    grid = dict(grid if grid is not None else getattr(search_space, "SCORING", {}))
+    quick_grid = search_space.quick_scoring if quick else None
+    grid = dict(search_space.scoring if quick_grid is None else quick_grid)
     grid |= preset(search_space, preset_name).get("scoring", {})
     for item in changes:
         key, value = parse_assignment(item, "--scoring")
@@ -138,27 +137,27 @@ def build_scoring(
     return grid
 
 
-def check_space(experiment: str, space: Mapping[str, Any], scoring: Mapping[str, Any]) -> None:
+def check_space(
+    experiment: Experiment, space: Mapping[str, Any], scoring: Mapping[str, Any]
+) -> None:
     """Every value a trial can get, and the scoring grid on the model each would build: one
     :class:`SpaceError` naming the first bad one, before anything starts."""
-    module = EXPERIMENTS[experiment]
     for config in corners(space):
         try:
-            module.check(config)
-            module.check_scoring(config, scoring)
+            experiment.check(config)
+            experiment.check_scoring(config, scoring)
         except (KeyError, ValueError, TypeError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             raise SpaceError(message) from None
 
 
 def prepare_data(
-    experiment: str, space: Mapping[str, Any], progress: Progress | None = None
+    experiment: Experiment, space: Mapping[str, Any], progress: Progress | None = None
 ) -> None:
     """The experiment's ``prepare`` once per combination of the values of the settings that
     pick data (an MVTec category grid: each category's files, each decoded once), so missing or
     bad data is one error before any trial starts."""
-    module = EXPERIMENTS[experiment]
-    keys = [key for key in module.data_settings(next(corners(space))) if key in space]
+    keys = [key for key in experiment.data_settings(next(corners(space))) if key in space]
     plain = {key: candidates(value)[0] for key, value in space.items()}
     for values in itertools.product(*(candidates(space[key]) for key in keys)):
-        module.prepare(plain | dict(zip(keys, values, strict=True)), progress)
+        experiment.prepare(plain | dict(zip(keys, values, strict=True)), progress)

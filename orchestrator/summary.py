@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -34,6 +33,7 @@ from orchestrator.tracking import (
     nested_runs,
     unparam,
 )
+from search_spaces.space import SearchSpace
 from vaecam.figures import compare_trials, scatter_figure
 from vaecam.scoring import COLUMNS
 
@@ -60,17 +60,17 @@ def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
 
 
 def trials(
-    runs: list[Run], loaded: pd.DataFrame, search_space: ModuleType, searched: list[str]
+    runs: list[Run], loaded: pd.DataFrame, search_space: SearchSpace, searched: list[str]
 ) -> pd.DataFrame:
     """One row per trial of ``runs``, best first by the sweep's metric (failed, stopped and
     unfinished trials last, with their reason): status (``STOPPED``: a scheduler stopped it
     early), the searched settings, epochs done (and planned, for stopped trials), the search
-    space's ``SUMMARY`` metrics, its ``OURS`` and ``COMPARE`` metrics where it has them (from
+    space's ``summary`` metrics, its ``ours`` and ``compare`` metrics where it has them (from
     the run's metrics, else its score table in ``loaded``: :func:`load_scores`), the MLflow
     run."""
-    wanted = {key: key for key in search_space.SUMMARY}
-    wanted |= getattr(search_space, "OURS", {}) | getattr(search_space, "COMPARE", {})
-    for label, key in getattr(search_space, "OURS", {}).items():  # with their intervals
+    wanted = {key: key for key in search_space.summary}
+    wanted |= search_space.ours | search_space.compare
+    for label, key in search_space.ours.items():  # with their intervals
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
     by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
@@ -88,11 +88,11 @@ def trials(
             | {"mlflow_run_id": run.info.run_id, "error": tags.get(ERROR_TAG, "")}
         )
     if not rows:
-        return pd.DataFrame(columns=["trial_id", "status", *searched, search_space.METRIC])
+        return pd.DataFrame(columns=["trial_id", "status", *searched, search_space.metric])
     table = pd.DataFrame(rows)
     table["_order"] = table.status != "OK"
     table = table.sort_values(
-        ["_order", search_space.METRIC], ascending=[True, search_space.MODE == "min"]
+        ["_order", search_space.metric], ascending=[True, search_space.mode == "min"]
     )
     return table.drop(columns="_order").reset_index(drop=True)
 
@@ -118,7 +118,7 @@ def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd
 def publish(
     client: MlflowClient,
     tracking: Tracking,
-    search_space: ModuleType,
+    search_space: SearchSpace,
     searched: list[str],
     fixed: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,7 +130,7 @@ def publish(
     runs = child_runs(client, tracking)
     loaded = load_scores(client, tracking.experiment_id, [run.info.run_id for run in runs])
     table = trials(runs, loaded, search_space, searched)
-    heading = f"Summary, best first by {search_space.METRIC} ({search_space.MODE})"
+    heading = f"Summary, best first by {search_space.metric} ({search_space.mode})"
     post_table(client, run_id, "summary", table, heading, digits=4)
     saving = scheduler_saving(table)
     if saving:
@@ -138,37 +138,37 @@ def publish(
         client.set_tag(run_id, "vaecam.scheduler_saving", saving)
     scored = scores(loaded, table, searched)
     mark_best(client, tracking, runs, table, scored, search_space)
-    shown = getattr(search_space, "SCORES", None)
+    shown = search_space.scores
     max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
     if not scored.empty:
-        print_scores(scored, getattr(search_space, "CLAIMS", []), searched, max_fpr)
+        print_scores(scored, search_space.claims, searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
-        client.log_text(run_id, markdown(readable(scored, shown or [], max_fpr)), "scores.md")
+        client.log_text(run_id, markdown(readable(scored, shown, max_fpr)), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
         path = trials_figure(table, scored, search_space, searched, Path(tmp) / "trials.png")
         if path is not None:
             client.log_artifact(run_id, str(path))
 
-    if hasattr(search_space, "REFERENCE_COLUMNS"):
-        heading = f"Best trial per {search_space.GROUP_BY} (by {search_space.METRIC}) vs published"
+    if search_space.reference_columns:
+        heading = f"Best trial per {search_space.group_by} (by {search_space.metric}) vs published"
         post_table(
             client, run_id, "comparison", compare_with_reference(table, search_space), heading
         )
-    for over in getattr(search_space, "AGGREGATE_OVER", []) if not scored.empty else []:
+    for over in search_space.aggregate_over if not scored.empty else []:
         name = "_and_".join(f"{key}s" for key in over)
         pooled = aggregate(scored, search_space, searched, over, fixed)
         if pooled.empty or pooled[f"n_{name}"].max() < 2:  # nothing pooled: nothing to say
             continue
         heading = f"Mean and 95% interval (t, over trials) across {name.replace('_', ' ')}"
-        text = readable(pooled, search_space.AGGREGATE, max_fpr).to_string(index=False)
+        text = readable(pooled, search_space.aggregate, max_fpr).to_string(index=False)
         print(f"\n{heading}:\n{text}\n{CHANCE_NOTE}\n")
         client.log_text(run_id, pooled.to_csv(index=False), f"{name}.csv")
         client.log_text(
-            run_id, markdown(readable(pooled, search_space.AGGREGATE, max_fpr)), f"{name}.md"
+            run_id, markdown(readable(pooled, search_space.aggregate, max_fpr)), f"{name}.md"
         )
-    if hasattr(search_space, "SCATTER"):
-        x, y = search_space.SCATTER
-        over = search_space.AGGREGATE_OVER[0]
+    if search_space.scatter:
+        x, y = search_space.scatter
+        over = search_space.aggregate_over[0]
         finished = table[table.status == "OK"]
         points = {
             ", ".join(map(str, label)): (group[x], group[y])
@@ -192,7 +192,7 @@ def mark_best(
     runs: list[Run],
     table: pd.DataFrame,
     scored: pd.DataFrame,
-    search_space: ModuleType,
+    search_space: SearchSpace,
 ) -> None:
     """The outcome on the parent run, so its row in the runs table says something: the best
     finished trial (by the sweep's validation metric) as tag ``best_trial`` (its run id), its
@@ -205,8 +205,8 @@ def mark_best(
     parent = tracking.parent_run_id
     client.set_tag(parent, BEST_TRIAL_TAG, best.mlflow_run_id)
     rows = scored[scored.trial_id == best.trial_id] if len(scored) else scored
-    claims = getattr(search_space, "CLAIMS", ())
-    metrics = {key: best[key] for key in search_space.SUMMARY if key in best}
+    claims = search_space.claims
+    metrics = {key: best[key] for key in search_space.summary if key in best}
     metrics |= headline(rows.to_dict("records"), claims) if len(rows) else {}
     run = next(run for run in runs if run.info.run_id == best.mlflow_run_id)
     step = int(run.data.metrics.get("epoch", 0))
@@ -345,13 +345,13 @@ def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fp
 def trials_figure(
     table: pd.DataFrame,
     scored: pd.DataFrame,
-    search_space: ModuleType,
+    search_space: SearchSpace,
     searched: list[str],
     path: Path,
 ) -> Path | None:
     """A dot chart, one row per trial (best first): with a score table, each trial's headline
     (:mod:`orchestrator.headline`: per claim, its reading and its controls); else the
-    ``COMPARE`` metrics; None when there is neither."""
+    ``compare`` metrics; None when there is neither."""
     if table.empty:
         return None
     names = [
@@ -359,7 +359,7 @@ def trials_figure(
         + ("" if row["status"] == "OK" else f" ({row['status']})")
         for row in table.to_dict("records")
     ]
-    claims = getattr(search_space, "CLAIMS", ())
+    claims = search_space.claims
     if not scored.empty and claims:
         per_trial = {
             trial_id: headline(rows.to_dict("records"), claims)
@@ -371,14 +371,14 @@ def trials_figure(
             for name in series
         }
         xlabel = "each claim's metric: its reading and its controls"
-    elif hasattr(search_space, "COMPARE"):
-        values = {label: table[label].tolist() for label in search_space.COMPARE}
-        xlabel = " / ".join(search_space.COMPARE.values())
+    elif search_space.compare:
+        values = {label: table[label].tolist() for label in search_space.compare}
+        xlabel = " / ".join(search_space.compare.values())
     else:  # nothing scored yet (an interrupted sweep)
         return None
     if not values:
         return None
-    title = f"{len(table)} trials, best {search_space.METRIC} first"
+    title = f"{len(table)} trials, best {search_space.metric} first"
     return compare_trials(names, values, path, title, xlabel)
 
 
@@ -403,51 +403,51 @@ def configurations(finished: pd.DataFrame, keys: list[str]) -> list[tuple[tuple,
     ]
 
 
-def compare_with_reference(table: pd.DataFrame, search_space: ModuleType) -> pd.DataFrame:
+def compare_with_reference(table: pd.DataFrame, search_space: SearchSpace) -> pd.DataFrame:
     """Per group (e.g. MVTec category): the best finished trial by the sweep's metric (never by
-    a test metric), its ``OURS`` metrics (and their 95% bootstrap intervals) beside the
+    a test metric), its ``ours`` metrics (and their 95% bootstrap intervals) beside the
     ``REFERENCE`` numbers, and a mean row."""
     finished = table[table.status == "OK"]  # already sorted best first
-    best = finished.groupby(search_space.GROUP_BY, sort=False).head(1)
+    best = finished.groupby(search_space.group_by, sort=False).head(1)
     rows = []
-    for group, reference in search_space.REFERENCE.items():
-        found = best[best[search_space.GROUP_BY] == group]
+    for group, reference in search_space.reference.items():
+        found = best[best[search_space.group_by] == group]
         if not len(found):
             continue
         ours = {
             column: found[column].iloc[0]
-            for label in search_space.OURS
+            for label in search_space.ours
             for column in (label, f"{label} low", f"{label} high")
         }
         rows.append(
-            {search_space.GROUP_BY: group}
+            {search_space.group_by: group}
             | ours
-            | dict(zip(search_space.REFERENCE_COLUMNS, reference, strict=True))
+            | dict(zip(search_space.reference_columns, reference, strict=True))
             | {"trial_id": found.trial_id.iloc[0]}
         )
     comparison = pd.DataFrame(
         rows,
         columns=[
-            search_space.GROUP_BY,
-            *(c for label in search_space.OURS for c in (label, f"{label} low", f"{label} high")),
-            *search_space.REFERENCE_COLUMNS,
+            search_space.group_by,
+            *(c for label in search_space.ours for c in (label, f"{label} low", f"{label} high")),
+            *search_space.reference_columns,
             "trial_id",
         ],
     )
-    mean = {search_space.GROUP_BY: f"mean ({len(comparison)} swept)"}
-    mean |= comparison.drop(columns=[search_space.GROUP_BY, "trial_id"]).mean().to_dict()
+    mean = {search_space.group_by: f"mean ({len(comparison)} swept)"}
+    mean |= comparison.drop(columns=[search_space.group_by, "trial_id"]).mean().to_dict()
     return pd.concat([comparison, pd.DataFrame([mean | {"trial_id": ""}])], ignore_index=True)
 
 
 def aggregate(
     scored: pd.DataFrame,
-    search_space: ModuleType,
+    search_space: SearchSpace,
     searched: list[str],
     over: tuple[str, ...],
     fixed: dict[str, Any],
 ) -> pd.DataFrame:
     """Per configuration (the searched settings but ``over``, e.g. the seed) and scoring
-    combination: the number of trials pooled, and for each ``AGGREGATE`` metric its mean, the
+    combination: the number of trials pooled, and for each ``aggregate`` metric its mean, the
     95% t-interval of the mean over those trials (NaN for one), its standard deviation and the
     mean class sizes of its trials; with the ``REFERENCE`` numbers of its ``REFERENCE_BY`` value
     (from ``fixed`` when every trial shares it)."""
@@ -456,7 +456,7 @@ def aggregate(
     for values, group in configurations(scored, keys):
         row = dict(zip(keys, values, strict=False)) if keys else {}
         row["n_" + "_and_".join(f"{key}s" for key in over)] = len(group)
-        for metric in search_space.AGGREGATE:
+        for metric in search_space.aggregate:
             if metric not in group:
                 continue
             values_ = group[metric].dropna().to_numpy(dtype=float)
@@ -472,10 +472,10 @@ def aggregate(
             for size in (f"{metric}_n_pos", f"{metric}_n_neg"):
                 if size in group:
                     row[size] = group[size].mean()
-        reference = getattr(search_space, "REFERENCE_BY", None)
+        reference = search_space.reference_by
         if reference:
             by = row.get(reference, fixed.get(reference))
-            row |= search_space.REFERENCE.get(by, {})
+            row |= search_space.reference.get(by, {})
         rows.append(row)
     return pd.DataFrame(rows)
 

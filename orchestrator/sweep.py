@@ -1,4 +1,4 @@
-"""Run an experiment's search space as a Ray Tune sweep recorded in MLflow.
+"""Run a search space as a Ray Tune sweep recorded in MLflow.
 
 python -m orchestrator.sweep digits --quick      # offline, minutes on a laptop CPU
 python -m orchestrator.sweep mnist --data-root ./data
@@ -19,7 +19,6 @@ import time
 from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 if not __package__:  # run as a file: make the checkout importable as when installed
@@ -76,9 +75,10 @@ from orchestrator.trainable import (  # noqa: E402
     train_trial,
 )
 from search_spaces import SPACES  # noqa: E402
+from search_spaces.space import SearchSpace  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
 from vaecam.data.fetch import DATASETS, fetch_for_loader  # noqa: E402
-from vaecam.experiments import EXPERIMENTS  # noqa: E402
+from vaecam.experiments import Experiment  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
 
 
@@ -120,13 +120,13 @@ interval (the image, or a video's clip, is the unit of pixel metrics)."""
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.sweep",
-        description="Run EXPERIMENT's search space as a Ray Tune sweep; every trial is an MLflow "
+        description="Run search space SPACE as a Ray Tune sweep; every trial is an MLflow "
         "run nested under one parent run for the sweep.",
         epilog=SCORING_HELP,
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
-        "experiment",
+        "space",
         choices=[*sorted(SPACES), CAMPAIGN],
         help="which search space to run; all: every experiment of the paper at once, each on "
         "the data --data-root has (listed before anything starts), then the report",
@@ -178,12 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--name",
         help="name of the sweep: Ray's results folder and MLflow's parent run "
-        "(default: EXPERIMENT-YYYYmmdd-HHMMSS)",
+        "(default: SPACE-YYYYmmdd-HHMMSS)",
     )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted sweep --name (default: the latest EXPERIMENT sweep in "
+        help="continue the interrupted sweep --name (default: the latest SPACE sweep in "
         "--storage-path): finished trials are kept, errored ones continue from their last "
         "checkpoint, each in its own MLflow run; --quick, --num-samples, --categories and --set "
         "are the sweep's own, read from its MLflow parent run",
@@ -318,15 +318,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for problem in flag_problems(args):
         parser.error(problem)
     if args.resume and not args.name:
-        args.name = latest_sweep(args.storage_path, args.experiment)
+        args.name = latest_sweep(args.storage_path, args.space)
         if not args.name:
-            parser.error(
-                f"--resume: no {args.experiment} sweep in {args.storage_path}; pass --name"
-            )
+            parser.error(f"--resume: no {args.space} sweep in {args.storage_path}; pass --name")
     # Unique under parallel launches: the second, and 32 random bits (with 16, 50 launches in
     # one second collide 2% of the time).
     args.name = args.name or (
-        f"{args.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+        f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
     )
     return args
 
@@ -336,7 +334,7 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
     problems = []
     if args.name is not None:
         # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
-        suffix = 1 + max(map(len, SPACES)) if args.experiment == CAMPAIGN else 0
+        suffix = 1 + max(map(len, SPACES)) if args.space == CAMPAIGN else 0
         problems += filter(None, [name_problem(args.name, limit=MAX_NAME - suffix)])
     checks = [
         (
@@ -370,9 +368,9 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
         problems.append("--restart-errored needs --resume")
     if args.trust_storage and not args.resume:
         problems.append("--trust-storage needs --resume")
-    if args.strict and args.experiment != CAMPAIGN:
+    if args.strict and args.space != CAMPAIGN:
         problems.append(f"--strict is for {CAMPAIGN!r}, the campaign of every experiment")
-    if args.experiment == CAMPAIGN and args.categories:
+    if args.space == CAMPAIGN and args.categories:
         problems.append("--categories is MVTec AD's: run mvtec alone")
     return problems
 
@@ -380,12 +378,12 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
 def mlflow_experiment(args: Namespace) -> str:
     """The MLflow experiment of the sweep's runs: a campaign's sweeps are all in the
     campaign's, nested under its run."""
-    return CAMPAIGN if args.within_campaign else args.experiment
+    return CAMPAIGN if args.within_campaign else args.space
 
 
-def latest_sweep(storage_path: str, experiment: str) -> str | None:
-    """The newest ``EXPERIMENT-*`` sweep folder in a local ``storage_path``, if any."""
-    folders = Path(storage_path).glob(f"{experiment}-*") if "://" not in storage_path else []
+def latest_sweep(storage_path: str, space: str) -> str | None:
+    """The newest ``SPACE-*`` sweep folder in a local ``storage_path``, if any."""
+    folders = Path(storage_path).glob(f"{space}-*") if "://" not in storage_path else []
     folders = sorted((f for f in folders if f.is_dir()), key=lambda f: f.stat().st_mtime)
     return folders[-1].name if folders else None
 
@@ -431,7 +429,7 @@ DEFAULTS = {
 LOG_METRICS = ("headline", "all")
 
 
-def resolve_defaults(args: Namespace, search_space: ModuleType) -> None:
+def resolve_defaults(args: Namespace, search_space: SearchSpace) -> None:
     """Fill in the flags left out: :data:`DEFAULTS`, the space's number of samples, system
     metrics on (one sample every ``--system-metrics-every`` seconds costs milliseconds: far
     under 1% of a trial, ``--quick`` ones included)."""
@@ -440,7 +438,7 @@ def resolve_defaults(args: Namespace, search_space: ModuleType) -> None:
             setattr(args, flag, value)
     if args.num_samples is None:
         args.num_samples = (
-            search_space.QUICK_NUM_SAMPLES if args.quick else search_space.NUM_SAMPLES
+            search_space.quick_num_samples if args.quick else search_space.num_samples
         )
     if args.system_metrics is None:
         args.system_metrics = True
@@ -472,7 +470,7 @@ def restore_space_flags(args: argparse.Namespace) -> None:
 
 
 def open_sweep(
-    search_space: ModuleType,
+    search_space: SearchSpace,
     space: dict[str, Any],
     scoring: dict[str, Any],
     args: Namespace,
@@ -482,13 +480,13 @@ def open_sweep(
     grid as params (``--resume`` reads them back), and the driver's ``provenance`` and
     environment as tags."""
     params = {
-        "experiment": args.experiment,
+        "space": args.space,
         **{flag: getattr(args, flag) for flag in (*SPACE_FLAGS, *RESTORED_FLAGS)},
         "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial,
         "storage_path": args.storage_path,
-        "metric": search_space.METRIC,
-        "mode": search_space.MODE,
+        "metric": search_space.metric,
+        "mode": search_space.mode,
         "searched": searched_keys(space),
     }
     params |= {f"space.{key}": value for key, value in space.items()}
@@ -500,7 +498,7 @@ def open_sweep(
 
 
 def run_sweep(
-    search_space: ModuleType,
+    search_space: SearchSpace,
     space: dict[str, Any],
     scoring: dict[str, Any],
     search: tuple[Any, int],
@@ -517,7 +515,7 @@ def run_sweep(
         tune.with_parameters(
             train_trial,
             tracking=tracking,
-            experiment=search_space.EXPERIMENT,
+            experiment=search_space.experiment(),
             scoring=scoring,
             options=options,
             faults=faults_from_environment(),
@@ -541,14 +539,14 @@ def run_sweep(
         )
         return tuner.fit()
     search_alg, num_samples = search
-    module = EXPERIMENTS[search_space.EXPERIMENT]
-    max_t = max(module.rounds(config) for config in corners(space))
+    experiment = search_space.experiment()
+    max_t = max(experiment.rounds(config) for config in corners(space))
     tuner = tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=search_space.METRIC,
-            mode=search_space.MODE,
+            metric=search_space.metric,
+            mode=search_space.mode,
             search_alg=search_alg,
             scheduler=SCHEDULERS[args.scheduler](args, max_t),
             num_samples=num_samples,
@@ -560,7 +558,7 @@ def run_sweep(
             storage_path=args.storage_path,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
-            callbacks=[MarkStoppedEarly(search_space.EXPERIMENT)],
+            callbacks=[MarkStoppedEarly(experiment)],
             progress_reporter=progress_table(search_space, space),
             verbose=1,
         ),
@@ -568,14 +566,14 @@ def run_sweep(
     return tuner.fit()
 
 
-def progress_table(search_space: ModuleType, space: dict[str, Any]) -> tune.CLIReporter:
+def progress_table(search_space: SearchSpace, space: dict[str, Any]) -> tune.CLIReporter:
     """Tune's progress table with a few columns: trial, status, the searched settings (at most
     four, names cut to 14 characters), epoch and the sweep's metric; the best trial's line
     names only those settings. (Tune's newer console output cannot choose its columns:
     :func:`run_sweep` turns it off.)"""
     searched = searched_keys(space)[:4]
     return tune.CLIReporter(
-        metric_columns={"epoch": "epoch", search_space.METRIC: search_space.METRIC},
+        metric_columns={"epoch": "epoch", search_space.metric: search_space.metric},
         parameter_columns={key: key[:14] for key in searched},
         max_column_length=14,
         max_progress_rows=20,
@@ -610,7 +608,7 @@ class MarkStoppedEarly(tune.Callback):
     trial's last result reaches callbacks with ``done`` set only when it was stopped; one that
     trained to the end reports its last epoch before it is done."""
 
-    def __init__(self, experiment: str):
+    def __init__(self, experiment: Experiment):
         self.experiment = experiment
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -618,12 +616,12 @@ class MarkStoppedEarly(tune.Callback):
             result[STOPPED_EARLY] = True
 
     def rounds(self, config: dict[str, Any]) -> int:
-        return EXPERIMENTS[self.experiment].rounds(config)
+        return self.experiment.rounds(config)
 
 
-def stopped_early(results: tune.ResultGrid, experiment: str) -> dict[str, tuple[int, int]]:
+def stopped_early(results: tune.ResultGrid, experiment: Experiment) -> dict[str, tuple[int, int]]:
     """Trial id -> (epochs trained, epochs planned) of the trials a scheduler stopped."""
-    rounds = EXPERIMENTS[experiment].rounds
+    rounds = experiment.rounds
     return {
         trial.trial_id: (int(trial.last_result["epoch"]) + 1, rounds(trial.config))
         for trial in results._experiment_analysis.trials
@@ -719,7 +717,7 @@ def trial_id_of(result: tune.Result) -> str:
 
 def publish(
     tracking: Tracking,
-    search_space: ModuleType,
+    search_space: SearchSpace,
     space: dict[str, Any],
     args: Namespace,
     interrupted: bool,
@@ -747,7 +745,7 @@ def publish(
 
 def resume_command(args: argparse.Namespace) -> str:
     """The exact command that resumes this sweep."""
-    parts = ["python", "-m", "orchestrator.sweep", args.experiment, "--resume"]
+    parts = ["python", "-m", "orchestrator.sweep", args.space, "--resume"]
     parts += ["--name", args.name, "--storage-path", args.storage_path]
     parts += ["--tracking-uri", args.tracking_uri, "--data-root", str(args.data_root.resolve())]
     parts += ["--cpus-per-trial", str(args.cpus_per_trial)]
@@ -765,17 +763,17 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.experiment == CAMPAIGN:
+    if args.space == CAMPAIGN:
         return campaign.main(args, build_parser())
     if args.within_campaign:
         campaign.end_with_campaign()
-    search_space = SPACES[args.experiment]
+    search_space = SPACES[args.space]
     try:  # bad flags, settings, data, or a name taken: one clear error now, nothing recorded
         check_resources(args)
         # On the driver, before Ray starts: trials never download. First, so that offline it
         # fails at once; what it fetches is needed whatever else is wrong.
-        if args.download and args.experiment in DATASETS:
-            fetch_for_loader(args.experiment, args.data_root)
+        if args.download and args.space in DATASETS:
+            fetch_for_loader(args.space, args.data_root)
         check_storage(args.storage_path)
         if args.resume:
             if not tune.Tuner.can_restore(sweep_path(args)):
@@ -807,17 +805,17 @@ def main(argv: list[str] | None = None) -> int:
             args.seeds,
         )
         scoring = build_scoring(search_space, args.quick, args.scoring, args.preset)
-        check_space(search_space.EXPERIMENT, space, scoring)
+        check_space(search_space.experiment(), space, scoring)
         search = build_search(
             args.search,
             space,
-            search_space.METRIC,
-            search_space.MODE,
+            search_space.metric,
+            search_space.mode,
             args.num_samples,
-            explore=search_space.EXPLORE,
+            explore=search_space.explore,
             max_concurrent=args.max_concurrent,
         )
-        prepare_data(search_space.EXPERIMENT, space, progress)
+        prepare_data(search_space.experiment(), space, progress)
     except (
         SpaceError,
         DataNotFoundError,
@@ -837,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(
     args: Namespace,
-    search_space: ModuleType,
+    search_space: SearchSpace,
     space: dict[str, Any],
     scoring: dict[str, Any],
     search: tuple[Any, int],
@@ -857,14 +855,17 @@ def run(
         every,
         driver,
         args.restart_errored,
-        claims=getattr(search_space, "CLAIMS", ()),
+        claims=search_space.claims,
         every_metric=args.log_metrics == "all",
     )
     failure: Exception | None = None
     state_digest.mark_running(sweep_path(args))
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
-        outcomes, stopped = tune_outcomes(results), stopped_early(results, search_space.EXPERIMENT)
+        outcomes, stopped = (
+            tune_outcomes(results),
+            stopped_early(results, search_space.experiment()),
+        )
         interrupted = was_interrupted()
         state_digest.record_state(sweep_path(args))  # Tune's last write: what --resume trusts
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable

@@ -23,7 +23,7 @@ from orchestrator.provenance import environment_provenance
 from orchestrator.system_metrics import system_metrics
 from orchestrator.tracking import Tracking, TrialRun
 from vaecam.data import DataSource
-from vaecam.experiments import EXPERIMENTS
+from vaecam.experiments import Experiment
 
 STATE_FILE = "state.pt"
 
@@ -154,14 +154,14 @@ class TrialOptions:
     # memory, GPU) in the run; None: none
     provenance: Mapping[str, str] = field(default_factory=dict)  # the driver's code, command
     restart: bool = False  # --restart-errored: a trial with no checkpoint starts a fresh run
-    claims: Sequence[Mapping[str, Any]] = ()  # the search space's CLAIMS: the headline metrics
+    claims: Sequence[Mapping[str, Any]] = ()  # the search space's claims: the headline metrics
     every_metric: bool = False  # --log-metrics all: every scoring combination as a metric
 
 
 def train_trial(
     config: dict[str, Any],
     tracking: Tracking,
-    experiment: str,
+    experiment: Experiment,
     scoring: Mapping[str, Any],
     options: TrialOptions = TrialOptions(),
     faults: Sequence[Fault] = (),
@@ -188,12 +188,13 @@ def train_trial(
             run.record_node(ray.get_runtime_context().get_node_id())
         if state is not None:  # a retry or restore: the checkpointed epoch, if MLflow lacks it
             run.log_epoch(state["metrics"], step=state["epoch"])
-        module = EXPERIMENTS[experiment]
         fault = next((fault for fault in faults if fault.applies(config)), None)
         reporter = TuneReporter(run, state, fault, options.checkpoint_every)
         every = options.system_metrics_every
         with system_metrics(run.run_id, tracking.uri, every) if every else nullcontext():
-            trained = module.train(config, reporter, state, scoring)
-            table = module.score(trained, scoring, reporter, readings=all_readings(options.claims))
+            trained = experiment.train(config, reporter, state, scoring)
+            table = experiment.score(
+                trained, scoring, reporter, readings=all_readings(options.claims)
+            )
             run.log_scores(table, reporter.epoch, options.claims, options.every_metric)
     reporter.finish()

@@ -10,31 +10,8 @@ settings and their defaults (the reproduction's setup) are
 from ray import tune
 
 from search_spaces.readings import WHY
+from search_spaces.space import SearchSpace, anomaly
 from vaecam.data.mvtec import CATEGORIES
-
-EXPERIMENT = "anomaly"
-METRIC = "val_loss"  # negative ELBO on held-out normal images: never a test metric
-MODE = "min"
-
-#: The full sweep, for a GPU cluster (e.g. ``--gpus-per-trial 0.5``: two trials per GPU, a
-#: 256x256 ResNet-18 VAE at batch 16): every category, three seeds, two samples of the rest.
-TRAIN = {
-    "dataset": "mvtec",
-    "category": tune.grid_search(list(CATEGORIES)),
-    "seed": tune.grid_search([0, 1, 2]),
-    "latent_dim": tune.choice([32, 64]),
-    "lr": tune.loguniform(5e-5, 5e-4),
-}
-NUM_SAMPLES = 2
-
-#: ``--quick``: one category on one CPU in minutes, every artifact still produced.
-QUICK = {"dataset": "mvtec", "category": tune.grid_search(["grid"]), "batch_size": 8, "epochs": 30}
-QUICK_NUM_SAMPLES = 1
-
-#: Grid dimensions that ``--search optuna`` may explore as a choice instead of running every
-#: value (its sampled dimensions it always explores). None here: each grid names data or a
-#: comparison the summary shows whole, and the seed grid replicates.
-EXPLORE: tuple[str, ...] = ()
 
 #: The reproduction's layer and its neighbours (on the reproduction's stem, the default); the
 #: paper's equations, the authors' code and the reproduction's code; mu, Eq. 4 read literally
@@ -58,57 +35,10 @@ SCORING = {
     "normalisation": ["none", "validation"],
     "image_score": ["max", "mean"],
 }
-#: ``--quick``: two layers (one backward reaches both) and the quantities of the claims' readings
-#: and Eq. 4's mean: each quantity costs a backward per latent dim through the ResNet.
-QUICK_SCORING = SCORING | {
-    "target_layer": ["encoder.layer2.1.conv1", "encoder.layer3.1.conv1"],
-    "quantity": ["mu", "normal_difference", "normal_difference_z"],
-}
 
-#: ``--preset`` (the README's table, with sources): the authors' code covers MNIST only, so
-#: ``authors`` is their attention recipe; ``reproduction`` is the reproduction's code: its
-#: stem, layer, formulation (``Anomaly_Detection/code/gradcam.py``: sum(mu)) and L1 baseline.
-PRESETS = {
-    "paper": {
-        "scoring": {
-            "formulation": ["per_dim"],
-            "quantity": ["normal_difference", "normal_difference_z"],
-        }
-    },
-    "authors": {"scoring": {"formulation": ["authors"], "quantity": ["mu"]}},
-    "reproduction": {
-        "set": {"model_options": {"pretrained": False, "stem": "reproduction"}},
-        "scoring": {
-            "method": ["attention", "recon_l1", "untrained"],
-            "target_layer": ["encoder.layer2.1.conv1"],
-            "formulation": ["reproduction"],
-            "quantity": ["mu"],
-        },
-    },
-}
-
-SUMMARY = [METRIC]
-SCORES = ["pixel_auroc", "aupro", "image_auroc"]
-AGGREGATE_OVER = [("seed",)]
-AGGREGATE = SCORES
-
-#: After the sweep: per category, the best trial (by METRIC) next to published pixel AUROCs,
-#: under the two readings of the claim (``CLAIMS``): the paper's equations (per_dim, Eq. 4
-#: drawn) and the reproduction's code (its formulation of mu), both at the reproduction's
-#: layer on its stem, raw maps.
-GROUP_BY = "category"
 LAYER = "encoder.layer2.1.conv1"
 PAPER_READING = f"attention/{LAYER}/per_dim/normal_difference_z/none"
 REPRODUCTION_READING = f"attention/{LAYER}/reproduction/mu/none"
-OURS = {
-    "attention, paper's equations (ours)": f"{PAPER_READING}/pixel_auroc",
-    "attention, reproduction's code (ours)": f"{REPRODUCTION_READING}/pixel_auroc",
-    "recon (ours)": "recon/none/pixel_auroc",
-    "attention AUPRO, paper's equations (ours)": f"{PAPER_READING}/aupro",
-    "recon AUPRO (ours)": "recon/none/aupro",
-}
-#: Pixel AUROC as printed in the paper beside the MVTec AD CVPR'19 baselines (PAPER.md 4).
-REFERENCE_COLUMNS = ("AE-SSIM", "AE-L2", "AnoGAN", "paper")
 REFERENCE = {
     "carpet": (0.87, 0.59, 0.54, 0.78),
     "grid": (0.94, 0.90, 0.58, 0.73),
@@ -128,56 +58,129 @@ REFERENCE = {
 }
 
 #: The paper's claims this sweep tests (``orchestrator.report``): per category, the pixel AUROC
-#: of the paper's table against ours, under each reading (``OURS``). The two readings can differ
+#: of the paper's table against ours, under each reading (``READINGS``). The two readings can differ
 #: far beyond their intervals on the same model: neither alone is "the paper's method".
 READINGS = {
     "the paper's equations": ("per_dim", "normal_difference_z"),
     "the reproduction's code": ("reproduction", "mu"),
 }
-CLAIMS = [
-    {
-        "claim": "pixel AUROC per category (the paper's table)",
-        "reading": reading,
-        "why": WHY[reading],
-        "dataset": "mvtec_ad",
-        "metric": "pixel_auroc",
-        "select": {
-            "method": "attention",
-            "target_layer": LAYER,
-            "formulation": formulation,
-            "quantity": quantity,
-            "normalisation": "none",
-            "image_score": "max",
+
+MVTEC = SearchSpace(
+    experiment=anomaly,
+    # Tune optimises the default metric (val_loss): the negative ELBO on held-out normal images,
+    # never a test metric.
+    # The full sweep, for a GPU cluster (e.g. ``--gpus-per-trial 0.5``: two trials per GPU, a
+    # 256x256 ResNet-18 VAE at batch 16): every category, three seeds, two samples of the rest.
+    train={
+        "dataset": "mvtec",
+        "category": tune.grid_search(list(CATEGORIES)),
+        "seed": tune.grid_search([0, 1, 2]),
+        "latent_dim": tune.choice([32, 64]),
+        "lr": tune.loguniform(5e-5, 5e-4),
+    },
+    num_samples=2,
+    # ``--quick``: one category on one CPU in minutes, every artifact still produced.
+    quick={
+        "dataset": "mvtec",
+        "category": tune.grid_search(["grid"]),
+        "batch_size": 8,
+        "epochs": 30,
+    },
+    # No ``explore``: each grid names data or a comparison the summary shows whole, and the
+    # seed grid replicates.
+    scoring=SCORING,
+    # ``--quick``: two layers (one backward reaches both) and the quantities of the claims' readings
+    # and Eq. 4's mean: each quantity costs a backward per latent dim through the ResNet.
+    quick_scoring=SCORING
+    | {
+        "target_layer": ["encoder.layer2.1.conv1", "encoder.layer3.1.conv1"],
+        "quantity": ["mu", "normal_difference", "normal_difference_z"],
+    },
+    # ``--preset`` (the README's table, with sources): the authors' code covers MNIST only, so
+    # ``authors`` is their attention recipe; ``reproduction`` is the reproduction's code: its
+    # stem, layer, formulation (``Anomaly_Detection/code/gradcam.py``: sum(mu)) and L1 baseline.
+    presets={
+        "paper": {
+            "scoring": {
+                "formulation": ["per_dim"],
+                "quantity": ["normal_difference", "normal_difference_z"],
+            }
         },
-        "group": "category",
-        "paper": {category: values[-1] for category, values in REFERENCE.items()},
-        "reproduction_text": "the state-of-the-art claim did not hold",
-        "controls": ["recon", "energy", "random", "untrained"],
-    }
-    for reading, (formulation, quantity) in READINGS.items()
-]
-PAPER_SETTINGS = {
-    "epochs": (300, 512),
-    "lr": 1e-4,
-    "batch_size": (8, 16),
-    "latent_dim": 32,
-    "image_size": 256,
-}
-#: Test images per category (MVTec AD's published split): a run on fewer is on a subset.
-FULL_TEST_IMAGES = {
-    "bottle": 83,
-    "cable": 150,
-    "capsule": 132,
-    "carpet": 117,
-    "grid": 78,
-    "hazelnut": 110,
-    "leather": 124,
-    "metal_nut": 115,
-    "pill": 167,
-    "screw": 160,
-    "tile": 117,
-    "toothbrush": 42,
-    "transistor": 100,
-    "wood": 79,
-    "zipper": 151,
-}
+        "authors": {"scoring": {"formulation": ["authors"], "quantity": ["mu"]}},
+        "reproduction": {
+            "set": {"model_options": {"pretrained": False, "stem": "reproduction"}},
+            "scoring": {
+                "method": ["attention", "recon_l1", "untrained"],
+                "target_layer": ["encoder.layer2.1.conv1"],
+                "formulation": ["reproduction"],
+                "quantity": ["mu"],
+            },
+        },
+    },
+    summary=["val_loss"],
+    scores=["pixel_auroc", "aupro", "image_auroc"],
+    aggregate_over=[("seed",)],
+    aggregate=["pixel_auroc", "aupro", "image_auroc"],
+    # After the sweep: per category, the best trial (by the metric) next to published pixel AUROCs,
+    # under the two readings of the claim (``claims``): the paper's equations (per_dim, Eq. 4
+    # drawn) and the reproduction's code (its formulation of mu), both at the reproduction's
+    # layer on its stem, raw maps.
+    group_by="category",
+    ours={
+        "attention, paper's equations (ours)": f"{PAPER_READING}/pixel_auroc",
+        "attention, reproduction's code (ours)": f"{REPRODUCTION_READING}/pixel_auroc",
+        "recon (ours)": "recon/none/pixel_auroc",
+        "attention AUPRO, paper's equations (ours)": f"{PAPER_READING}/aupro",
+        "recon AUPRO (ours)": "recon/none/aupro",
+    },
+    # Pixel AUROC as printed in the paper beside the MVTec AD CVPR'19 baselines (PAPER.md 4).
+    reference_columns=("AE-SSIM", "AE-L2", "AnoGAN", "paper"),
+    reference=REFERENCE,
+    claims=[
+        {
+            "claim": "pixel AUROC per category (the paper's table)",
+            "reading": reading,
+            "why": WHY[reading],
+            "dataset": "mvtec_ad",
+            "metric": "pixel_auroc",
+            "select": {
+                "method": "attention",
+                "target_layer": LAYER,
+                "formulation": formulation,
+                "quantity": quantity,
+                "normalisation": "none",
+                "image_score": "max",
+            },
+            "group": "category",
+            "paper": {category: values[-1] for category, values in REFERENCE.items()},
+            "reproduction_text": "the state-of-the-art claim did not hold",
+            "controls": ["recon", "energy", "random", "untrained"],
+        }
+        for reading, (formulation, quantity) in READINGS.items()
+    ],
+    paper_settings={
+        "epochs": (300, 512),
+        "lr": 1e-4,
+        "batch_size": (8, 16),
+        "latent_dim": 32,
+        "image_size": 256,
+    },
+    # Test images per category (MVTec AD's published split): a run on fewer is on a subset.
+    full_test_images={
+        "bottle": 83,
+        "cable": 150,
+        "capsule": 132,
+        "carpet": 117,
+        "grid": 78,
+        "hazelnut": 110,
+        "leather": 124,
+        "metal_nut": 115,
+        "pill": 167,
+        "screw": 160,
+        "tile": 117,
+        "toothbrush": 42,
+        "transistor": 100,
+        "wood": 79,
+        "zipper": 151,
+    },
+)

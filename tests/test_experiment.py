@@ -1,28 +1,19 @@
 """The experiments as library code: no Ray, no MLflow, a recording reporter."""
 
+import inspect
 from pathlib import Path
 
 import pytest
 import torch
 
+from search_spaces import SPACES
 from vaecam.data import DataNotFoundError
 from vaecam.data.synthetic import make_mvtec, make_ucsd
-from vaecam.experiments import EXPERIMENTS, anomaly, disentanglement
+from vaecam.experiments import Experiment, anomaly, disentanglement
 from vaecam.experiments.common import NullReporter, build_model, fit
 from vaecam.experiments.localisation import MVTEC
 from vaecam.models import MODELS, ConvVAE
 from vaecam.settings import SettingsError
-
-INTERFACE = (
-    "defaults",
-    "data_settings",
-    "check",
-    "prepare",
-    "check_scoring",
-    "rounds",
-    "train",
-    "score",
-)
 
 
 class Recorder(NullReporter):
@@ -74,10 +65,19 @@ GRID = {
 }
 
 
-def test_every_registered_experiment_has_the_interface():
-    for module in EXPERIMENTS.values():
-        for name in INTERFACE:
-            assert callable(getattr(module, name)), name
+def test_every_search_spaces_experiment_implements_the_protocol():
+    """Each method of :class:`Experiment`, its parameters first and in order, on the module
+    every search space names (a module satisfies a protocol as an instance would, without
+    self); more only with a default."""
+    members = {n: f for n, f in vars(Experiment).items() if not n.startswith("_")}
+    assert {"train", "score", "restore", "check"} <= set(members)
+    for space in SPACES.values():
+        module = space.experiment()
+        for name, method in members.items():
+            wanted = list(inspect.signature(method).parameters)[1:]  # without self
+            found = inspect.signature(vars(module)[name]).parameters.values()
+            assert [p.name for p in found][: len(wanted)] == wanted, name
+            assert all(p.default is not p.empty for p in list(found)[len(wanted) :]), name
 
 
 TINY_DSPRITES = {"widths": [4, 4, 8, 8], "hidden": 16}

@@ -24,15 +24,15 @@ def _rows(grid: dict, metrics: list[str]) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(SPACES) if SPACES[n].EXPERIMENT == "anomaly"])
+@pytest.mark.parametrize("name", [n for n in sorted(SPACES) if SPACES[n].scoring])
 def test_every_space_has_a_short_headline_of_its_reading_and_every_control(name):
     space = SPACES[name]
-    metrics = sorted({claim["metric"] for claim in space.CLAIMS})
-    rows = _rows(space.SCORING, metrics)
-    found = headline_rows(rows, space.CLAIMS)
+    metrics = sorted({claim["metric"] for claim in space.claims})
+    rows = _rows(space.scoring, metrics)
+    found = headline_rows(rows, space.claims)
     assert found and all(len(key) <= MAX_NAME for key in found)
     methods = {row["method"] for row in rows} - {"attention"}
-    for claim in space.CLAIMS:
+    for claim in space.claims:
         metric = claim["metric"]
         (row, used) = found[f"{metric}/{reading_name(claim)}"]
         assert used == metric
@@ -46,12 +46,12 @@ def test_every_space_has_a_short_headline_of_its_reading_and_every_control(name)
 
 
 def test_a_new_control_appears_without_a_change_and_values_only_are_logged():
-    grid = SPACES["digits"].SCORING
+    grid = SPACES["digits"].scoring
     rows = [row for row in _rows(grid, ["image_auroc"]) if row["method"] != "untrained"]
-    reading = SPACES["digits"].CLAIMS[0]["select"]
+    reading = SPACES["digits"].claims[0]["select"]
     # a control the grid did not have: the paper's reading on an untrained model
     untrained = dict(reading, method="untrained", image_auroc=0.51, image_auroc_ci_low=0.4)
-    found = headline([*rows, untrained], SPACES["digits"].CLAIMS)
+    found = headline([*rows, untrained], SPACES["digits"].claims)
     assert found["image_auroc/untrained"] == 0.51
     assert not any(key.endswith(("_ci_low", "_ci_high", "_n_pos", "_n_neg")) for key in found)
     assert set(found) == {
@@ -62,8 +62,8 @@ def test_a_new_control_appears_without_a_change_and_values_only_are_logged():
 
 
 def test_a_claim_under_two_readings_gets_one_metric_each():
-    rows = _rows(SPACES["mvtec"].QUICK_SCORING, ["pixel_auroc"])
-    found = headline(rows, SPACES["mvtec"].CLAIMS)
+    rows = _rows(SPACES["mvtec"].quick_scoring, ["pixel_auroc"])
+    found = headline(rows, SPACES["mvtec"].claims)
     names = {"pixel_auroc/papers_equations", "pixel_auroc/reproductions_code"}
     assert names <= set(found)
     assert found["pixel_auroc/papers_equations"] != found["pixel_auroc/reproductions_code"]
@@ -73,4 +73,4 @@ def test_a_claim_under_two_readings_gets_one_metric_each():
 
 def test_a_table_without_combinations_logs_the_claims_metric_under_its_own_name():
     row = {"factor_vae_score": 0.8, "mig": 0.1, "recon_error": 30.0}
-    assert headline([row], SPACES["dsprites"].CLAIMS) == {"factor_vae_score": 0.8, "mig": 0.1}
+    assert headline([row], SPACES["dsprites"].claims) == {"factor_vae_score": 0.8, "mig": 0.1}

@@ -62,7 +62,7 @@ def test_verdict_against_a_baseline(ours, baseline, expected):
 
 # the MVTec claim under the reproduction's code; its other reading (the paper's equations) is
 # not in this sweep's table, as under a preset that drops it
-SELECT = next(c for c in SPACES["mvtec"].CLAIMS if c["reading"] == "the reproduction's code")
+SELECT = next(c for c in SPACES["mvtec"].claims if c["reading"] == "the reproduction's code")
 SELECT = SELECT["select"]
 
 
@@ -73,7 +73,7 @@ def _sweep(
     lr 1e-4 has the better validation loss and the *worse* test metric."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     params = {
-        "experiment": "mvtec",
+        "space": "mvtec",
         "searched": ["category", "seed", "lr"],
         "quick": False,
         "preset": None,
@@ -101,7 +101,7 @@ def _sweep(
         recon = {"method": "recon", "normalisation": "none", "image_score": "max"}
         recon |= {"pixel_auroc": 0.6 + seed / 100}
         table = ScoreTable([ours, control, recon], frozenset())
-        RunLog(uri, run).log_scores(table, 0, SPACES["mvtec"].CLAIMS)
+        RunLog(uri, run).log_scores(table, 0, SPACES["mvtec"].claims)
         log_dataset_input(
             client, run, name=dataset, source=tmp_path, digest="0" * 64, num_images=10, split="test"
         )
@@ -202,8 +202,8 @@ def test_an_unknown_name_is_one_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_every_claim_names_its_data_metric_and_what_it_is_compared_with(name):
     space = SPACES[name]
-    assert space.CLAIMS and space.PAPER_SETTINGS
-    for claim in space.CLAIMS:
+    assert space.claims and space.paper_settings
+    for claim in space.claims:
         assert claim["dataset"] and claim["metric"]
         assert ("paper" in claim) != ("versus" in claim)
         assert claim.get("versus") in (None, *claim.get("controls", []))

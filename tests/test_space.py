@@ -44,17 +44,17 @@ def test_every_search_space_is_valid_in_both_budgets(name, tmp_path):
     for quick in (False, True):
         runtime = {"data_root": str(tmp_path), "device": "cpu"}
         space = build_space(search_space, quick, [], None, runtime)
-        check_space(search_space.EXPERIMENT, space, build_scoring(search_space, quick, []))
+        check_space(search_space.experiment(), space, build_scoring(search_space, quick, []))
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_every_preset_is_valid_and_applies_before_set_and_scoring(name, tmp_path):
     search_space = SPACES[name]
     runtime = {"data_root": str(tmp_path), "device": "cpu"}
-    for preset_name, preset in search_space.PRESETS.items():
+    for preset_name, preset in search_space.presets.items():
         space = build_space(search_space, True, [], None, runtime, preset_name)
         scoring = build_scoring(search_space, True, [], preset_name)
-        check_space(search_space.EXPERIMENT, space, scoring)
+        check_space(search_space.experiment(), space, scoring)
         assert all(space[key] == value for key, value in preset.get("set", {}).items())
         assert all(scoring[key] == value for key, value in preset.get("scoring", {}).items())
     space = build_space(search_space, True, ["seed=7"], None, runtime, "reproduction")
@@ -72,7 +72,7 @@ def test_set_and_scoring_replace_what_they_name():
     assert (space["epochs"], space["lr"], space["dataset"]) == (5, 0.01, "digits")
     scoring = build_scoring(digits, True, ["formulation=authors", 'image_score=["max"]'])
     assert scoring["formulation"] == ["authors"] and scoring["image_score"] == ["max"]
-    assert scoring["target_layer"] == digits.SCORING["target_layer"]
+    assert scoring["target_layer"] == digits.scoring["target_layer"]
     with pytest.raises(SpaceError, match="--set 'epochs': expected KEY=VALUE"):
         build_space(digits, True, ["epochs"], None, {})
     with pytest.raises(SpaceError, match="no category dimension"):
@@ -83,6 +83,6 @@ def test_prepare_checks_the_data_of_every_category_of_a_grid(tmp_path):
     root = make_mvtec(tmp_path / "mvtec", categories=("grid",), size=32)
     mvtec = SPACES["mvtec"]
     runtime = {"data_root": str(root), "device": "cpu"}
-    prepare_data("anomaly", build_space(mvtec, True, [], ["grid"], runtime))
+    prepare_data(mvtec.experiment(), build_space(mvtec, True, [], ["grid"], runtime))
     with pytest.raises(DataNotFoundError, match=str(root / "bottle")):
-        prepare_data("anomaly", build_space(mvtec, True, [], ["grid", "bottle"], runtime))
+        prepare_data(mvtec.experiment(), build_space(mvtec, True, [], ["grid", "bottle"], runtime))

@@ -25,7 +25,11 @@ from orchestrator import report, rescore, summary, sweep
 from orchestrator.space import SpaceError
 from orchestrator.tracking import flat_scores, read_scores, start_sweep, unparam
 from orchestrator.trainable import FAULTS_VARIABLE
-from search_spaces import digits, dsprites, mnist, mvtec
+from search_spaces import mvtec
+from search_spaces.digits import DIGITS
+from search_spaces.dsprites import DSPRITES
+from search_spaces.mnist import MNIST
+from search_spaces.mvtec import MVTEC
 from vaecam.data.synthetic import make_mvtec, make_ucsd
 from vaecam.scoring import scoring_grid
 
@@ -98,7 +102,7 @@ def test_digits_quick_sweep_trains_two_models_a_person_can_compare(tmp_path):
     assert len(children) == 2  # two latent sizes: something to compare
     assert {unparam(c.data.params["latent_dim"]) for c in children} == {8, 32}
     epochs = int(parent.data.params["space.epochs"])
-    grid = len(scoring_grid(digits.SCORING))
+    grid = len(scoring_grid(DIGITS.scoring))
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags["ray.trial_id"]
         history = client.get_metric_history(child.info.run_id, "val_loss")
@@ -140,7 +144,7 @@ def test_digits_quick_sweep_trains_two_models_a_person_can_compare(tmp_path):
     assert (random.image_auroc_ci_low <= 0.5).all() and (random.image_auroc_ci_high >= 0.5).all()
     # the headline metric is the table's number
     child = children[0]
-    reading = digits.CLAIMS[0]["select"]
+    reading = DIGITS.claims[0]["select"]
     row = table[
         (table.run_id == child.info.run_id)
         & np.logical_and.reduce([table[key] == value for key, value in reading.items()])
@@ -479,7 +483,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     by_category = {c.data.params["category"]: c for c in children}
     for label in (PAPERS, "attention, reproduction's code (ours)"):  # both readings
         assert float(rows["grid"][label]) == pytest.approx(
-            scores[by_category["grid"].info.run_id][mvtec.OURS[label]]
+            scores[by_category["grid"].info.run_id][mvtec.ours[label]]
         )
 
     # the report: a row per category, each number the metric it cites, no verdict on
@@ -638,7 +642,7 @@ def test_seed_table_gives_mean_and_interval_per_configuration_beside_the_referen
         }
     )
     searched = ["model", "seed"]
-    seeds = summary.aggregate(scored, dsprites, searched, ("seed",), {}).set_index("model")
+    seeds = summary.aggregate(scored, DSPRITES, searched, ("seed",), {}).set_index("model")
     assert seeds.loc["factor_vae", "n_seeds"] == 3
     assert seeds.loc["factor_vae", "factor_vae_score_mean"] == pytest.approx(0.7)
     assert seeds.loc["factor_vae", "factor_vae_score_std"] == pytest.approx(0.1)
@@ -653,10 +657,10 @@ def test_seed_table_gives_mean_and_interval_per_configuration_beside_the_referen
     # one model, fixed (--set model=ad_factor_vae): its references still come with its row
     fixed = {"model": "ad_factor_vae"}
     one = summary.aggregate(
-        scored[scored.model == "ad_factor_vae"], dsprites, ["seed"], ("seed",), fixed
+        scored[scored.model == "ad_factor_vae"], DSPRITES, ["seed"], ("seed",), fixed
     )
     assert len(one) == 1
-    assert one.loc[0, "reproduction"] == dsprites.REFERENCE["ad_factor_vae"]["reproduction"]
+    assert one.loc[0, "reproduction"] == DSPRITES.reference["ad_factor_vae"]["reproduction"]
 
 
 def test_scores_are_pooled_per_combination_over_seeds_and_inliers():
@@ -674,9 +678,9 @@ def test_scores_are_pooled_per_combination_over_seeds_and_inliers():
         combination = {"method": method, "target_layer": "", "normalisation": "none"}
         rows.append({"inlier": inlier, "seed": seed, **combination, "image_auroc": value})
     scored = pd.DataFrame(rows)
-    per_inlier = summary.aggregate(scored, mnist, ["inlier", "seed"], ("seed",), {})
+    per_inlier = summary.aggregate(scored, MNIST, ["inlier", "seed"], ("seed",), {})
     assert len(per_inlier) == 4 and set(per_inlier.n_seeds) == {2}
-    pooled = summary.aggregate(scored, mnist, ["inlier", "seed"], ("seed", "inlier"), {})
+    pooled = summary.aggregate(scored, MNIST, ["inlier", "seed"], ("seed", "inlier"), {})
     pooled = pooled.set_index("method")
     assert pooled.loc["recon", "n_seeds_and_inliers"] == 4
     assert pooled.loc["recon", "image_auroc_mean"] == pytest.approx(0.75)
@@ -725,7 +729,7 @@ def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
             "recon AUPRO (ours)": [0.1, 0.1, 0.3],
         }
     )
-    for label in mvtec.OURS:  # the trials' intervals
+    for label in MVTEC.ours:  # the trials' intervals
         table[f"{label} low"], table[f"{label} high"] = table[label] - 0.1, table[label] + 0.1
     comparison = summary.compare_with_reference(table, mvtec).set_index("category")
     assert comparison.loc["grid", "trial_id"] == "a"

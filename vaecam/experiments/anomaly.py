@@ -217,8 +217,8 @@ def score(
     trained: Trained,
     grid: Mapping[str, Any],
     reporter: Reporter,
-    figures: bool = True,
     readings: Mapping[str, Mapping[str, Any]] | None = None,
+    figures: bool = True,
 ) -> ScoreTable:
     """Every combination of the scoring ``grid`` (key -> list of names, see
     :class:`~vaecam.scoring.ScoringGrid`) on the trained model: the maps of every method,

@@ -125,8 +125,9 @@ def training_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
 ) -> dict[str, Any]:
-    """What a trial checkpoints after each epoch: all :func:`restore` needs to go on exactly,
-    and the epoch's metrics, so a restore can log what a crash kept from the tracker."""
+    """What a trial checkpoints after each epoch: all :func:`resume_training` needs to go on
+    exactly, and the epoch's metrics, so a resumed trial can log what a crash kept from the
+    tracker."""
     return {
         "epoch": epoch,
         "metrics": metrics,
@@ -136,7 +137,7 @@ def training_state(
     }
 
 
-def restore(
+def resume_training(
     state: dict[str, Any] | None,
     model: VAE,
     optimizer: torch.optim.Optimizer,
@@ -172,7 +173,7 @@ def fit(
 
     A non-finite loss (``FloatingPointError``) fails the trial naming its ``unit`` and round.
     """
-    for r in range(restore(state, model, optimizer, generator), rounds):
+    for r in range(resume_training(state, model, optimizer, generator), rounds):
         try:
             losses = train_round(r)
         except FloatingPointError as error:

@@ -201,6 +201,15 @@ def train(
     return Trained(settings, model, data, val)
 
 
+def restore(config: Mapping[str, Any], weights: Any, normal: Any) -> Trained:
+    """Never: dSprites is scored by its disentanglement metrics as training ends; it has no
+    scoring grid to score again."""
+    raise SettingsError(
+        "dSprites has no scoring grid to score again: its scores are the "
+        "disentanglement metrics, computed as training ends"
+    )
+
+
 def score(
     trained: Trained,
     grid: Mapping[str, Any],
