@@ -890,7 +890,8 @@ def run(
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
-    print(f"then open {tracking.ui_link()} (a sweep's trials: its row's +)")
+    print(f"then open {tracking.ui_link()}")
+    print("  (the runs table, a row per trial of this sweep; clear its search box for every run)")
     if not args.within_campaign:  # a campaign writes its own report
         print(
             "The paper's claims beside these numbers: python -m orchestrator.report "

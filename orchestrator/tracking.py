@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -55,12 +56,27 @@ class Tracking:
     parent_run_id: str
 
     def ui_link(self, base: str = "http://127.0.0.1:5000") -> str:
-        """The runs table, in MLflow's model-training view: MLflow 3.17's UI picks its view
-        from the link's ``workflowType``, else from the browser's last choice (GenAI at
-        first), whatever the experiment's kind tag."""
+        """The runs table, in MLflow's model-training view, with a row for each run nested
+        under the parent run (a sweep's trials, a campaign's sweeps), sorted by name.
+
+        MLflow 3.17's UI picks its view from the link's ``workflowType``, else from the
+        browser's last choice (GenAI at first), whatever the experiment's kind tag. It folds
+        child runs behind their parent's "+" unless the table is sorted by something other
+        than the start time (``nestChildren`` in its runs table); a filter alone does not
+        unfold them (it fetches the parent and folds them again). The filter keeps the
+        experiment's other sweeps out; the search box shows it, to clear."""
         if self.uri.startswith(("http://", "https://")):
             base = self.uri.rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+        query = urlencode(
+            {
+                "workflowType": "machine_learning",
+                "searchFilter": f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
+                "orderByKey": f"tags.`{MLFLOW_RUN_NAME}`",
+                "orderByAsc": "true",
+            },
+            quote_via=quote,
+        )
+        return f"{base}/#/experiments/{self.experiment_id}/runs?{query}"
 
 
 def sqlite_path(uri: str) -> Path | None:
