@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (tests only ever listen on loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def proc_table() -> dict[int, int]:

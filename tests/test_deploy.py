@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from processes import free_port
 from ray.autoscaler._private import commands as ray_up
 from ray.autoscaler._private.util import validate_config
 
@@ -345,12 +346,6 @@ def test_deployment_files_are_lint_clean(linter, path, install):
     assert os.access(path, os.X_OK) or path.suffix != ".sh", f"{path} must be executable"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _path() -> str:
     """PATH with this interpreter's bin first, so the scripts find its mlflow and python3."""
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -402,7 +397,7 @@ def _private_address() -> str:
 
 
 def test_mlflow_server_defaults_to_an_authenticated_private_server(tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     result, args, env = _run_server_script(tmp_path, MLFLOW_PORT=port)
     assert result.returncode == 0, result.stderr
     home = tmp_path / "home" / "mlflow"
@@ -432,7 +427,7 @@ def test_mlflow_server_defaults_to_an_authenticated_private_server(tmp_path):
 
 
 def test_mlflow_server_refuses_to_start_without_an_account(tmp_path):
-    result, args, _ = _run_server_script(tmp_path, account=False, MLFLOW_PORT=str(_free_port()))
+    result, args, _ = _run_server_script(tmp_path, account=False, MLFLOW_PORT=str(free_port()))
     assert result.returncode != 0 and args == []
     assert "MLFLOW_TRACKING_PASSWORD" in result.stderr and "without authentication" in result.stderr
 
@@ -449,7 +444,7 @@ def test_mlflow_server_reads_the_account_from_mlflows_credentials_file(tmp_path)
     (home / ".mlflow").symlink_to(home / ".vaecam" / "mlflow")
     written = configparser.ConfigParser()
     written.read(home / ".mlflow" / "credentials")
-    result, _, env = _run_server_script(tmp_path, account=False, MLFLOW_PORT=str(_free_port()))
+    result, _, env = _run_server_script(tmp_path, account=False, MLFLOW_PORT=str(free_port()))
     assert result.returncode == 0, result.stderr
     assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == written["mlflow"]["mlflow_tracking_username"]
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == written["mlflow"]["mlflow_tracking_password"]
@@ -461,7 +456,7 @@ def test_mlflow_server_takes_postgresql_and_s3_from_the_environment(tmp_path):
     (tmp_path / "home" / "mlflow" / ".pgpass").write_text("db.internal:5432:mlflow:mlflow:pw\n")
     result, args, env = _run_server_script(
         tmp_path,
-        MLFLOW_PORT=str(_free_port()),
+        MLFLOW_PORT=str(free_port()),
         MLFLOW_HOST="127.0.0.1",
         MLFLOW_BACKEND_URI=backend,
         MLFLOW_ARTIFACTS="s3://bucket/mlflow",
@@ -558,7 +553,7 @@ def test_mlflow_server_authenticates_proxies_artifacts_and_stops(tmp_path, monke
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app: pip install 'mlflow[auth]'")
     from mlflow import MlflowClient
 
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "home"
     user, password = ACCOUNT["MLFLOW_TRACKING_USERNAME"], ACCOUNT["MLFLOW_TRACKING_PASSWORD"]
     env = {

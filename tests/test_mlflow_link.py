@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from processes import free_port
 from test_report_page import ARTIFACTS, browser  # noqa: F401  (the Chromium fixture)
 
 from orchestrator.tracking import Tracking, TrialRun, start_sweep
@@ -22,17 +22,11 @@ TRIALS = ["train_digits_aaaa1_00000", "train_digits_aaaa1_00001"]
 OTHER = "train_digits_bbbb2_00000"  # a trial of another sweep in the same experiment
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """``mlflow server`` on 127.0.0.1 over a fresh sqlite store, artifacts under ``tmp_path``;
     its URL. Stopped (its whole process group) after the test."""
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from processes import command_line, descendants, kill, proc_table, using
+from processes import command_line, descendants, free_port, kill, proc_table, using
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = "multinode"
@@ -52,12 +52,6 @@ print(json.dumps({n["NodeID"]: "node:__internal_head__" in n["Resources"] for n 
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Cluster:
     """The processes this test starts, each in a session of its own; ``stop`` ends them all
     and everything they spawned. Every one of them, however deep or reparented, is found by
@@ -67,9 +61,9 @@ class Cluster:
         self.tmp_path = tmp_path
         self.procs: dict[str, subprocess.Popen] = {}
         self.temp_dirs = [tempfile.mkdtemp(prefix="r", dir="/tmp") for _ in range(2)]
-        self.gcs_port = _free_port()
+        self.gcs_port = free_port()
         self.address = f"127.0.0.1:{self.gcs_port}"
-        self.mlflow_port = _free_port()
+        self.mlflow_port = free_port()
         self.tracking_uri = f"http://127.0.0.1:{self.mlflow_port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
         token = secrets.token_hex(32)
@@ -112,7 +106,7 @@ class Cluster:
         command += ["--node-ip-address=127.0.0.1", "--num-cpus=1"]
         command += ["--object-store-memory=100000000", "--disable-usage-stats"]
         command += [f"--temp-dir={temp_dir}", "--min-worker-port=0", "--max-worker-port=0"]
-        command += [f"--dashboard-agent-listen-port={_free_port()}", *args]
+        command += [f"--dashboard-agent-listen-port={free_port()}", *args]
         self.start(name, command)
 
     def start_all(self) -> None:
