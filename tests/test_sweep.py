@@ -68,6 +68,41 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
     return found
 
 
+#: The score table of ``sweep digits --quick`` (seeds fixed: the defaults), made by the code
+#: before its refactors: a refactor changes no number, to the last digit. A change meant to
+#: change numbers replaces it with the table the failing test leaves in test-artifacts/.
+GOLDEN = Path(__file__).parent / "golden" / "digits_quick_scores.csv"
+
+
+def _same_as_golden(scores: Path) -> None:
+    """``scores`` (a sweep's ``scores.csv``) equals :data:`GOLDEN`, every cell as text, rows in
+    the grid's order (the trial ids, drawn anew by each sweep, left out)."""
+
+    def table(path: Path) -> pd.DataFrame:
+        found = pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns="trial_id")
+        keys = ["latent_dim", "method", "target_layer", "formulation", "quantity"]
+        return found.sort_values([*keys, "normalisation", "image_score"], ignore_index=True)
+
+    found, golden = table(scores), table(GOLDEN)
+    if not found.equals(golden):
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        shutil.copy(scores, artifacts / GOLDEN.name)
+        if found.shape != golden.shape:
+            raise AssertionError(f"{found.shape} score table, {golden.shape} in {GOLDEN}")
+        cells = found.ne(golden).stack()
+        differ = [
+            f"row {row} ({'/'.join(found.loc[row, found.columns[:7]])}): {column} "
+            f"{found.at[row, column]}, golden {golden.at[row, column]}"
+            for row, column in cells[cells].index[:5]
+        ]
+        raise AssertionError(
+            f"{len(cells[cells])} cells differ from {GOLDEN}, e.g.\n"
+            + "\n".join(differ)
+            + f"\n(the new table: test-artifacts/{GOLDEN.name})"
+        )
+
+
 @pytest.mark.slow
 def test_digits_quick_sweep_trains_two_models_a_person_can_compare(tmp_path):
     command = [sys.executable, "-m", "orchestrator.sweep", "digits", "--quick"]
@@ -152,6 +187,7 @@ def test_digits_quick_sweep_trains_two_models_a_person_can_compare(tmp_path):
     assert child.data.metrics["image_auroc/authors_code"] == pytest.approx(row.image_auroc.item())
     parent_scores = client.download_artifacts(parent.info.run_id, "scores.csv", str(tmp_path))
     assert len(pd.read_csv(parent_scores)) == len(table)
+    _same_as_golden(Path(parent_scores))
 
     # the parent run carries the outcome: the best trial, its headline, its datasets
     with open(tmp_path / "ray_results" / "quick" / "summary.csv") as file:
