@@ -45,7 +45,6 @@ __all__ = [
     "MVTecCategory",
     "load_mvtec",
     "read_image",
-    "read_mask",
 ]
 
 #: The 15 categories: 5 textures (carpet, grid, leather, tile, wood) and 10 objects.
@@ -153,14 +152,6 @@ def read_image(path: Path, image_size: int) -> Tensor:
     _check_image_size(image_size)
     image = _image_pixels(_open(Path(path), "image"))
     return _to_image_tensor(_resized(image, image_size, Image.Resampling.BILINEAR))
-
-
-def read_mask(path: Path, image_size: int) -> Tensor:
-    """One ground-truth mask PNG (0 normal, 255 defect) as bool (S, S), resized by NEAREST
-    neighbour (interpolating would invent partial labels at the defect's edge)."""
-    _check_image_size(image_size)
-    mask = _open(Path(path), "mask").convert("L")
-    return _to_mask_tensor(_resized(mask, image_size, Image.Resampling.NEAREST))
 
 
 def _open_pair(image_path: Path, mask_path: Path | None) -> tuple[Image.Image, Image.Image | None]:
