@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 from vaecam.data import DataNotFoundError
+from vaecam.data.images import Augment
 from vaecam.data.mvtec import (
     CATEGORIES,
     MVTEC_URL,
     TEXTURES,
-    Augment,
     DataFormatError,
     MVTecCategory,
     load_mvtec,

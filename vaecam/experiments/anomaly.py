@@ -25,8 +25,7 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.attention import attention_maps
-from vaecam.data.images import Progress
-from vaecam.data.mvtec import Augment
+from vaecam.data.images import Augment, Progress
 from vaecam.experiments.common import (
     AnomalyData,
     AnomalySettings,
