@@ -47,9 +47,10 @@ from orchestrator.tracking import (
     sweep_params,
 )
 from search_spaces import SPACES
-from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError
+from vaecam.data import DataFormatError, DataNotFoundError
 from vaecam.data.dsprites import NPZ_NAME
 from vaecam.data.fetch import DATASETS, fetch
+from vaecam.data.mnist import MNIST_FILES
 from vaecam.data.mvtec import CATEGORIES
 from vaecam.data.synthetic import example_mvtec, example_ucsd, is_synthetic
 

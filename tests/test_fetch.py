@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from test_dsprites_data import FAKE_SIZES, write_fake_npz
 
-from vaecam.data import MNIST_FILES, load_mnist
 from vaecam.data import fetch as fetch_module
 from vaecam.data.dsprites import NPZ_NAME, DSpritesNpz
 from vaecam.data.fetch import (
@@ -38,6 +37,7 @@ from vaecam.data.fetch import (
     UnsafeArchiveError,
     fetch,
 )
+from vaecam.data.mnist import MNIST_FILES, load_mnist
 from vaecam.data.mvtec import load_mvtec
 from vaecam.data.synthetic import make_mvtec, make_ucsd
 from vaecam.data.ucsd import load_ucsd

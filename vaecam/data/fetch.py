@@ -57,8 +57,9 @@ from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TextIO
 
-from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError, load_mnist
+from vaecam.data import DataFormatError, DataNotFoundError
 from vaecam.data.dsprites import DSPRITES_URL, NPZ_NAME, NPZ_URL
+from vaecam.data.mnist import MNIST_FILES, load_mnist
 from vaecam.data.mvtec import CATEGORIES, MVTEC_URL
 from vaecam.data.ucsd import SCENES, UCSD_URL
 from vaecam.registry import Registry

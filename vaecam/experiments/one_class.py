@@ -18,16 +18,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaecam.data import (
+from vaecam.data import DataSource
+from vaecam.data.images import Progress
+from vaecam.data.mnist import (
     MNIST_FILES,
-    DataSource,
     LabelledImages,
     load_digits,
     load_mnist,
     one_class_split,
     subsample,
 )
-from vaecam.data.images import Progress
 from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
 from vaecam.settings import setting
 from vaecam.uncertainty import bootstrap_interval, interval_metrics
