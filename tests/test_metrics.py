@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vaecam import metrics
 from vaecam.experiments.common import AnomalyData
-from vaecam.experiments.one_class import OneClassSettings, image_metrics
+from vaecam.experiments.mnist import OneClassSettings, image_metrics
 from vaecam.metrics import (
     aupro,
     auroc,
