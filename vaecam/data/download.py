@@ -105,6 +105,14 @@ class Download:
     into: str = ""
 
 
+def anomalib_archive(url: str, size: int, sha256: str, md5: str) -> tuple[Source]:
+    """An archive at ``url`` (``size`` bytes, as recorded beside its hashes by users who verified
+    them) whose hashes anomalib publishes: ``sha256`` in its ``DOWNLOAD_INFO.hashsum``, checked
+    by its ``check_hash`` with ``hashlib.sha256`` (``src/anomalib/data/utils/download.py``), and
+    ``md5``, anomalib < 1.0's ``DownloadInfo.hash``."""
+    return (Source(url, size, (("sha256", sha256), ("md5", md5))),)
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------

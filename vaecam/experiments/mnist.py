@@ -36,6 +36,30 @@ from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark, D
 from vaecam.settings import setting
 from vaecam.uncertainty import bootstrap_interval, interval_metrics
 
+DOWNLOAD = Download(
+    name="mnist",
+    title="MNIST",
+    folder="MNIST",
+    loader_root="parent",
+    parts=tuple(f"raw/{name}" for name in MNIST_FILES),
+    kind="torchvision",
+    # torchvision downloads these (from its first mirror that answers) and checks
+    # their MD5s itself; the MD5s are torchvision's (torchvision.datasets.MNIST
+    # .resources), the sizes those of the files on yann.lecun.com.
+    sources=tuple(
+        Source(f"https://ossci-datasets.s3.amazonaws.com/mnist/{name}", size, (("md5", md5),))
+        for name, (size, md5) in {
+            "train-images-idx3-ubyte.gz": (9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "train-labels-idx1-ubyte.gz": (28881, "d53e105ee54ea40749a09fcbcd1e9432"),
+            "t10k-images-idx3-ubyte.gz": (1648877, "9fb629c4189551a2d022fa330f9573f3"),
+            "t10k-labels-idx1-ubyte.gz": (4542, "ec29112dd5afa0611ce80d1b7f02629c"),
+        }.items()
+    ),
+    licence="CC BY-SA 3.0 (Y. LeCun, C. Cortes, C. J. C. Burges)",
+    homepage="http://yann.lecun.com/exdb/mnist/",
+    into="raw",
+)
+
 
 @dataclass(frozen=True)
 class OneClassSettings(AnomalySettings):
@@ -124,44 +148,6 @@ def digits_source(settings: OneClassSettings) -> DataSource:
     folder = Path(str(importlib.resources.files("sklearn.datasets.data")))
     selection = {"inlier": settings.inlier}
     return DataSource("sklearn_digits", folder, (DIGITS_FILE,), DIGITS_URL, selection=selection)
-
-
-DOWNLOAD = Download(
-    name="mnist",
-    title="MNIST",
-    folder="MNIST",
-    loader_root="parent",
-    parts=tuple(f"raw/{name}" for name in MNIST_FILES),
-    kind="torchvision",
-    # torchvision downloads these (from its first mirror that answers) and checks
-    # their MD5s itself; the MD5s are torchvision's (torchvision.datasets.MNIST
-    # .resources), the sizes those of the files on yann.lecun.com.
-    sources=(
-        Source(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
-            9912422,
-            (("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),),  # torchvision
-        ),
-        Source(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
-            28881,
-            (("md5", "d53e105ee54ea40749a09fcbcd1e9432"),),  # torchvision
-        ),
-        Source(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
-            1648877,
-            (("md5", "9fb629c4189551a2d022fa330f9573f3"),),  # torchvision
-        ),
-        Source(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
-            4542,
-            (("md5", "ec29112dd5afa0611ce80d1b7f02629c"),),  # torchvision
-        ),
-    ),
-    licence="CC BY-SA 3.0 (Y. LeCun, C. Cortes, C. J. C. Burges)",
-    homepage="http://yann.lecun.com/exdb/mnist/",
-    into="raw",
-)
 
 
 def find(root: Path, quick: bool, cache: Path) -> Found | str:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from vaecam.data import DataSource, hold_out
-from vaecam.data.download import Download, Source
+from vaecam.data.download import Download, anomalib_archive
 from vaecam.data.images import Progress
 from vaecam.data.mvtec import CATEGORIES, GOOD, MVTEC_URL, load_mvtec, verify_category
 from vaecam.data.synthetic import example_mvtec, found_at, written_once
@@ -38,6 +38,26 @@ from vaecam.uncertainty import (
     bootstrap_interval,
     interval_metrics,
     pixel_auroc_interval,
+)
+
+DOWNLOAD = Download(
+    name="mvtec",
+    title="MVTec AD",
+    folder="mvtec_ad",
+    loader_root="folder",
+    parts=CATEGORIES,
+    # MVTec's own download link, as anomalib uses it (DOWNLOAD_INFO in
+    # src/anomalib/data/datamodules/image/mvtecad.py, later mvtec_ad.py): 4.9 GiB
+    sources=anomalib_archive(
+        "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
+        "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz",
+        5264982680,
+        "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
+        "eefca59f2cede9c3fc5b6befbfec275e",
+    ),
+    kind="archive",
+    licence="CC BY-NC-SA 4.0 (non-commercial use only; MVTec Software GmbH)",
+    homepage=MVTEC_URL,
 )
 
 
@@ -105,44 +125,6 @@ def source(settings: MVTecSettings) -> DataSource:
     return subset_source("mvtec_ad", settings.data_root, "category", settings.category, MVTEC_URL)
 
 
-DOWNLOAD = Download(
-    name="mvtec",
-    title="MVTec AD",
-    folder="mvtec_ad",
-    loader_root="folder",
-    parts=CATEGORIES,
-    kind="archive",
-    sources=(
-        Source(
-            # MVTec's own download link, as anomalib uses it (DOWNLOAD_INFO in
-            # src/anomalib/data/datamodules/image/mvtecad.py, later mvtec_ad.py)
-            "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
-            "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz",
-            # 4.9 GiB, as recorded beside the SHA-256 by users who verified it
-            5264982680,
-            (
-                # anomalib's DOWNLOAD_INFO.hashsum, checked by its check_hash with
-                # hashlib.sha256 (src/anomalib/data/utils/download.py)
-                (
-                    "sha256",
-                    "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
-                ),
-                # anomalib < 1.0 published the MD5 (DownloadInfo.hash)
-                ("md5", "eefca59f2cede9c3fc5b6befbfec275e"),
-            ),
-        ),
-    ),
-    licence="CC BY-NC-SA 4.0 (non-commercial use only; MVTec Software GmbH)",
-    homepage=MVTEC_URL,
-)
-
-
-def generate(cache: Path) -> Path:
-    """The stand-in of ``--quick`` without real data: ``grid`` and ``bottle`` generated in the
-    MVTec AD layout (:func:`~vaecam.data.synthetic.example_mvtec`), once, under ``cache``."""
-    return written_once(cache / DOWNLOAD.folder, example_mvtec)
-
-
 def find(root: Path, quick: bool, cache: Path) -> Found | str:
     """The categories under ``<root>/mvtec_ad`` (with ``quick``, ``grid`` only); with ``quick``
     and none there, the generated stand-in at 64 x 64."""
@@ -160,6 +142,12 @@ def find(root: Path, quick: bool, cache: Path) -> Found | str:
         data = f"synthetic: generated in the MVTec AD layout ({missing})"
         return Found("mvtec", str(generate(cache)), data, ("grid",), ("image_size=64",))
     return missing
+
+
+def generate(cache: Path) -> Path:
+    """The stand-in of ``--quick`` without real data: ``grid`` and ``bottle`` generated in the
+    MVTec AD layout (:func:`~vaecam.data.synthetic.example_mvtec`), once, under ``cache``."""
+    return written_once(cache / DOWNLOAD.folder, example_mvtec)
 
 
 MVTEC = Dataset(

@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor
 
 from vaecam.data import DataSource
-from vaecam.data.download import Download, Source
+from vaecam.data.download import Download, anomalib_archive
 from vaecam.data.images import Progress
 from vaecam.data.synthetic import example_ucsd, found_at, written_once
 from vaecam.data.ucsd import SCENES, UCSD_URL, load_ucsd, verify_ucsd
@@ -37,6 +37,28 @@ from vaecam.experiments.common import (
 from vaecam.metrics import pixel_criterion_scores
 from vaecam.settings import setting
 from vaecam.uncertainty import bootstrap_interval, interval_metrics, pixel_auroc_interval
+
+DOWNLOAD = Download(
+    name="ucsd",
+    title="UCSD Anomaly Detection Dataset (v1p2)",
+    folder="UCSD_Anomaly_Dataset.v1p2",
+    loader_root="folder",
+    parts=SCENES,
+    # the authors' own link (SVCL, UC San Diego), as anomalib uses it
+    # (src/anomalib/data/datamodules/video/ucsd_ped.py, DOWNLOAD_INFO): 706 MiB
+    sources=anomalib_archive(
+        "http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz",
+        740306953,
+        "2329af326951f5097fdd114c50e853957d3e569493a49d22fc082a9fd791915b",
+        "5006421b89885f45a6f93b041145f2eb",
+    ),
+    kind="archive",
+    # The archive holds UCSD_Anomaly_Dataset.v1p2/{UCSDped1,UCSDped2}/...
+    strip="UCSD_Anomaly_Dataset.v1p2",
+    licence="the authors' terms (V. Mahadevan, W. Li, V. Bhalodia, N. Vasconcelos, "
+    "SVCL, UC San Diego): see the dataset page",
+    homepage=UCSD_URL,
+)
 
 
 @dataclass(frozen=True)
@@ -123,45 +145,6 @@ def source(settings: UCSDSettings) -> DataSource:
     return subset_source("ucsd", settings.data_root, "scene", settings.scene, UCSD_URL)
 
 
-DOWNLOAD = Download(
-    name="ucsd",
-    title="UCSD Anomaly Detection Dataset (v1p2)",
-    folder="UCSD_Anomaly_Dataset.v1p2",
-    loader_root="folder",
-    parts=SCENES,
-    kind="archive",
-    sources=(
-        Source(
-            # the authors' own link (SVCL, UC San Diego), as anomalib uses it
-            # (src/anomalib/data/datamodules/video/ucsd_ped.py, DOWNLOAD_INFO)
-            "http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz",
-            # 706 MiB, as recorded beside both hashes by users who verified them
-            740306953,
-            (
-                # anomalib's DOWNLOAD_INFO.hashsum (SHA-256, its check_hash)
-                (
-                    "sha256",
-                    "2329af326951f5097fdd114c50e853957d3e569493a49d22fc082a9fd791915b",
-                ),
-                # anomalib < 1.0's DownloadInfo.hash (MD5)
-                ("md5", "5006421b89885f45a6f93b041145f2eb"),
-            ),
-        ),
-    ),
-    licence="the authors' terms (V. Mahadevan, W. Li, V. Bhalodia, N. Vasconcelos, "
-    "SVCL, UC San Diego): see the dataset page",
-    homepage=UCSD_URL,
-    # The archive holds UCSD_Anomaly_Dataset.v1p2/{UCSDped1,UCSDped2}/...
-    strip="UCSD_Anomaly_Dataset.v1p2",
-)
-
-
-def generate(cache: Path) -> Path:
-    """The stand-in of ``--quick`` without real data: clips generated in the UCSD layout
-    (:func:`~vaecam.data.synthetic.example_ucsd`), once, under ``cache``."""
-    return written_once(cache / "ucsd", example_ucsd)
-
-
 def find(root: Path, quick: bool, cache: Path) -> Found | str:
     """Ped1 under ``<root>/UCSD_Anomaly_Dataset.v1p2``; with ``quick`` and none there, the
     generated stand-in."""
@@ -173,6 +156,12 @@ def find(root: Path, quick: bool, cache: Path) -> Found | str:
         data = f"synthetic: generated in the UCSD layout ({missing})"
         return Found("ucsd", str(generate(cache)), data)
     return missing
+
+
+def generate(cache: Path) -> Path:
+    """The stand-in of ``--quick`` without real data: clips generated in the UCSD layout
+    (:func:`~vaecam.data.synthetic.example_ucsd`), once, under ``cache``."""
+    return written_once(cache / "ucsd", example_ucsd)
 
 
 UCSD = Dataset(
