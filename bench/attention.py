@@ -7,7 +7,7 @@ differ in how the per-dimension gradients are had:
 * ``loop``: what a competent user writes without batching: n calls to ``torch.autograd.grad``
   with ``retain_graph=True`` and one-hot cotangents, each through the 6272 x 1024 FC;
 * ``batched``: ``attention_maps``, the library's path. ``per_dim`` reads the gradients only
-  through their GAP, and at ``encoder.2`` (then ReLU, Flatten, FC) ``pooled_latent_gradients``
+  through their GAP, and at ``encoder.2`` (then ReLU, Flatten, FC) ``attention._pool_through_head``
   contracts the FC's weight with the ReLU mask first: one 64 x 1024 x 6272 product instead of n;
 * ``batched_full``: the full (n, B, C, h, w) gradients from one batched backward (vmap over
   one-hot cotangents), which every formulation can use and ``authors`` needs; one
@@ -112,7 +112,7 @@ def maps_func(model: ConvVAE, x: Tensor) -> AttentionMaps:
 
 def maps_batched(model: ConvVAE, x: Tensor) -> AttentionMaps:
     """The library's path: for ``per_dim`` at ``encoder.2`` only the GAP of the gradients is
-    needed, which :func:`pooled_latent_gradients` gets without the big backward GEMM."""
+    needed, which ``vaecam.attention._pool_through_head`` gets without the big backward GEMM."""
     return attention_maps(model, x, TARGET, FORMULATION)
 
 
@@ -133,7 +133,7 @@ def full_flops(model: ConvVAE, batch: int) -> int:
 
 
 def pooled_flops(model: ConvVAE, batch: int, channels: int) -> int:
-    """FLOPs of the matmuls of :func:`pooled_latent_gradients`: the cotangents through
+    """FLOPs of the matmuls of ``vaecam.attention._pool_through_head``: the cotangents through
     ``fc_mu``, ``W`` ``(1024, C, hw)`` contracted with ``phi'(A)`` ``(B, C, hw)`` over ``hw``,
     and the ``(n, B, 1024)`` gradients with that ``(B, 1024, C)``; counted as above."""
     n, hidden, flat = model.latent_dim, model.fc_mu.in_features, model.encoder[-2].in_features

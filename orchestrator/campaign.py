@@ -47,11 +47,10 @@ from orchestrator.tracking import (
     sweep_params,
 )
 from search_spaces import SPACES
-from vaecam.data import MNIST_FILES, DataFormatError, DataNotFoundError
-from vaecam.data.dsprites import NPZ_NAME
-from vaecam.data.fetch import DATASETS, fetch
-from vaecam.data.mvtec import CATEGORIES
-from vaecam.data.synthetic import example_mvtec, example_ucsd, is_synthetic
+from vaecam.data import DataFormatError, DataNotFoundError
+from vaecam.data.download import fetch
+from vaecam.data.fetch import downloads
+from vaecam.experiments.datasets import DATASETS
 
 #: ``python -m orchestrator.sweep all``: the campaign's name for its experiment, in MLflow too.
 CAMPAIGN = "all"
@@ -80,98 +79,28 @@ class Member:
     settings: tuple[str, ...] = ()
 
 
-def generated(kind: str, make: Callable[[Path], Path]) -> Path:
-    """A generated set in a real layout, written once into the cache (it is deterministic)."""
-    root = cache_dir() / "generated" / kind
-    if not (root / ".complete").exists():
-        make(root)
-        (root / ".complete").touch()
-    return root
-
-
-#: The generated stand-ins of ``--quick`` without real data: experiment -> its data root.
-GENERATED: dict[str, Callable[[], Path]] = {
-    "mvtec": lambda: generated("mvtec_ad", example_mvtec),
-    "ucsd": lambda: generated("ucsd", example_ucsd),
-}
-
-
-def found(folder: Path) -> str:
-    """What a dataset found under ``--data-root`` is: real, or one this package generated."""
-    return f"synthetic: generated, found at {folder}" if is_synthetic(folder) else "real"
-
-
-def _mnist(root: Path, quick: bool) -> Member | str:
-    raw = root / "MNIST" / "raw"
-    if all((raw / name).exists() for name in MNIST_FILES):
-        return Member("mnist", "mnist", str(root), "real")
-    missing = f"MNIST is not under {raw} (python -m orchestrator.sweep mnist downloads it)"
-    if quick:
-        data = f"stand-in: scikit-learn's 8x8 digits, not MNIST ({missing})"
-        return Member("mnist", "digits", str(root), data)
-    return missing
-
-
-def _mvtec(root: Path, quick: bool) -> Member | str:
-    folder = root / "mvtec_ad"
-    present = [c for c in CATEGORIES if (folder / c / "train" / "good").is_dir()]
-    wanted = [c for c in ("grid",) if c in present] if quick else present
-    if wanted:
-        absent = [c for c in CATEGORIES if c not in present]
-        data = found(folder) + (
-            f" (categories not under {folder}: {', '.join(absent)})" if absent else ""
-        )
-        return Member("mvtec", "mvtec", str(folder), data, tuple(wanted))
-    missing = f"no MVTec AD category under {folder} (<category>/train/good)"
-    if quick:
-        data = f"synthetic: generated in the MVTec AD layout ({missing})"
-        root = str(GENERATED["mvtec"]())
-        return Member("mvtec", "mvtec", root, data, ("grid",), ("image_size=64",))
-    return missing
-
-
-def _ucsd(root: Path, quick: bool) -> Member | str:
-    folder = root / "UCSD_Anomaly_Dataset.v1p2"
-    if (folder / "UCSDped1" / "Test").is_dir():
-        return Member("ucsd", "ucsd", str(folder), found(folder))
-    missing = f"UCSD Ped1 is not under {folder} (UCSDped1/Train, UCSDped1/Test)"
-    if quick:
-        data = f"synthetic: generated in the UCSD layout ({missing})"
-        return Member("ucsd", "ucsd", str(GENERATED["ucsd"]()), data)
-    return missing
-
-
-def _dsprites(root: Path, quick: bool) -> Member | str:
-    npz = root / "dsprites" / NPZ_NAME
-    if npz.exists():
-        return Member("dsprites", "dsprites", str(root), "real", settings=('dataset="dsprites"',))
-    data = f"synthetic: procedural dSprites ({npz} is not there)"
-    return Member("dsprites", "dsprites", str(root), data)
-
-
-#: The paper's experiments, in the order of PAPER.md: name -> (data root, --quick) -> the
-#: member, or why it cannot run.
-EXPERIMENTS: dict[str, Callable[[Path, bool], Member | str]] = {
-    "mnist": _mnist,
-    "mvtec": _mvtec,
-    "ucsd": _ucsd,
-    "dsprites": _dsprites,
-}
+def generated_cache() -> Path:
+    """Where the generated stand-ins of ``--quick`` are kept: this machine's cache."""
+    return cache_dir() / "generated"
 
 
 def plan(data_root: Path, quick: bool, strict: bool) -> tuple[list[Member], dict[str, str]]:
-    """The campaign's members and the experiments skipped, with why. ``strict``: an experiment
-    without its real data raises ``SpaceError`` naming what is missing."""
+    """The campaign's members, one per dataset that a campaign finds (the paper's experiments,
+    in the registry's order: each dataset's ``find`` says where its data is), and the
+    experiments skipped, with why. ``strict``: an experiment without its real data raises
+    ``SpaceError`` naming what is missing."""
     members, skipped = [], {}
-    for name, resolve in EXPERIMENTS.items():
-        found = resolve(data_root.resolve(), quick)
+    for name, dataset in DATASETS.items():
+        if dataset.find is None:  # a stand-in: run in its dataset's place, never on its own
+            continue
+        found = dataset.find(data_root.resolve(), quick, generated_cache())
         if strict and (isinstance(found, str) or not found.data.startswith("real")):
             why = found if isinstance(found, str) else found.data
             raise SpaceError(f"--strict: {name}: {why}")
         if isinstance(found, str):
             skipped[name] = found
         else:
-            members.append(found)
+            members.append(Member(name, *found))
     return members, skipped
 
 
@@ -465,8 +394,9 @@ def resume(args: Namespace) -> tuple[dict[str, list[str]], str]:
                 "resumes as it started"
             )
     for member in recorded["members"]:  # a generated set lives in a cache: write it if gone
-        if member["data"].startswith("synthetic: generated"):
-            GENERATED[member["experiment"]]()
+        generate = DATASETS[member["experiment"]].generate
+        if generate is not None and member["data"].startswith("synthetic: generated"):
+            generate(generated_cache())
     args.cpus_per_trial = recorded["cpus_per_trial"]
     tracking = start_sweep(args.tracking_uri, CAMPAIGN, args.name, {})
     client = MlflowClient(tracking.uri)
@@ -493,8 +423,8 @@ def main(args: Namespace, parser: ArgumentParser) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # its progress, as it happens, in a log too
     try:
         if args.download and not args.resume:  # before the plan, which then finds the data
-            for dataset in DATASETS.values():
-                fetch(dataset, args.data_root.resolve() / dataset.folder)
+            for download in downloads().values():
+                fetch(download, args.data_root.resolve() / download.folder)
         planned, run_id = resume(args) if args.resume else start(args, passed_flags(args, parser))
     except (SpaceError, DataNotFoundError, DataFormatError) as error:
         print(f"error: {error}", file=sys.stderr)

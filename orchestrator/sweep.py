@@ -77,8 +77,9 @@ from orchestrator.trainable import (  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from search_spaces.space import SearchSpace  # noqa: E402
 from vaecam.data import DataFormatError, DataNotFoundError  # noqa: E402
-from vaecam.data.fetch import DATASETS, fetch_for_loader  # noqa: E402
+from vaecam.data.fetch import fetch_for_loader  # noqa: E402
 from vaecam.experiments import Experiment  # noqa: E402
+from vaecam.experiments.datasets import DATASETS  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
 
 
@@ -890,8 +891,8 @@ def run(
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
-    print(f"then open {tracking.ui_link()}")
-    print("  (the runs table, a row per trial of this sweep; clear its search box for every run)")
+    print("then open the runs table, a row per trial of this sweep (clear its search box for")
+    print(f"every run):\n  {tracking.ui_link()}")
     if not args.within_campaign:  # a campaign writes its own report
         print(
             "The paper's claims beside these numbers: python -m orchestrator.report "

@@ -1,6 +1,6 @@
 """The MNIST experiment on scikit-learn's bundled 8x8 handwritten digits: real data that needs
 no download, for a first offline try and the end-to-end test in CI. The settings' defaults are
-``vaecam.experiments.one_class.DigitsSettings``. Its claims are MNIST's, on digits, not MNIST:
+``vaecam.experiments.mnist.DigitsSettings``. Its claims are MNIST's, on digits, not MNIST:
 the report gives no verdict."""
 
 from dataclasses import replace

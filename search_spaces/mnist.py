@@ -2,7 +2,7 @@
 
 Trials train on one digit and score all ten; the sweep selects on validation loss of held-out
 images of the inlier digit, never on a test metric. The settings and their defaults (the
-authors' MNIST setup) are ``vaecam.experiments.one_class.OneClassSettings``.
+authors' MNIST setup) are ``vaecam.experiments.mnist.OneClassSettings``.
 """
 
 from ray import tune

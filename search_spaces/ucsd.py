@@ -1,6 +1,6 @@
 """UCSD Ped1 video anomaly localisation (PAPER.md sections 3 and 6): the paper's model against
 the reconstruction and average-reconstruction baselines, scored on the same model. The settings
-and their defaults (the reproduction's setup) are ``vaecam.experiments.video.UCSDSettings``."""
+and their defaults (the reproduction's setup) are ``vaecam.experiments.ucsd.UCSDSettings``."""
 
 from ray import tune
 

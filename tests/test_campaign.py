@@ -21,7 +21,7 @@ from test_sweep import TINY_DSPRITES
 from orchestrator import campaign, sweep
 from orchestrator.space import SpaceError
 from orchestrator.tracking import flat_scores, read_scores, start_sweep
-from vaecam.data import MNIST_FILES
+from vaecam.data.mnist import MNIST_FILES
 from vaecam.data.synthetic import is_synthetic, make_mvtec, make_ucsd
 
 ROOT = Path(__file__).resolve().parents[1]

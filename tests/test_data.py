@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from vaecam.data import (
+from vaecam.data import DataNotFoundError
+from vaecam.data.mnist import (
     MNIST_FILES,
-    DataNotFoundError,
     LabelledImages,
     OneClassSplit,
     load_digits,

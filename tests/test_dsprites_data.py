@@ -11,12 +11,12 @@ import pytest
 from vaecam.data import DataFormatError, DataNotFoundError, dsprites
 from vaecam.data.dsprites import (
     FACTORS_NUM_VALUES,
-    GROUND_TRUTH,
     NPZ_NAME,
     DSpritesNpz,
     DSpritesProcedural,
     GroundTruthData,
 )
+from vaecam.experiments.datasets import ground_truths
 
 FAKE_SIZES = (1, 2, 3, 4, 3, 2)  # colour, shape, scale, orientation, pos x, pos y: 144 images
 SQUARE, ELLIPSE, HEART = range(3)
@@ -176,14 +176,14 @@ def test_npz_images_streamed_in_chunks(tmp_path, monkeypatch):
 
 def test_npz_registry_factory_reads_root_layout(tmp_path):
     write_fake_npz(tmp_path / "dsprites" / NPZ_NAME)
-    data = GROUND_TRUTH["dsprites"](tmp_path)
+    data = ground_truths()["dsprites"](tmp_path)
     assert isinstance(data, DSpritesNpz)
     assert data.path == tmp_path / "dsprites" / NPZ_NAME
 
 
 def test_missing_npz_names_path_source_and_alternative(tmp_path):
     expected = tmp_path / "dsprites" / NPZ_NAME
-    for attempt in (lambda: DSpritesNpz(tmp_path), lambda: GROUND_TRUTH["dsprites"](tmp_path)):
+    for attempt in (lambda: DSpritesNpz(tmp_path), lambda: ground_truths()["dsprites"](tmp_path)):
         with pytest.raises(DataNotFoundError) as error:
             attempt()
         message = str(error.value)
@@ -215,10 +215,12 @@ def test_npz_with_several_colours_is_refused(tmp_path):
 
 
 def test_registry_names(procedural):
-    assert sorted(GROUND_TRUTH) == ["dsprites", "dsprites_procedural"]
-    assert isinstance(GROUND_TRUTH["dsprites_procedural"](Path("/nonexistent")), DSpritesProcedural)
+    assert sorted(ground_truths()) == ["dsprites", "dsprites_procedural"]
+    assert isinstance(
+        ground_truths()["dsprites_procedural"](Path("/nonexistent")), DSpritesProcedural
+    )
     with pytest.raises(KeyError, match="valid names: dsprites, dsprites_procedural"):
-        GROUND_TRUTH["dsprites_colour"]
+        ground_truths()["dsprites_colour"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from vaecam.data import DataNotFoundError
 from vaecam.data.synthetic import make_mvtec, make_ucsd
 from vaecam.experiments import Experiment, anomaly, disentanglement
 from vaecam.experiments.common import NullReporter, build_model, fit
-from vaecam.experiments.localisation import MVTEC
+from vaecam.experiments.mnist import DIGITS
+from vaecam.experiments.mvtec import MVTEC
 from vaecam.models import MODELS, ConvVAE
 from vaecam.settings import SettingsError
 
@@ -256,11 +257,11 @@ def test_bad_scoring_choices_fail_before_training_and_list_the_valid_ones(grid, 
 
 
 def test_validation_uses_held_out_inliers_only(tmp_path):
-    data = anomaly.DATASETS["digits"].load(anomaly.check(_config(tmp_path)))
+    data = DIGITS.benchmark.load(anomaly.check(_config(tmp_path)))
     assert len(data.val) > 0
     train = {tuple(x.flatten().tolist()) for x in data.train}
     assert not any(tuple(x.flatten().tolist()) in train for x in data.val)
-    again = anomaly.DATASETS["digits"].load(anomaly.check(_config(tmp_path)))
+    again = DIGITS.benchmark.load(anomaly.check(_config(tmp_path)))
     assert torch.equal(again.val, data.val)
     assert data.anomalous.tolist() == (data.classes != 1).tolist()
 
@@ -294,7 +295,7 @@ def test_mvtec_scores_pixels_and_images_for_every_combination(tmp_path):
     recorder = Recorder()
     trained = anomaly.train(_mvtec_config(root, category="bottle"), recorder)
     assert [r["epoch"] for r in recorder.reports] == [0, 1]
-    source = MVTEC.source(anomaly.check(_mvtec_config(root, category="bottle")))
+    source = MVTEC.benchmark.source(anomaly.check(_mvtec_config(root, category="bottle")))
     assert source.name == "mvtec_ad/bottle" and source.root == root.resolve() / "bottle"
     assert source.synthetic and source.files is None  # written by vaecam.data.synthetic
     assert [(name, split) for name, split, _, _ in recorder.datasets] == [

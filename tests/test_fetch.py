@@ -24,23 +24,25 @@ import numpy as np
 import pytest
 from test_dsprites_data import FAKE_SIZES, write_fake_npz
 
-from vaecam.data import MNIST_FILES, load_mnist
+from vaecam.data import download as download_module
 from vaecam.data import fetch as fetch_module
-from vaecam.data.dsprites import NPZ_NAME, DSpritesNpz
-from vaecam.data.fetch import (
-    DATASETS,
+from vaecam.data.download import (
     LOCK,
     MANIFEST,
     ChecksumError,
+    Download,
     FetchError,
     NetworkUnreachableError,
     Source,
     UnsafeArchiveError,
     fetch,
 )
+from vaecam.data.dsprites import NPZ_NAME, DSpritesNpz
+from vaecam.data.mnist import MNIST_FILES, load_mnist
 from vaecam.data.mvtec import load_mvtec
 from vaecam.data.synthetic import make_mvtec, make_ucsd
 from vaecam.data.ucsd import load_ucsd
+from vaecam.experiments.datasets import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,7 +176,7 @@ def ucsd_archive(tmp_path: Path) -> bytes:
 
 
 def mvtec_entry(source: Source):
-    return replace(DATASETS["mvtec"], parts=("grid", "bottle"), sources=(source,))
+    return replace(DATASETS["mvtec"].download, parts=("grid", "bottle"), sources=(source,))
 
 
 def evil_tar(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
@@ -214,7 +216,9 @@ def test_mvtec_fetched_into_the_layout_the_loader_reads(server, tmp_path):
 def test_ucsd_fetched_without_its_top_folder_where_the_loader_reads(server, tmp_path):
     source = server.serve("/UCSD_Anomaly_Dataset.tar.gz", ucsd_archive(tmp_path))
     folder = tmp_path / "data" / "UCSD_Anomaly_Dataset.v1p2"
-    assert fetch(replace(DATASETS["ucsd"], sources=(source,)), folder, stream=io.StringIO())
+    assert fetch(
+        replace(DATASETS["ucsd"].download, sources=(source,)), folder, stream=io.StringIO()
+    )
     assert (folder / "UCSDped1" / "Train").is_dir() and (folder / "UCSDped2" / "Test").is_dir()
     assert not (folder / "UCSD_Anomaly_Dataset.v1p2").exists()
     data = load_ucsd(folder, image_size=(24, 36), val_clips=1, scene="UCSDped1")
@@ -225,7 +229,7 @@ def test_dsprites_fetched_as_the_file_the_loader_reads(server, tmp_path):
     write_fake_npz(tmp_path / NPZ_NAME)
     source = server.serve(f"/{NPZ_NAME}", (tmp_path / NPZ_NAME).read_bytes())
     root = tmp_path / "data"
-    entry = replace(DATASETS["dsprites"], sources=(source,))
+    entry = replace(DATASETS["dsprites"].download, sources=(source,))
     assert fetch(entry, root / "dsprites", stream=io.StringIO())
     assert DSpritesNpz.from_root(root).num_images == int(np.prod(FAKE_SIZES))
     assert sorted(p.name for p in (root / "dsprites").iterdir()) == [LOCK, NPZ_NAME]
@@ -256,7 +260,9 @@ def test_mnist_fetched_through_torchvision(server, tmp_path, monkeypatch):
         for name, md5 in resources
     )
     root = tmp_path / "data"
-    assert fetch(replace(DATASETS["mnist"], sources=sources), root / "MNIST", stream=io.StringIO())
+    assert fetch(
+        replace(DATASETS["mnist"].download, sources=sources), root / "MNIST", stream=io.StringIO()
+    )
     data = load_mnist(root)
     assert data.train_images.shape == (20, 1, 28, 28) and data.test_labels.tolist()[:3] == [0, 1, 2]
 
@@ -323,13 +329,18 @@ def closed_port() -> int:
 
 
 def unreachable(monkeypatch) -> None:
-    """Every dataset of the table published on a host that refuses connections."""
+    """Every dataset there is to fetch published on a host that refuses connections."""
     port = closed_port()
-    for name, dataset in DATASETS.items():
+    for name, download in fetch_module.downloads().items():
         sources = tuple(
-            replace(s, url=f"http://127.0.0.1:{port}/{s.name}") for s in dataset.sources
+            replace(s, url=f"http://127.0.0.1:{port}/{s.name}") for s in download.sources
         )
-        monkeypatch.setitem(DATASETS, name, replace(dataset, sources=sources))
+        published(monkeypatch, name, replace(download, sources=sources))
+
+
+def published(monkeypatch, name: str, download: Download) -> None:
+    """The dataset ``name`` fetched as ``download`` says, for the test."""
+    monkeypatch.setitem(DATASETS, name, replace(DATASETS[name], download=download))
 
 
 @pytest.mark.parametrize(
@@ -412,9 +423,10 @@ FETCH_ONE = """
 import json, sys
 from dataclasses import replace
 from pathlib import Path
-from vaecam.data import fetch as f
+from vaecam.data import download as f
+from vaecam.experiments.datasets import DATASETS
 spec = json.loads(sys.argv[1])
-entry = replace(f.DATASETS["mvtec"], parts=("grid", "bottle"), sources=(
+entry = replace(DATASETS["mvtec"].download, parts=("grid", "bottle"), sources=(
     f.Source(spec["url"], spec["size"], (("sha256", spec["sha256"]),)),))
 print("FETCHED" if f.fetch(entry, Path(spec["folder"])) else "PRESENT", flush=True)
 """
@@ -475,23 +487,24 @@ def test_two_processes_fetching_at_once_download_once(server, tmp_path):
 def test_table_has_every_dataset_with_checkable_hashes():
     from torchvision.datasets import MNIST
 
-    assert sorted(DATASETS) == ["dsprites", "mnist", "mvtec", "ucsd"]
-    for dataset in DATASETS.values():
+    downloads = fetch_module.downloads()
+    assert sorted(downloads) == ["dsprites", "mnist", "mvtec", "ucsd"]
+    for dataset in downloads.values():
         for source in dataset.sources:
             assert source.url.startswith(("http://", "https://")) and source.digests
             for algorithm, digest in source.digests:
                 assert len(digest) == hashlib.new(algorithm).digest_size * 2
                 int(digest, 16)
-    assert DATASETS["mvtec"].sources[0].digests[0][0] == "sha256"
-    assert DATASETS["ucsd"].sources[0].digests[0][0] == "sha256"
-    published = [(s.name, s.digests[0][1]) for s in DATASETS["mnist"].sources]
-    assert published == [tuple(r) for r in MNIST.resources]  # torchvision checks these
+    assert downloads["mvtec"].sources[0].digests[0][0] == "sha256"
+    assert downloads["ucsd"].sources[0].digests[0][0] == "sha256"
+    hashes = [(s.name, s.digests[0][1]) for s in downloads["mnist"].sources]
+    assert hashes == [tuple(r) for r in MNIST.resources]  # torchvision checks these
 
 
 def test_command_fetches_into_the_campaign_layout(server, tmp_path, monkeypatch, capsys):
     write_fake_npz(tmp_path / NPZ_NAME)
     source = server.serve(f"/{NPZ_NAME}", (tmp_path / NPZ_NAME).read_bytes())
-    monkeypatch.setitem(DATASETS, "dsprites", replace(DATASETS["dsprites"], sources=(source,)))
+    published(monkeypatch, "dsprites", replace(DATASETS["dsprites"].download, sources=(source,)))
     root = tmp_path / "data"
     assert fetch_module.main(["dsprites", "--data-root", str(root)]) == 0
     assert (root / "dsprites" / NPZ_NAME).is_file()
@@ -509,14 +522,14 @@ class Terminal(io.StringIO):
 
 def test_progress_one_line_per_tenth_in_a_log_and_a_redrawn_line_on_a_terminal(monkeypatch):
     log = io.StringIO()
-    progress = fetch_module.Progress("file.tar", 1000, 0, log)
+    progress = download_module.Progress("file.tar", 1000, 0, log)
     for done in range(0, 1001, 25):
         progress(done)
     lines = log.getvalue().splitlines()
     assert len(lines) == 10 and lines[-1].startswith("file.tar: 1.0 kB of 1.0 kB (100%)")
     assert all("/s" in line and "left" in line for line in lines)
     terminal = Terminal()
-    progress = fetch_module.Progress("file.tar", 1000, 500, terminal)
+    progress = download_module.Progress("file.tar", 1000, 500, terminal)
     monkeypatch.setattr(time, "monotonic", lambda: progress.began + 2.0)
     progress(750)
     progress.finish()
@@ -561,7 +574,7 @@ def test_unsafe_zip_member_is_refused_by_name(tmp_path, name):
     staging = tmp_path / "staging"
     staging.mkdir()
     with pytest.raises(UnsafeArchiveError, match=repr(name)):
-        fetch_module.unpack_zip(archive, staging, "")
+        download_module.unpack_zip(archive, staging, "")
     assert not any(staging.iterdir())
 
 
@@ -571,7 +584,7 @@ def test_sweep_download_fetches_on_the_driver_before_ray_starts(
     from orchestrator import sweep
 
     source = server.serve("/mvtec_anomaly_detection.tar.xz", mvtec_archive(tmp_path))
-    monkeypatch.setitem(DATASETS, "mvtec", mvtec_entry(source))
+    published(monkeypatch, "mvtec", mvtec_entry(source))
     data_root = tmp_path / "x"
     seen = {}
 

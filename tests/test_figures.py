@@ -16,7 +16,7 @@ from vaecam.figures import (
     MAX_CURVES,
     MAX_TRIAL_ROWS,
     compare_trials,
-    localisation_figure,
+    localisation_image,
     map_image,
     roc_figure,
 )
@@ -29,6 +29,21 @@ def open_png(path: Path) -> Image.Image:
     image.load()  # decode fully: a truncated file fails here, not just at the header
     assert image.format == "PNG"
     return image
+
+
+def localisation_figure(
+    images: torch.Tensor,
+    masks: torch.Tensor | None,
+    maps: dict[str, torch.Tensor],
+    titles: list[str],
+    path: Path,
+    recons: torch.Tensor | None = None,
+) -> Path:
+    """:func:`localisation_image` as a PNG at ``path`` (parent folders created), as the anomaly
+    experiment writes its overlays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    localisation_image(images, masks, maps, titles, recons).save(path, format="PNG")
+    return path
 
 
 def batch(b: int, c: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -11,13 +11,15 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vaecam import metrics
+from vaecam.experiments.common import AnomalyData
+from vaecam.experiments.mnist import OneClassSettings, image_metrics
 from vaecam.metrics import (
-    anomaly_metrics,
     aupro,
     auroc,
     average_precision,
-    one_vs_each,
+    equal_error_rate,
     pixel_auroc,
+    pixel_criterion_scores,
     roc_points,
 )
 
@@ -146,8 +148,6 @@ def test_shape_mismatch_names_both_shapes():
         pixel_auroc(np.zeros((2, 4, 4)), np.zeros((2, 4, 5), dtype=bool))
     with pytest.raises(ValueError, match="same shape"):
         average_precision(np.zeros(3), np.array([0, 1]))
-    with pytest.raises(ValueError, match="same shape"):
-        anomaly_metrics(np.zeros(3), np.array([0, 1]), inlier=0)
 
 
 def test_one_class_only_raises():
@@ -166,8 +166,6 @@ def test_nan_raises():
         auroc(np.array([0.1, 0.2, np.nan, 0.4], dtype=np.float32), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="NaN"):
         average_precision([0.1, np.nan, 0.3], [0, 1, 1])
-    with pytest.raises(ValueError, match="NaN"):
-        one_vs_each([0.1, np.nan, 0.3], [0, 1, 1], inlier=0)
 
 
 def test_non_binary_labels_raise():
@@ -185,44 +183,35 @@ def _small_example():
     return scores, classes
 
 
-def test_one_vs_each_known_values():
+def test_one_class_metrics_known_values_and_keys():
+    """The MNIST plug-in's image metrics: inlier vs all other digits, and vs each alone."""
     scores, classes = _small_example()
-    result = one_vs_each(scores, classes, inlier=0)
-    assert list(result) == [1, 2]
-    assert all(type(k) is int for k in result)
-    assert result[1] == 1.0
-    assert result[2] == pytest.approx(1.5 / 6)  # 0.2: 1 win + 1 tie; 0.05: nothing
-
-
-def test_anomaly_metrics_known_values_and_keys():
-    scores, classes = _small_example()
-    out = anomaly_metrics(scores, classes, inlier=0, prefix="test/")
-    assert set(out) == {
-        "test/image_auroc",
-        "test/average_precision",
-        "test/image_auroc_vs_1",
-        "test/image_auroc_vs_2",
-    }
+    data = AnomalyData(
+        torch.zeros(1),
+        torch.zeros(1),
+        torch.zeros(1),
+        torch.tensor(classes != 0),
+        [],
+        [],
+        classes=torch.tensor(classes),
+    )
+    out = image_metrics(torch.tensor(scores), data, OneClassSettings(inlier=0))
+    names = ("image_auroc", "average_precision", "image_auroc_vs_1", "image_auroc_vs_2")
+    assert {
+        key for key in out if not key.endswith(("_ci_low", "_ci_high", "_n_pos", "_n_neg"))
+    } == set(names)
     # Inlier vs all 4 outliers: (6 + 1.5) / 12.
-    assert out["test/image_auroc"] == pytest.approx(7.5 / 12)
-    assert out["test/image_auroc_vs_1"] == 1.0
-    assert out["test/image_auroc_vs_2"] == pytest.approx(0.25)
+    assert out["image_auroc"] == pytest.approx(7.5 / 12)
+    assert out["image_auroc_vs_1"] == 1.0
+    assert out["image_auroc_vs_2"] == pytest.approx(1.5 / 6)  # 0.2: 1 win + 1 tie; 0.05: none
+    assert (out["image_auroc_vs_2_n_pos"], out["image_auroc_vs_2_n_neg"]) == (2, 3)
     is_outlier = classes != 0
-    assert out["test/average_precision"] == pytest.approx(
+    assert out["average_precision"] == pytest.approx(
         average_precision_score(is_outlier, scores), abs=1e-12
     )
     # Ranked desc: 0.4+, 0.35+, 0.3-, {0.2+, 0.2-}, 0.1-, 0.05+ ->
     # 1/4*1 + 1/4*1 + 1/4*(3/5) + 1/4*(4/7).
-    assert out["test/average_precision"] == pytest.approx(0.25 * (2 + 3 / 5 + 4 / 7))
-    assert "image_auroc" in anomaly_metrics(scores, classes, inlier=0)  # default: no prefix
-
-
-def test_one_vs_each_missing_classes_raise():
-    scores, classes = _small_example()
-    with pytest.raises(ValueError, match="inlier class 7"):
-        one_vs_each(scores, classes, inlier=7)
-    with pytest.raises(ValueError, match="no outlier class"):
-        anomaly_metrics(scores[:3], classes[:3], inlier=0)
+    assert out["average_precision"] == pytest.approx(0.25 * (2 + 3 / 5 + 4 / 7))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,8 +440,6 @@ def _slow_eer(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 
 def test_equal_error_rate_hand_made_cases():
-    from vaecam.metrics import equal_error_rate
-
     labels = np.array([0, 0, 0, 1, 1])
     assert equal_error_rate([0.1, 0.2, 0.3, 0.8, 0.9], labels) == 0.0  # perfectly separated
     assert equal_error_rate([0.9, 0.8, 0.7, 0.2, 0.1], labels) == 1.0  # reversed
@@ -464,6 +451,9 @@ def test_equal_error_rate_hand_made_cases():
     # TPR = 1/4 + 9/10 * 1/2 = 0.7, so FNR = 0.3 = FPR. EER = 0.3.
     scores = [3, 2, 2, 1, 2, 0, 0]
     assert equal_error_rate(scores, [1, 1, 1, 1, 0, 0, 0]) == pytest.approx(0.3, abs=1e-15)
+    # Its AUROC (UCSD's frame AUROC of these frame scores): 3 beats all 3 negatives, each 2
+    # beats two and ties one, 1 beats two: (3 + 2.5 + 2.5 + 2) / 12.
+    assert auroc(scores, [1, 1, 1, 1, 0, 0, 0]) == pytest.approx(10 / 12, abs=1e-15)
     # Vertical crossing: pos {0.9, 0.4}, neg {0.6, 0.3, 0.1}. Points (0, 1/2), (1/3, 1/2),
     # (1/3, 1): FPR + TPR - 1 goes -1/6 -> +1/3 on the vertical segment at FPR = 1/3.
     got = equal_error_rate([0.9, 0.4, 0.6, 0.3, 0.1], [1, 1, 0, 0, 0])
@@ -474,8 +464,6 @@ def test_equal_error_rate_hand_made_cases():
 @pytest.mark.parametrize("n", [2, 3, 17, 1000, 20_000])
 @pytest.mark.parametrize("p_pos", [0.05, 0.5, 0.9])  # keys = positives, then negatives
 def test_equal_error_rate_matches_sklearn_roc_curve_with_ties(dtype, n, p_pos):
-    from vaecam.metrics import equal_error_rate
-
     rng = np.random.default_rng(n * 10 + int(p_pos * 100))
     scores, labels = _tied_data(rng, n, p_pos, dtype)
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
@@ -509,21 +497,6 @@ def test_equal_error_rate_continuous_torch_and_errors():
         equal_error_rate([0.1, 0.2, 0.3], [0, 1, 2])
 
 
-def test_frame_level_known_values_and_errors():
-    from vaecam.metrics import frame_level
-
-    out = frame_level(np.array([3, 2, 2, 1, 2, 0, 0]), np.array([1, 1, 1, 1, 0, 0, 0]))
-    assert set(out) == {"frame_auroc", "frame_eer"}
-    # pairs: 3 beats all 3 negatives, each 2 beats two and ties one, 1 beats two:
-    # (3 + 2.5 + 2.5 + 2) / 12.
-    assert out["frame_auroc"] == pytest.approx(10 / 12, abs=1e-15)
-    assert out["frame_eer"] == pytest.approx(0.3, abs=1e-15)
-    with pytest.raises(ValueError, match=r"\(F,\)"):
-        frame_level(np.zeros((2, 3)), np.zeros(2))
-    with pytest.raises(ValueError, match=r"frame_labels must have shape \(3,\)"):
-        frame_level(np.zeros(3), np.zeros(4))
-
-
 def _slow_criterion(maps, masks, labels, coverage=0.4) -> tuple[float, float]:
     """The obvious way: binarise at every distinct map value, apply the rule frame by frame,
     build the (FPR, TPR) curve, trapezoid for the AUROC and the crossing for the EER."""
@@ -539,6 +512,17 @@ def _slow_criterion(maps, masks, labels, coverage=0.4) -> tuple[float, float]:
     fpr, tpr = np.array(fpr), np.array(tpr)
     area = float(np.sum(0.5 * (tpr[1:] + tpr[:-1]) * np.diff(fpr)))
     return area, _slow_eer(fpr, tpr)
+
+
+def pixel_level_criterion(maps, masks, labels, coverage: float = 0.4) -> dict[str, float]:
+    """The criterion's AUROC, EER and exclusions from :func:`pixel_criterion_scores`, as the
+    UCSD plug-in's map metrics take their point estimates."""
+    criterion = pixel_criterion_scores(maps, masks, labels, coverage)
+    return {
+        "pixel_criterion_auroc": auroc(criterion.scores, criterion.is_anomalous),
+        "pixel_criterion_eer": equal_error_rate(criterion.scores, criterion.is_anomalous),
+        "pixel_criterion_excluded": criterion.n_excluded,
+    }
 
 
 def _criterion_example(hot_pixel: bool = True):
@@ -558,8 +542,6 @@ def _criterion_example(hot_pixel: bool = True):
 
 
 def test_pixel_level_criterion_hand_made():
-    from vaecam.metrics import pixel_level_criterion
-
     maps, masks, labels = _criterion_example()
     # Thresholds, descending -> (FPR, TPR):
     #   0.95: only B's pixel outside its mask: neither TP nor FP    (0, 0)
@@ -591,8 +573,6 @@ def test_pixel_level_criterion_hand_made():
 
 @pytest.mark.parametrize(("size", "needed"), [(100, 40), (15, 6), (5, 2), (3, 2)])
 def test_pixel_level_criterion_exactly_40_percent_counts(size, needed):
-    from vaecam.metrics import pixel_level_criterion
-
     # One anomalous frame whose mask is ``size`` pixels, ``hits`` of them at 1.0 and the rest
     # at 0.0; one normal frame at 0.5 everywhere. With ``needed`` = ceil(0.4 * size) hits the
     # anomalous frame is detected at t = 1 (before the normal frame: AUROC 1, EER 0); with
@@ -609,8 +589,6 @@ def test_pixel_level_criterion_exactly_40_percent_counts(size, needed):
 
 
 def test_pixel_level_criterion_excludes_anomalous_frames_with_empty_masks():
-    from vaecam.metrics import pixel_level_criterion
-
     maps, masks, labels = _criterion_example()
     maps = np.concatenate((maps, np.full((2, 1, 5), 9.0)))  # would be detected first
     masks = np.concatenate((masks, np.zeros((2, 1, 5), dtype=bool)))
@@ -647,8 +625,6 @@ def _video_data(seed: int, n_frames: int = 14, shape=(6, 7), tied: bool = True):
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pixel_level_criterion_matches_slow_reference(coverage, tied, seed):
-    from vaecam.metrics import pixel_level_criterion
-
     maps, masks, labels = _video_data(seed, tied=tied)
     area, eer = _slow_criterion(maps, masks, labels, coverage)
     out = pixel_level_criterion(maps, masks, labels, coverage=coverage)
@@ -662,8 +638,6 @@ def test_pixel_level_criterion_matches_slow_reference(coverage, tied, seed):
 
 
 def test_pixel_level_criterion_errors():
-    from vaecam.metrics import pixel_level_criterion
-
     maps, masks, labels = _criterion_example()
     wrong = masks.copy()
     wrong[3, 0, 0] = True  # D is labelled normal
@@ -678,9 +652,9 @@ def test_pixel_level_criterion_errors():
         pixel_level_criterion(maps[0], masks[0], labels)
     with pytest.raises(ValueError, match=r"frame_labels must have shape \(4,\)"):
         pixel_level_criterion(maps, masks, labels[:3])
-    with pytest.raises(ValueError, match="normal frames"):
+    with pytest.raises(ValueError, match="both classes"):  # no normal frame
         pixel_level_criterion(maps[:2], masks[:2], labels[:2])
-    with pytest.raises(ValueError, match="non-empty mask"):
+    with pytest.raises(ValueError, match="both classes"):  # no anomalous frame with a mask
         pixel_level_criterion(maps, np.zeros_like(masks), [1, 0, 0, 0])
     bad = maps.copy()
     bad[0, 0, 4] = np.nan  # inside the mask of an anomalous frame
@@ -690,89 +664,3 @@ def test_pixel_level_criterion_errors():
     bad[2, 0, 0] = np.nan  # a normal frame
     with pytest.raises(ValueError, match="NaN"):
         pixel_level_criterion(bad, masks, labels)
-
-
-def _video_set(seed: int):
-    """28 frames: the first 14 annotated (masks), the other 14 not (garbage masks there,
-    which must be ignored: some are on frames labelled normal)."""
-    maps, masks, labels = _video_data(seed, n_frames=28)
-    has_mask = np.arange(28) < 14
-    masks[~has_mask] = np.random.default_rng(seed).random(masks[~has_mask].shape) < 0.3
-    return maps, masks, has_mask, labels
-
-
-@pytest.mark.parametrize("image_score", ["max", "mean"])
-def test_video_anomaly_metrics_matches_its_parts(image_score):
-    from vaecam.metrics import frame_level, pixel_level_criterion, video_anomaly_metrics
-
-    maps, masks, has_mask, labels = _video_set(0)
-    maps_copy, masks_copy = maps.copy(), masks.copy()
-    out = video_anomaly_metrics(maps, masks, has_mask, labels, image_score=image_score)
-    np.testing.assert_array_equal(maps, maps_copy)  # the in-place sort is on our own copy
-    np.testing.assert_array_equal(masks, masks_copy)
-    assert list(out) == [
-        "pixel_auroc",
-        "frame_auroc",
-        "frame_eer",
-        "pixel_criterion_auroc",
-        "pixel_criterion_eer",
-        "pixel_criterion_excluded",
-    ]
-    assert out["pixel_auroc"] == pytest.approx(
-        roc_auc_score(masks[has_mask].ravel(), maps[has_mask].ravel()), abs=1e-12
-    )
-    frame_scores = maps.max(axis=(1, 2)) if image_score == "max" else maps.mean(axis=(1, 2))
-    expected = frame_level(frame_scores.astype(np.float64), labels)
-    assert out["frame_auroc"] == pytest.approx(expected["frame_auroc"], abs=1e-12)
-    assert out["frame_eer"] == pytest.approx(expected["frame_eer"], abs=1e-12)
-    expected = pixel_level_criterion(maps[has_mask], masks[has_mask], labels[has_mask])
-    for key in ("pixel_criterion_auroc", "pixel_criterion_eer", "pixel_criterion_excluded"):
-        assert out[key] == expected[key]
-    got = video_anomaly_metrics(
-        torch.from_numpy(maps), torch.from_numpy(masks), has_mask.astype(int), labels, image_score
-    )
-    assert got == pytest.approx(out, abs=1e-12)
-
-
-def test_video_anomaly_metrics_pixel_metrics_ignore_unannotated_frames():
-    from vaecam.metrics import video_anomaly_metrics
-
-    maps, masks, has_mask, labels = _video_set(1)
-    out = video_anomaly_metrics(maps, masks, has_mask, labels)
-    changed = maps.copy()
-    rng = np.random.default_rng(5)
-    changed[~has_mask] = rng.random(changed[~has_mask].shape) * 20  # new maps, new maxima
-    new = video_anomaly_metrics(changed, masks, has_mask, labels)
-    pixel_keys = ("pixel_auroc", "pixel_criterion_auroc", "pixel_criterion_eer")
-    for key in (*pixel_keys, "pixel_criterion_excluded"):
-        assert new[key] == out[key]
-    assert new["frame_auroc"] != out["frame_auroc"]
-    assert new["frame_eer"] != out["frame_eer"]
-    # Every frame annotated: the maps are not copied, and still not modified.
-    all_masks = masks.copy()
-    all_masks[~has_mask] = False
-    all_masks[~has_mask & labels, 0, 0] = True  # anomalous frames need a pixel
-    maps_copy = maps.copy()
-    out = video_anomaly_metrics(maps, all_masks, np.ones(28, dtype=bool), labels)
-    np.testing.assert_array_equal(maps, maps_copy)
-    assert out["pixel_auroc"] == pytest.approx(
-        roc_auc_score(all_masks.ravel(), maps.ravel()), abs=1e-12
-    )
-
-
-def test_video_anomaly_metrics_errors():
-    from vaecam.metrics import video_anomaly_metrics
-
-    maps, masks, has_mask, labels = _video_set(2)
-    with pytest.raises(ValueError, match="image_score"):
-        video_anomaly_metrics(maps, masks, has_mask, labels, image_score="median")
-    with pytest.raises(ValueError, match="has_mask is all False"):
-        video_anomaly_metrics(maps, masks, np.zeros(28, dtype=bool), labels)
-    with pytest.raises(ValueError, match=r"has_mask must have shape \(28,\)"):
-        video_anomaly_metrics(maps, masks, has_mask[:5], labels)
-    with pytest.raises(ValueError, match="same shape"):
-        video_anomaly_metrics(maps, masks[:, :3], has_mask, labels)
-    bad = maps.copy()
-    bad[20, 0, 0] = np.nan  # an unannotated frame: still a frame score
-    with pytest.raises(ValueError, match="NaN"):
-        video_anomaly_metrics(bad, masks, has_mask, labels, image_score="mean")

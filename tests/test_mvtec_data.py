@@ -14,16 +14,15 @@ import torch
 from PIL import Image
 
 from vaecam.data import DataNotFoundError
+from vaecam.data.images import Augment
 from vaecam.data.mvtec import (
     CATEGORIES,
     MVTEC_URL,
     TEXTURES,
-    Augment,
     DataFormatError,
     MVTecCategory,
     load_mvtec,
     read_image,
-    read_mask,
 )
 from vaecam.data.synthetic import make_mvtec
 
@@ -143,13 +142,12 @@ def test_resize(root: Path, size: int) -> None:
     )
 
 
-def test_read_image_and_mask(root: Path) -> None:
+def test_read_image(root: Path) -> None:
     image = read_image(root / "grid" / "test" / "crack" / "000.png", 16)
-    mask = read_mask(root / "grid" / "ground_truth" / "crack" / "000_mask.png", 16)
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32
-    assert mask.shape == (16, 16) and mask.dtype == torch.bool and mask.any()
     data = load_mvtec(root, "grid", 16)
-    assert torch.equal(image, data.test_images[0]) and torch.equal(mask, data.test_masks[0])
+    assert torch.equal(image, data.test_images[0])
+    assert data.test_masks[0].dtype == torch.bool and data.test_masks[0].any()
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +263,7 @@ def test_read_image_errors(damaged: Path) -> None:
     corrupt = damaged / "grid" / "ground_truth" / "crack" / "000_mask.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(DataFormatError, match=re.escape(str(corrupt))):
-        read_mask(corrupt, SIZE)
+        load_mvtec(damaged, "grid", SIZE)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """A sweep's space (orchestrator.space): Tune's dimensions expanded to the plain values a trial
 can get, each checked, and the data of each value that picks data checked once."""
 
+import subprocess
+import sys
+
 import pytest
 from ray import tune
 
@@ -16,7 +19,9 @@ from orchestrator.space import (
 )
 from search_spaces import SPACES
 from vaecam.data import DataNotFoundError
+from vaecam.data.mvtec import CATEGORIES
 from vaecam.data.synthetic import make_mvtec
+from vaecam.experiments import anomaly
 
 
 def test_candidates_are_the_values_a_trial_can_get():
@@ -86,3 +91,16 @@ def test_prepare_checks_the_data_of_every_category_of_a_grid(tmp_path):
     prepare_data(mvtec.experiment(), build_space(mvtec, True, [], ["grid"], runtime))
     with pytest.raises(DataNotFoundError, match=str(root / "bottle")):
         prepare_data(mvtec.experiment(), build_space(mvtec, True, [], ["grid", "bottle"], runtime))
+
+
+def test_search_spaces_are_data_that_import_neither_torch_nor_an_experiment():
+    """What only reads the spaces (the report, ``--help``) does not wait for torch (seconds):
+    each space names its experiment by a function that imports it when it runs."""
+    heavy = "{'torch', 'vaecam.experiments.anomaly'}"
+    code = f"import sys, search_spaces; print(sorted({heavy} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert SPACES["mvtec"].experiment() is anomaly
+    # the full sweep's category grid: every category of MVTec AD, in the loader's order
+    assert tuple(SPACES["mvtec"].full_test_images) == CATEGORIES
+    assert SPACES["mvtec"].train["category"] == tune.grid_search(list(CATEGORIES))

@@ -23,7 +23,6 @@ from vaecam.data.ucsd import (
     check_ucsd,
     load_ucsd,
     parse_gt_frames,
-    read_gt_frames,
     verify_ucsd,
 )
 
@@ -285,9 +284,9 @@ def test_ped2_scene(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_read_gt_frames_of_fixture(root: Path) -> None:
+def test_parse_gt_frames_of_fixture(root: Path) -> None:
     expected = {clip: anomaly_ranges(clip, FRAMES) for clip in range(1, N_TEST + 1)}
-    assert read_gt_frames(m_file(root)) == expected
+    assert parse_gt_frames(m_file(root).read_text()) == expected
     assert expected[2] == ((2, 4), (9, 12)) and expected[3] == ((6, 6),)
 
 

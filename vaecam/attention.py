@@ -52,7 +52,6 @@ __all__ = [
     "gap_head",
     "latent_gradients",
     "latent_stats",
-    "pooled_latent_gradients",
 ]
 
 
@@ -436,7 +435,7 @@ def gap_head(model: nn.Module, target_layer: str) -> GapHead | None:
     """The :class:`GapHead` after ``target_layer`` when, in the ``nn.Sequential`` holding it,
     the layer is followed only by elementwise modules, then an ``nn.Flatten()`` and an
     ``nn.Linear`` (the authors' MNIST model at ``encoder.2``, the UCSD model at its last conv);
-    otherwise ``None``. This is the structure :func:`pooled_latent_gradients` needs."""
+    otherwise ``None``. This is the structure :func:`_pool_through_head` needs."""
     parent_name, _, child = target_layer.rpartition(".")
     try:
         parent = model.get_submodule(parent_name)
@@ -471,17 +470,12 @@ def _derivative(phi: Sequence[nn.Module], A: Tensor) -> Tensor:
     return torch.as_tensor(slope, dtype=A.dtype, device=A.device).expand_as(A)
 
 
-def pooled_latent_gradients(
-    q: Tensor,
-    A: Tensor,
-    hidden: Tensor,
-    phi: Sequence[nn.Module],
-    weight: Tensor,
-    create_graph: bool = False,
-    dims: Sequence[int] | None = None,
+def _pool_through_head(
+    g: Tensor, A: Tensor, phi: Sequence[nn.Module], weight: Tensor, create_graph: bool
 ) -> Tensor:
     """The GAP of the per-dimension gradients, ``mean_hw dq_i/dA`` as ``(k, B, C, 1, 1)``,
-    without forming the ``(k, B, C, h, w)`` gradients, for a :class:`GapHead` structure.
+    from ``g = dq_i/dhidden`` ``(k, B, J)``, without forming the ``(k, B, C, h, w)`` gradients,
+    for a :class:`GapHead` structure.
 
     ``A`` ``(B, C, h, w)`` reaches the linear layer as ``vec(phi(A))`` (``phi`` elementwise,
     ``GapHead.phi``), which gives ``hidden = W vec(phi(A)) + b`` ``(B, J)``; ``weight`` is ``W``
@@ -492,15 +486,6 @@ def pooled_latent_gradients(
     and contracting ``W`` with ``phi'(A)`` first costs one ``B x J x C*h*w`` product instead of
     ``k`` of them (what the backward through ``W`` costs): about ``k`` times fewer FLOPs.
     """
-    g = latent_gradients(q, hidden, create_graph, dims)  # (k, B, J)
-    return _pool_through_head(g, A, phi, weight, create_graph)
-
-
-def _pool_through_head(
-    g: Tensor, A: Tensor, phi: Sequence[nn.Module], weight: Tensor, create_graph: bool
-) -> Tensor:
-    """``GAP(dq_i/dA)`` ``(k, B, C, 1, 1)`` from ``g = dq_i/dhidden`` ``(k, B, J)``: the
-    contraction of :func:`pooled_latent_gradients`."""
     B, C, h, w = A.shape
     with torch.set_grad_enabled(create_graph):
         dphi = _derivative(phi, A)
@@ -542,7 +527,7 @@ def attention_grid(
     every formulation from those same gradients.
 
     A layer's :data:`GAP_ONLY` formulations read the gradients through their GAP only: at a
-    layer with a :func:`gap_head` they get it from :func:`pooled_latent_gradients`'s cheap
+    layer with a :func:`gap_head` they get it from :func:`_pool_through_head`'s cheap
     contraction, and the full ``(n, B, C, h, w)`` gradients are formed only for the other
     formulations (``authors``) or where the layer has no such head. Each combination is thus
     computed exactly as :func:`attention_maps` computes it alone.
@@ -627,7 +612,7 @@ def attention_maps(
     One forward through ``model.encode``, ``q = QUANTITIES[quantity](mu, logvar, latent_stats,
     generator)`` ``(B, n)``, all ``n`` gradients from one batched backward (or, for the
     :data:`GAP_ONLY` formulations at a layer with a :func:`gap_head`, only their GAP, by
-    :func:`pooled_latent_gradients`), then ``FORMULATIONS[formulation]``: the one-combination
+    :func:`_pool_through_head`), then ``FORMULATIONS[formulation]``: the one-combination
     case of :func:`attention_grid`. Returns :class:`AttentionMaps` at ``x``'s ``H, W``:
     detached by default; with ``create_graph=True`` differentiable w.r.t. ``x`` and the
     parameters.

@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = [
     "compare_trials",
     "image_grid",
-    "localisation_figure",
     "localisation_image",
     "map_image",
     "roc_figure",
@@ -188,19 +187,6 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def localisation_figure(
-    images: torch.Tensor | np.ndarray,
-    masks: torch.Tensor | np.ndarray | None,
-    maps: Mapping[str, Any],
-    titles: Sequence[str],
-    path: str | Path,
-    recons: torch.Tensor | np.ndarray | None = None,
-) -> Path:
-    """:func:`localisation_image` written as a PNG at ``path`` (parent folders are created);
-    returns ``path`` as a ``Path``."""
-    return _save_image(localisation_image(images, masks, maps, titles, recons), path)
-
-
 def localisation_image(
     images: torch.Tensor | np.ndarray,
     masks: torch.Tensor | np.ndarray | None,
@@ -361,13 +347,6 @@ def _draw_labels(
             canvas.paste(label, (round(x - label.width / 2), round(y - label.height / 2)))
         else:
             draw.multiline_text((x, y), text, "black", font, anchor="mm", align="center")
-
-
-def _save_image(image: Image.Image, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG", dpi=(DPI, DPI))
-    return path
 
 
 #: A ROC figure draws at most this many curves: more cannot be told apart.

@@ -24,10 +24,9 @@ must: the anomalous pixels are argsorted, the (many more) normal pixels only ``n
 ``roc_points`` samples an exact ROC curve for plotting.
 
 ``equal_error_rate`` is exact on the full ROC curve from the same two sorted arrays, and the
-UCSD Ped1 video evaluation builds on it: ``frame_level`` (frame AUROC and EER),
-``pixel_level_criterion`` (the 40%-coverage criterion of Mahadevan et al., CVPR 2010, reduced
-to one score per frame, so it is an ordinary ROC curve) and ``video_anomaly_metrics`` (all of
-them for one method's maps, pixel metrics on the annotated frames only).
+UCSD Ped1 video evaluation builds on it: ``pixel_criterion_scores`` reduces the 40%-coverage
+criterion of Mahadevan et al., CVPR 2010 to one score per frame, so that it is an ordinary ROC
+curve (frame AUROC and EER are ``auroc`` and ``equal_error_rate`` of the frame scores).
 """
 
 from __future__ import annotations
@@ -39,18 +38,13 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "anomaly_metrics",
     "aupro",
     "auroc",
     "average_precision",
     "equal_error_rate",
-    "frame_level",
-    "one_vs_each",
     "pixel_auroc",
     "pixel_criterion_scores",
-    "pixel_level_criterion",
     "roc_points",
-    "video_anomaly_metrics",
 ]
 
 # Keys counted per ``np.searchsorted`` call: bounds the int64 temporaries (8 MiB each).
@@ -163,7 +157,7 @@ def _smaller_class(
     return keys, n_pos, n_neg, keys_are_pos
 
 
-def _auroc_pooled(scores: np.ndarray, mask: np.ndarray, overwrite: bool = False) -> float:
+def _auroc_pooled(scores: np.ndarray, mask: np.ndarray) -> float:
     """AUROC of ``scores`` with positives ``mask`` (same shape), counted over pairs.
 
     Only the smaller class is copied out; the other class is never extracted: it is counted
@@ -172,15 +166,9 @@ def _auroc_pooled(scores: np.ndarray, mask: np.ndarray, overwrite: bool = False)
         sum over keys k of 2 * #(keys < k) + #(keys == k) = n_keys ** 2,
 
     (every ordered pair of keys is counted 2 if strictly ordered, else 1 each way).
-    With ``overwrite`` (``scores`` is the caller's own contiguous copy) it is sorted in place
-    instead of copied, which saves one copy of the scores at the peak.
     """
     keys, n_pos, n_neg, keys_are_pos = _smaller_class(scores, mask, "AUROC")
-    if overwrite and scores.flags.c_contiguous:
-        table = scores.reshape(-1)  # a view: sorted in place
-        table.sort()
-    else:
-        table = np.sort(scores, axis=None)  # flattened sorted copy, in the input dtype
+    table = np.sort(scores, axis=None)  # flattened sorted copy, in the input dtype
     _check_no_nan(table)
     # 2 * #(other < key) + #(other == key), summed over the keys.
     total = _sum_left_right(keys, table, keys_in_table=True) - keys.size**2
@@ -266,75 +254,6 @@ def average_precision(scores: Any, labels: Any) -> float:
     fp = n_neg - (np.searchsorted(table, values, side="left") - starts)  # #(neg >= v)
     precision = tp / (tp + fp)
     return float(np.sum(counts / n_pos * precision))
-
-
-def _classes_and_scores(scores: Any, classes: Any) -> tuple[np.ndarray, np.ndarray]:
-    scores, classes = _to_numpy(scores), _to_numpy(classes)
-    _check_same_shape(scores, classes, "scores", "classes")
-    _check_scores(scores)
-    return scores.reshape(-1), classes.reshape(-1)
-
-
-def one_vs_each(scores: Any, classes: Any, inlier: int) -> dict[int, float]:
-    """Image-level AUROC of the inlier class against each outlier class on its own.
-
-    Args:
-        scores: ``(N,)`` anomaly scores; higher means more anomalous.
-        classes: ``(N,)`` class of each sample (e.g. the digit of an MNIST image).
-        inlier: the normal class; its samples are the negatives.
-
-    Returns:
-        ``{c: AUROC(inlier samples as negatives vs class-c samples as positives)}`` for each
-        class ``c != inlier`` present in ``classes``, keys in ascending order.
-
-    Raises:
-        ValueError: shapes differ, ``inlier`` or every outlier class is absent, or NaN.
-    """
-    scores, classes = _classes_and_scores(scores, classes)
-    is_inlier = classes == inlier
-    neg = np.sort(scores[is_inlier])
-    if neg.size == 0:
-        raise ValueError(f"inlier class {inlier!r} is absent from classes")
-    outliers = np.unique(classes[~is_inlier])
-    if outliers.size == 0:
-        raise ValueError(f"no outlier class present besides inlier class {inlier!r}")
-    _check_no_nan(neg)
-    result: dict[int, float] = {}
-    for c in outliers:
-        pos = np.sort(scores[classes == c])
-        _check_no_nan(pos)
-        total = _sum_left_right(pos, neg, keys_in_table=False)  # 2 * #(neg < pos) + ties
-        result[c.item()] = _auc_from_total(total, pos.size, neg.size, keys_are_pos=True)
-    return result
-
-
-def anomaly_metrics(scores: Any, classes: Any, inlier: int, prefix: str = "") -> dict[str, float]:
-    """Image-level anomaly metrics with the inlier class normal and every other class anomalous.
-
-    Args:
-        scores: ``(N,)`` anomaly scores; higher means more anomalous.
-        classes: ``(N,)`` class of each sample.
-        inlier: the normal class (negatives); every other class is an outlier (positive).
-        prefix: prepended to every key, e.g. ``"test/"``.
-
-    Returns:
-        ``{f"{prefix}image_auroc": AUROC inlier vs all outliers,
-        f"{prefix}average_precision": AP with the outliers positive,
-        f"{prefix}image_auroc_vs_{c}": AUROC inlier vs outlier class c, for each c present}``.
-
-    Raises:
-        ValueError: shapes differ, ``inlier`` or every outlier class is absent, or NaN.
-    """
-    scores, classes = _classes_and_scores(scores, classes)
-    per_class = one_vs_each(scores, classes, inlier)  # first: it names a missing class
-    is_outlier = classes != inlier
-    out = {
-        f"{prefix}image_auroc": auroc(scores, is_outlier),
-        f"{prefix}average_precision": average_precision(scores, is_outlier),
-    }
-    for c, value in per_class.items():
-        out[f"{prefix}image_auroc_vs_{c}"] = value
-    return out
 
 
 def _pro_curve(maps: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -622,30 +541,6 @@ def _check_frame_labels(labels: Any, n_frames: int, name: str) -> np.ndarray:
     return _binary_mask(labels, name)
 
 
-def frame_level(frame_scores: Any, frame_labels: Any) -> dict[str, float]:
-    """Frame-level criterion of the UCSD benchmark: a frame is flagged when its score >= t.
-
-    Args:
-        frame_scores: ``(F,)`` one anomaly score per frame (e.g. the max of its map).
-        frame_labels: ``(F,)`` bool or 0/1; ``True``/1 marks an anomalous frame.
-
-    Returns:
-        ``{"frame_auroc": auroc, "frame_eer": equal_error_rate}`` of the frame scores.
-
-    Raises:
-        ValueError: the scores are not ``(F,)``, the labels not ``(F,)`` binary, only one
-            class is present, or NaN.
-    """
-    frame_scores = _to_numpy(frame_scores)
-    if frame_scores.ndim != 1:
-        raise ValueError(f"frame_scores must be (F,), got shape {frame_scores.shape}")
-    labels = _check_frame_labels(frame_labels, frame_scores.shape[0], "frame_labels")
-    return {
-        "frame_auroc": auroc(frame_scores, labels),
-        "frame_eer": equal_error_rate(frame_scores, labels),
-    }
-
-
 def _check_coverage(coverage: float) -> Fraction:
     """``coverage`` as the exact fraction it is written as (0.4 -> 2/5), in ``(0, 1]``."""
     if not 0.0 < coverage <= 1.0:  # also rejects NaN
@@ -664,102 +559,31 @@ class CriterionScores(NamedTuple):
     frames: np.ndarray  # (K,) the index of each score's frame in the input
 
 
-def _criterion_scores(
-    maps: np.ndarray,
-    masks: np.ndarray,
-    labels: np.ndarray,
-    frames: np.ndarray,
-    frame_max: np.ndarray,
-    coverage: Fraction,
-) -> CriterionScores:
-    """One score per frame whose ROC curve is the pixel-level criterion's (FPR, TPR) curve.
-
-    Args:
-        maps: ``(F, H, W)`` scores; masks: ``(F, H, W)`` bool; labels: ``(F,)`` bool.
-        frames: ``(M,)`` indices of the frames to evaluate (those with a ground-truth mask).
-        frame_max: ``(M,)`` the max of each of those frames' maps (NaN-free is checked here).
-        coverage: the fraction of a frame's anomalous pixels that must be detected.
-
-    Returns:
-        ``scores`` (anomalous frames first, then normal ones), ``is_anomalous`` (bool, same
-        length), the number of anomalous frames excluded for an empty mask, and each score's
-        frame (from ``frames``).
-    """
-    if frame_max.size and frame_max.dtype.kind == "f" and np.isnan(frame_max).any():
-        raise ValueError("maps contain NaN")
-    sizes = np.array([np.count_nonzero(masks[f]) for f in frames], dtype=np.int64)
-    is_anom = labels[frames]
-    wrong = np.flatnonzero(~is_anom & (sizes > 0))
-    if wrong.size:
-        f = int(frames[wrong[0]])
-        raise ValueError(
-            f"{wrong.size} frame(s) labelled normal have anomalous mask pixels, e.g. frame {f} "
-            f"({sizes[wrong[0]]} pixels); frame labels and masks must agree"
-        )
-    kept = np.flatnonzero(is_anom & (sizes > 0))
-    n_excluded = int(np.count_nonzero(is_anom)) - kept.size
-    detect_at = np.empty(kept.size, dtype=maps.dtype)
-    for i, j in enumerate(kept):
-        f = frames[j]
-        inside = maps[f][masks[f]]  # (|mask_f|,) a fresh copy: partition in place
-        n = inside.size
-        k = -((-n * coverage.numerator) // coverage.denominator)  # ceil(coverage * n), exact
-        # d_f = the k-th largest value inside the mask: at any t <= d_f at least k of the
-        # masked pixels are >= t (detected), at any t > d_f fewer than k are.
-        inside.partition(n - k)
-        detect_at[i] = inside[n - k]
-    normal_max = frame_max[~is_anom]  # a normal frame is a false positive once max >= t
-    scores = np.concatenate((detect_at, normal_max))
-    is_anomalous = np.zeros(scores.size, dtype=bool)
-    is_anomalous[: kept.size] = True
-    return CriterionScores(
-        scores, is_anomalous, n_excluded, np.concatenate((frames[kept], frames[~is_anom]))
-    )
-
-
-def _criterion_metrics(
-    scores: np.ndarray, is_anomalous: np.ndarray, n_excluded: int
-) -> dict[str, float]:
-    n_anom = int(np.count_nonzero(is_anomalous))
-    if n_anom == 0 or n_anom == is_anomalous.size:
-        raise ValueError(
-            "the pixel-level criterion needs anomalous frames with a non-empty mask and normal "
-            f"frames, got {n_anom} and {is_anomalous.size - n_anom} ({n_excluded} anomalous "
-            "frames with an empty mask excluded)"
-        )
-    fp, tp, n_pos, n_neg = _roc_counts(scores, is_anomalous)
-    return {
-        "pixel_criterion_auroc": auroc(scores, is_anomalous),
-        "pixel_criterion_eer": _eer_from_counts(fp, tp, n_pos, n_neg),
-        "pixel_criterion_excluded": n_excluded,
-    }
-
-
-def pixel_level_criterion(
+def pixel_criterion_scores(
     maps: Any, masks: Any, frame_labels: Any, coverage: float = 0.4
-) -> dict[str, float]:
-    """AUROC and EER of the pixel-level criterion of the UCSD Ped1 benchmark.
+) -> CriterionScores:
+    """The pixel-level criterion of the UCSD Ped1 benchmark as an ordinary ROC problem: one
+    score per frame and its label, whose ROC curve (so AUROC and EER, and their intervals over
+    frames or clips) is the criterion's.
 
     Mahadevan, Li, Bhalodia and Vasconcelos, "Anomaly detection in crowded scenes", CVPR 2010:
     at a threshold ``t`` the pixels with ``map >= t`` are detected, and
 
     * an anomalous frame is a true positive iff at least ``coverage`` (40%) of its
       ground-truth anomalous pixels are detected;
-    * a normal frame is a false positive iff any of its pixels is detected (its max >= t);
+    * a normal frame is a false positive iff any of its pixels is detected (its max >= t).
 
-    ``TPR(t) = #TP / #anomalous frames`` and ``FPR(t) = #FP / #normal frames``. Computed
-    exactly over all thresholds: an anomalous frame ``f`` is a TP exactly when ``t <= d_f``,
+    Exactly over all thresholds: an anomalous frame ``f`` is a TP exactly when ``t <= d_f``,
     the k-th largest map value inside its mask with ``k = ceil(coverage * |mask_f|)``, and a
-    normal frame is an FP exactly when ``t <= max_f``; so the curve is the ROC curve of these
-    per-frame scores and its AUROC (trapezoidal area) and EER are those of ``auroc`` and
-    ``equal_error_rate`` on them. Detected pixels outside the mask of an anomalous frame
+    normal frame is an FP exactly when ``t <= max_f``; so the criterion's curve is the ROC
+    curve of these per-frame scores. Detected pixels outside the mask of an anomalous frame
     neither help nor hurt, as in the original criterion.
 
     An anomalous frame with an empty mask (labelled anomalous, no annotated pixel) could never
     meet a coverage rule and would cap the TPR below 1; it is excluded and counted in
-    ``"pixel_criterion_excluded"``. Pass only frames that have ground-truth masks (in UCSD
-    Ped1, the frames of the clips with pixel annotations): a frame of an unannotated clip
-    would be taken as normal (empty mask) or excluded.
+    ``n_excluded``. Pass only frames that have ground-truth masks (in UCSD Ped1, the frames of
+    the clips with pixel annotations): a frame of an unannotated clip would be taken as normal
+    (empty mask) or excluded.
 
     Args:
         maps: ``(F, H, W)`` per-pixel anomaly scores, any real dtype; higher means more
@@ -771,99 +595,40 @@ def pixel_level_criterion(
             detected; read as the decimal it is written as (0.4 = 2/5 exactly).
 
     Returns:
-        ``{"pixel_criterion_auroc": float, "pixel_criterion_eer": float,
-        "pixel_criterion_excluded": int}`` (the last one the number of excluded frames).
+        ``scores`` (anomalous frames first, then normal ones), ``is_anomalous`` (bool, same
+        length), the number of anomalous frames excluded for an empty mask, and each score's
+        frame.
 
     Raises:
         ValueError: shapes differ or are not ``(F, H, W)`` / ``(F,)``, masks or labels are not
-            binary, a normal frame has mask pixels, there is no normal frame or no anomalous
-            frame with a non-empty mask, NaN, or ``coverage`` not in ``(0, 1]``.
+            binary, a normal frame has mask pixels, NaN, or ``coverage`` not in ``(0, 1]``.
     """
-    return _criterion_metrics(*pixel_criterion_scores(maps, masks, frame_labels, coverage)[:3])
-
-
-def pixel_criterion_scores(
-    maps: Any, masks: Any, frame_labels: Any, coverage: float = 0.4
-) -> CriterionScores:
-    """The pixel-level criterion of :func:`pixel_level_criterion` as an ordinary ROC problem:
-    one score per frame (an anomalous frame's ``k``-th largest value inside its mask, a normal
-    frame's max) and its label, whose ROC curve is the criterion's. For intervals over them
-    (resampling frames, or the clips given by ``frames``). Arguments and errors as
-    :func:`pixel_level_criterion`."""
     fraction = _check_coverage(coverage)
     maps, masks = _check_maps_masks(maps, masks, "(F, H, W)")
-    labels = _check_frame_labels(frame_labels, maps.shape[0], "frame_labels")
-    frames = np.arange(maps.shape[0])
-    return _criterion_scores(maps, masks, labels, frames, maps.max(axis=(1, 2)), fraction)
-
-
-def video_anomaly_metrics(
-    maps: Any, masks: Any, has_mask: Any, frame_labels: Any, image_score: str = "max"
-) -> dict[str, float]:
-    """Every UCSD Ped1 metric of one method's anomaly maps over a test set of video frames.
-
-    * ``pixel_auroc``: ``pixel_auroc`` over the pooled pixels of the frames with a mask
-      (normal frames of annotated clips included: all their pixels are normal);
-    * ``frame_auroc``, ``frame_eer``: ``frame_level`` over all frames, a frame's score being
-      the ``max`` or ``mean`` of its map (``image_score``);
-    * ``pixel_criterion_auroc``, ``pixel_criterion_eer``, ``pixel_criterion_excluded``:
-      ``pixel_level_criterion`` (Mahadevan et al., CVPR 2010; 40% coverage) over the frames
-      with a mask.
-
-    Memory-lean for the full test set (7,200 frames of 158x238): no float64 copy of the maps
-    is made (the mean is accumulated in float64 by a buffered reduction); the largest
-    temporary is one copy of the annotated frames' maps, sorted in place for the pixel AUROC.
-
-    Args:
-        maps: ``(F, H, W)`` per-pixel anomaly scores (float32 is fine), higher = more
-            anomalous. NaN is rejected.
-        masks: ``(F, H, W)`` bool ground truth; ignored for frames without a mask.
-        has_mask: ``(F,)`` bool or 0/1; ``True`` where the frame has a pixel-level ground truth.
-        frame_labels: ``(F,)`` bool or 0/1; ``True``/1 marks an anomalous frame.
-        image_score: ``"max"`` or ``"mean"``, how a frame's map becomes its frame score.
-
-    Returns:
-        The six keys above; ``pixel_criterion_excluded`` is an int.
-
-    Raises:
-        ValueError: as ``pixel_level_criterion`` and ``frame_level``; also when no frame has
-            a mask or ``image_score`` is unknown.
-    """
-    if image_score not in ("max", "mean"):
-        raise ValueError(f"image_score must be 'max' or 'mean', got {image_score!r}")
-    maps, masks = _check_maps_masks(maps, masks, "(F, H, W)")
-    n_frames = maps.shape[0]
-    labels = _check_frame_labels(frame_labels, n_frames, "frame_labels")
-    annotated = np.flatnonzero(_check_frame_labels(has_mask, n_frames, "has_mask"))
-    if annotated.size == 0:
-        raise ValueError("no frame has a ground-truth mask (has_mask is all False)")
-
-    if image_score == "max":
-        frame_scores = maps.max(axis=(1, 2))
-        annotated_max = frame_scores[annotated]
-    else:
-        frame_scores = maps.mean(axis=(1, 2), dtype=np.float64)  # buffered: no full copy
-        annotated_max = np.array([maps[f].max() for f in annotated], dtype=maps.dtype)
-    out = frame_level(frame_scores, labels)
-    out.update(
-        _criterion_metrics(
-            *_criterion_scores(maps, masks, labels, annotated, annotated_max, _check_coverage(0.4))[
-                :3
-            ]
+    is_anom = _check_frame_labels(frame_labels, maps.shape[0], "frame_labels")
+    frame_max = maps.max(axis=(1, 2))
+    if frame_max.size and frame_max.dtype.kind == "f" and np.isnan(frame_max).any():
+        raise ValueError("maps contain NaN")
+    sizes = np.count_nonzero(masks, axis=(1, 2))
+    wrong = np.flatnonzero(~is_anom & (sizes > 0))
+    if wrong.size:
+        raise ValueError(
+            f"{wrong.size} frame(s) labelled normal have anomalous mask pixels, e.g. frame "
+            f"{wrong[0]} ({sizes[wrong[0]]} pixels); frame labels and masks must agree"
         )
-    )
-    if annotated.size == n_frames:
-        out["pixel_auroc"] = _auroc_pooled(maps, masks)
-    else:  # our own copy of the annotated frames: sort it in place
-        out["pixel_auroc"] = _auroc_pooled(maps[annotated], masks[annotated], overwrite=True)
-    return {key: out[key] for key in _VIDEO_KEYS}
-
-
-_VIDEO_KEYS = (
-    "pixel_auroc",
-    "frame_auroc",
-    "frame_eer",
-    "pixel_criterion_auroc",
-    "pixel_criterion_eer",
-    "pixel_criterion_excluded",
-)
+    kept = np.flatnonzero(is_anom & (sizes > 0))
+    n_excluded = int(np.count_nonzero(is_anom)) - kept.size
+    detect_at = np.empty(kept.size, dtype=maps.dtype)
+    for i, f in enumerate(kept):
+        inside = maps[f][masks[f]]  # (|mask_f|,) a fresh copy: partition in place
+        n = inside.size
+        k = -((-n * fraction.numerator) // fraction.denominator)  # ceil(coverage * n), exact
+        # d_f = the k-th largest value inside the mask: at any t <= d_f at least k of the
+        # masked pixels are >= t (detected), at any t > d_f fewer than k are.
+        inside.partition(n - k)
+        detect_at[i] = inside[n - k]
+    normal = np.flatnonzero(~is_anom)  # a normal frame is a false positive once max >= t
+    scores = np.concatenate((detect_at, frame_max[normal]))
+    is_anomalous = np.zeros(scores.size, dtype=bool)
+    is_anomalous[: kept.size] = True
+    return CriterionScores(scores, is_anomalous, n_excluded, np.concatenate((kept, normal)))

@@ -27,7 +27,8 @@ Introduction to the Bootstrap", 1993, ch. 13):
 
 A result whose interval contains the chance level is *not distinguishable from chance*
 (:func:`distinguishable_from_chance`); the chance level is 0.5 for AUROC and EER, the positive
-rate for average precision and ``max_fpr / 2`` for AUPRO (:func:`chance_level`).
+rate for average precision and ``max_fpr / 2`` for AUPRO (the expected values of scores
+independent of the labels).
 
 Speed. No resample is materialised: the data are summarised once into per-unit counts, after
 which a resample is a handful of vector operations on its unit multiplicities ``w``.
@@ -86,7 +87,6 @@ __all__ = [
     "Interval",
     "aupro_interval",
     "bootstrap_interval",
-    "chance_level",
     "distinguishable_from_chance",
     "interval_metrics",
     "pixel_auroc_interval",
@@ -133,26 +133,9 @@ def interval_metrics(name: str, interval: Interval) -> dict[str, float | int]:
 def distinguishable_from_chance(interval: Interval, chance: float = 0.5) -> bool:
     """False when the interval contains ``chance`` (bounds included), True otherwise.
 
-    ``chance`` is 0.5 for AUROC and EER; see :func:`chance_level` for AP and AUPRO.
+    ``chance`` is 0.5 for AUROC and EER, the positive rate for AP, ``max_fpr / 2`` for AUPRO.
     """
     return not interval.low <= chance <= interval.high
-
-
-def chance_level(metric: str, n_pos: int, n_neg: int, max_fpr: float = 0.3) -> float:
-    """Expected value of ``metric`` for scores independent of the labels.
-
-    ``"auroc"``, ``"pixel_auroc"``, ``"equal_error_rate"``: 0.5. ``"average_precision"``: the
-    positive rate ``n_pos / (n_pos + n_neg)`` (precision is the positive rate at every
-    threshold, in expectation). ``"aupro"``: ``max_fpr / 2`` (each region's overlap is then the
-    FPR in expectation, so the normalised area under ``PRO = FPR`` up to ``max_fpr``).
-    """
-    if metric in ("auroc", "pixel_auroc", "equal_error_rate"):
-        return 0.5
-    if metric == "average_precision":
-        return n_pos / (n_pos + n_neg)
-    if metric == "aupro":
-        return max_fpr / 2
-    raise ValueError(f"unknown metric {metric!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,11 +10,10 @@ interchangeable implementations give dSprites (Matthey et al. 2017) through it:
 * :class:`DSpritesProcedural`: renders any factor combination itself, calibrated against the
   real frames of the dataset's animation (see "Calibration" below); no file needed.
 
-Pick one by name, with a uniform ``(root) -> GroundTruthData`` factory:
+Each is built by a uniform ``(root) -> GroundTruthData`` factory, ``from_root``, which the
+datasets ``dsprites`` and ``dsprites_procedural`` (:mod:`vaecam.experiments.dsprites`) are:
 
->>> sorted(GROUND_TRUTH)
-['dsprites', 'dsprites_procedural']
->>> data = GROUND_TRUTH["dsprites_procedural"](Path("unused"))
+>>> data = DSpritesProcedural.from_root(Path("unused"))
 >>> factors, images = data.sample(4, np.random.RandomState(0))
 >>> factors.shape, images.shape, images.dtype.name
 ((4, 5), (4, 1, 64, 64), 'float32')
@@ -51,14 +50,12 @@ from __future__ import annotations
 
 import abc
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
 
 from vaecam.data import DataFormatError, DataNotFoundError, DataSource
-from vaecam.registry import Registry
 
 __all__ = [
     "DSPRITES_URL",
@@ -73,7 +70,6 @@ __all__ = [
     "DSpritesProcedural",
     "FACTORS_NUM_VALUES",
     "FACTOR_NAMES",
-    "GROUND_TRUTH",
     "GroundTruthData",
     "IMAGE_SIZE",
     "NPZ_NAME",
@@ -490,10 +486,3 @@ class DSpritesProcedural(_DSpritesFactors):
         ``random_state`` is unused: rendering is deterministic, as the real dataset is.
         """
         return self.render(factors)[:, None].astype(np.float32)
-
-
-#: Ground-truth datasets by config name, each built as ``GROUND_TRUTH[name](root)``.
-GROUND_TRUTH: Registry[Callable[[Path], GroundTruthData]] = Registry(
-    "ground-truth dataset",
-    {"dsprites": DSpritesNpz.from_root, "dsprites_procedural": DSpritesProcedural.from_root},
-)

@@ -12,24 +12,18 @@ pixel AUROC on ``test`` against the ``ground_truth`` masks::
 while decoding and resizing), into float tensors held in memory: those tensors are the cache, so
 a trial never decodes a PNG again, whatever the number of epochs. At 256x256 a category is at
 most ~400 images x 0.75 MiB = ~300 MiB of float32.
-
-``Augment`` holds the optional training-time augmentation (flips, a small rotation) that runs on
-batches of those tensors, on whatever device they are.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -40,12 +34,10 @@ __all__ = [
     "CATEGORIES",
     "MVTEC_URL",
     "TEXTURES",
-    "Augment",
     "DataFormatError",
     "MVTecCategory",
     "load_mvtec",
     "read_image",
-    "read_mask",
 ]
 
 #: The 15 categories: 5 textures (carpet, grid, leather, tile, wood) and 10 objects.
@@ -153,14 +145,6 @@ def read_image(path: Path, image_size: int) -> Tensor:
     _check_image_size(image_size)
     image = _image_pixels(_open(Path(path), "image"))
     return _to_image_tensor(_resized(image, image_size, Image.Resampling.BILINEAR))
-
-
-def read_mask(path: Path, image_size: int) -> Tensor:
-    """One ground-truth mask PNG (0 normal, 255 defect) as bool (S, S), resized by NEAREST
-    neighbour (interpolating would invent partial labels at the defect's edge)."""
-    _check_image_size(image_size)
-    mask = _open(Path(path), "mask").convert("L")
-    return _to_mask_tensor(_resized(mask, image_size, Image.Resampling.NEAREST))
 
 
 def _open_pair(image_path: Path, mask_path: Path | None) -> tuple[Image.Image, Image.Image | None]:
@@ -313,103 +297,3 @@ def load_mvtec(
         test_defects=[defect for defect, _, _ in items],
         test_paths=[str(image) for _, image, _ in items],
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Augmentation
-# --------------------------------------------------------------------------------------------
-
-PaddingMode = Literal["zeros", "border", "reflection"]
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random flips and rotation of a batch of images, drawn per image from a generator.
-
-    ``rotation_degrees`` is the largest absolute rotation, in DEGREES: each image is rotated by
-    an angle uniform in ``[-rotation_degrees, rotation_degrees]``. (PAPER.md section 6: a public
-    reproduction wrote ``RandomRotation(np.pi / 6)`` meaning 30 degrees, but torchvision reads
-    degrees, so it rotated by at most 0.52 degrees.) ``hflip`` / ``vflip`` each flip an image
-    with probability 1/2.
-
-    Rotation resamples bilinearly (``affine_grid`` + ``grid_sample``, about the image centre);
-    the corners it uncovers are filled by ``padding_mode``: ``"reflection"`` (default) mirrors
-    the image, which continues a texture (carpet, grid...) and an object's plain background
-    without inventing dark corners the VAE would learn as normal; ``"border"`` repeats the edge
-    pixels; ``"zeros"`` fills black.
-
-    The default ``Augment()`` is the identity: it returns ``x`` itself and draws nothing.
-    Randomness is drawn on the CPU from ``generator`` (so one seeded CPU generator serves a
-    model on any device) and then moved to ``x``'s device.
-    """
-
-    hflip: bool = False
-    vflip: bool = False
-    rotation_degrees: float = 0.0
-    padding_mode: PaddingMode = "reflection"
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.rotation_degrees) and 0.0 <= self.rotation_degrees <= 180.0):
-            raise ValueError(
-                f"rotation_degrees must be in [0, 180] degrees, got {self.rotation_degrees}"
-            )
-        if self.padding_mode not in ("zeros", "border", "reflection"):
-            raise ValueError(
-                f"padding_mode must be 'zeros', 'border' or 'reflection', got {self.padding_mode!r}"
-            )
-
-    @property
-    def is_identity(self) -> bool:
-        return not (self.hflip or self.vflip or self.rotation_degrees > 0.0)
-
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Augment a float batch ``(B, C, H, W)``; returns a new ``(B, C, H, W)`` tensor (or
-        ``x`` itself when this is the identity). Each image gets its own flips and angle."""
-        if self.is_identity:
-            return x
-        if x.ndim != 4:
-            raise ValueError(f"Augment expects a batch (B, C, H, W), got shape {tuple(x.shape)}")
-        batch = x.shape[0]
-        if self.hflip:
-            x = self._flip(x, self._coins(batch, generator, x.device), dim=-1)
-        if self.vflip:
-            x = self._flip(x, self._coins(batch, generator, x.device), dim=-2)
-        if self.rotation_degrees > 0.0:
-            # Uniform in [-max, max], per image, then to radians for cos/sin.
-            degrees = (torch.rand(batch, generator=generator, dtype=torch.float64) * 2 - 1) * (
-                self.rotation_degrees
-            )
-            x = self._rotate(x, torch.deg2rad(degrees))
-        return x
-
-    @staticmethod
-    def _coins(batch: int, generator: torch.Generator, device: torch.device) -> Tensor:
-        """(B,) bool, each True with probability 1/2 (drawn on the CPU)."""
-        return (torch.rand(batch, generator=generator) < 0.5).to(device)
-
-    @staticmethod
-    def _flip(x: Tensor, which: Tensor, dim: int) -> Tensor:
-        """Flip the images ``which`` (B,) bool along ``dim``; the others are kept exactly."""
-        return torch.where(which.view(-1, 1, 1, 1), x.flip(dim), x)
-
-    def _rotate(self, x: Tensor, radians: Tensor) -> Tensor:
-        """Rotate each image (B, C, H, W) about its centre by ``radians`` (B,).
-
-        ``affine_grid`` maps each output pixel to the input in coordinates normalised to
-        [-1, 1] per axis, so for H != W the off-diagonal terms are scaled by the aspect ratio
-        to keep it a rotation in pixels rather than a rotation + shear.
-        """
-        _, _, height, width = x.shape
-        cos, sin = torch.cos(radians), torch.sin(radians)
-        zero = torch.zeros_like(cos)
-        theta = torch.stack(
-            [
-                torch.stack([cos, -sin * height / width, zero], dim=1),
-                torch.stack([sin * width / height, cos, zero], dim=1),
-            ],
-            dim=1,
-        ).to(device=x.device, dtype=x.dtype)  # (B, 2, 3)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(
-            x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False
-        )

@@ -22,7 +22,7 @@ comment, multi-range and single-frame entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,20 @@ def mark_synthetic(root: Path, imitates: str) -> None:
 def is_synthetic(root: Path) -> bool:
     """Whether the dataset at ``root`` was written by this module."""
     return (Path(root) / SYNTHETIC_MARKER).is_file()
+
+
+def found_at(folder: Path) -> str:
+    """What a dataset found at ``folder`` is: real, or one this module generated."""
+    return f"synthetic: generated, found at {folder}" if is_synthetic(folder) else "real"
+
+
+def written_once(root: Path, make: Callable[[Path], Path]) -> Path:
+    """``root``, holding the set ``make(root)`` writes: written the first time only (it is
+    deterministic), as the generated stand-ins are kept in a cache."""
+    if not (root / ".complete").exists():
+        make(root)
+        (root / ".complete").touch()
+    return root
 
 
 # --- MVTec AD ---------------------------------------------------------------------------------

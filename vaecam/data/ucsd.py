@@ -59,7 +59,6 @@ __all__ = [
     "check_ucsd",
     "load_ucsd",
     "parse_gt_frames",
-    "read_gt_frames",
 ]
 
 UCSD_URL = "http://www.svcl.ucsd.edu/projects/anomaly/dataset.htm"
@@ -227,12 +226,6 @@ def _read_m_file(path: Path) -> str:
         ) from None
     except OSError as error:
         raise DataFormatError(f"UCSD: cannot read {path} ({error})") from None
-
-
-def read_gt_frames(path: Path) -> dict[int, FrameRanges]:
-    """:func:`parse_gt_frames` of the file at ``path``; errors name the file."""
-    path = Path(path)
-    return parse_gt_frames(_read_m_file(path), str(path))
 
 
 def _frame_labels(ranges: FrameRanges, n_frames: int) -> Tensor:

@@ -1,6 +1,7 @@
 """The anomaly experiments' one skeleton: one-class MNIST, MVTec AD and UCSD Ped1 (PAPER.md
-section 3) differ only in their dataset, its settings and its metrics, plugged in by
-:data:`DATASETS`. Training and scoring are separate verbs::
+section 3) differ only in their dataset, its settings and its metrics, plugged in by each
+dataset's :class:`~vaecam.experiments.common.Benchmark`
+(:func:`vaecam.experiments.datasets.benchmarks`). Training and scoring are separate verbs::
 
     trained = train(config, reporter, state)     # seed, load, build, fit (resumable), weights
     table = score(trained, {"target_layer": ["encoder.0", "encoder.2"], ...}, reporter)
@@ -25,24 +26,19 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.attention import attention_maps
-from vaecam.data.images import Progress
-from vaecam.data.mvtec import Augment
+from vaecam.data.images import Augment, Progress
 from vaecam.experiments.common import (
     AnomalyData,
     AnomalySettings,
-    Benchmark,
     Reporter,
     build_model,
     fit,
     log_model,
 )
-from vaecam.experiments.localisation import MVTEC
-from vaecam.experiments.one_class import DIGITS, MNIST
-from vaecam.experiments.video import UCSD
+from vaecam.experiments.datasets import benchmarks
 from vaecam.figures import MAX_CURVES, localisation_image, map_image, roc_figure
 from vaecam.metrics import roc_points
 from vaecam.models import VAE
-from vaecam.registry import Registry
 from vaecam.scoring import (
     IMAGE_SCORES,
     NORMALISATIONS,
@@ -60,18 +56,12 @@ from vaecam.settings import check_settings, data_keys
 from vaecam.settings import defaults as settings_defaults
 from vaecam.training import evaluate_loss, seed_everything, train_epoch
 
-#: The one dataset registry of the anomaly experiments: name -> its :class:`Benchmark`.
-DATASETS: Registry[Benchmark] = Registry(
-    "dataset", {"mnist": MNIST, "digits": DIGITS, "mvtec": MVTEC, "ucsd": UCSD}
-)
-
-
 # --- settings ----------------------------------------------------------------------------------
 
 
 def settings_class(config: Mapping[str, Any]) -> type[AnomalySettings]:
     """The settings dataclass of ``config["dataset"]`` (an unknown one lists the valid names)."""
-    return DATASETS[config.get("dataset", AnomalySettings.dataset)].settings
+    return benchmarks()[config.get("dataset", AnomalySettings.dataset)].settings
 
 
 def defaults(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,7 +85,7 @@ def prepare(config: Mapping[str, Any], progress: Progress | None = None) -> None
     """Check the data ``config`` reads, every file decoded once (fetching it where allowed),
     before any trial starts; ``progress(done, total, what)`` is told as files are done."""
     settings = check(config)
-    DATASETS[settings.dataset].check(settings, progress)
+    benchmarks()[settings.dataset].check(settings, progress)
 
 
 def check_scoring(config: Mapping[str, Any], grid: Mapping[str, Any]) -> ScoringGrid:
@@ -141,7 +131,7 @@ def train(
     every trial of a sweep."""
     settings = check(config)
     generator = seed_everything(settings.seed)
-    benchmark = DATASETS[settings.dataset]
+    benchmark = benchmarks()[settings.dataset]
     data = benchmark.load(settings)
     source = benchmark.source(settings)
     for split, images in (("train", data.train), ("val", data.val), ("test", data.test)):
@@ -204,7 +194,7 @@ def restore(
     ``model/normal_data.pt`` (their ``torch.load``-ed state dicts): its data is loaded again
     (the same split: it is drawn from the seed), nothing is trained."""
     settings = check(config)
-    data = DATASETS[settings.dataset].load(settings)
+    data = benchmarks()[settings.dataset].load(settings)
     model = build_model(settings, in_channels=data.train.shape[1])
     model.load_state_dict(weights)
     return Trained(settings, model.eval(), data, NormalData.from_state_dict(normal))
@@ -229,7 +219,7 @@ def score(
     curves of the ``readings`` (name -> scoring combination: the claims' readings) and of the
     controls (:func:`log_figures`)."""
     settings, model, data, normal = trained
-    benchmark = DATASETS[settings.dataset]
+    benchmark = benchmarks()[settings.dataset]
     checked = scoring_grid(grid, model)
     models = {"attention": Model(model, normal)}
     if "untrained" in checked.method:

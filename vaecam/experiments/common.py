@@ -1,5 +1,6 @@
 """What every experiment shares: the reporter it talks to, building its model, the resumable
-training loop, and the anomaly experiments' settings, data and plug-in types."""
+training loop, the anomaly experiments' settings, data and plug-in types, and the type of a
+dataset (:class:`Dataset`: one module of this package each, named after it)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from PIL import Image
 from torch import Tensor
 
 from vaecam.data import DataSource
+from vaecam.data.download import Download
+from vaecam.data.dsprites import GroundTruthData
 from vaecam.data.images import Progress
 from vaecam.data.synthetic import is_synthetic
 from vaecam.models import MODELS, VAE
@@ -195,7 +198,7 @@ class AnomalySettings:
     settings extend these with its own and set the paper's or the reproduction's defaults.
     ``data=True`` marks what picks the files a trial reads."""
 
-    dataset: str = setting("mnist", data=True)  # a key of vaecam.experiments.anomaly.DATASETS
+    dataset: str = setting("mnist", data=True)  # a key of vaecam.experiments.datasets.DATASETS
     data_root: str = setting("data", data=True)  # the folder holding the datasets
     device: str = "cpu"  # "cuda" on a GPU: explicit, never inferred
     image_size: int = setting(28, ge=8)
@@ -276,3 +279,37 @@ def subset_source(dataset: str, data_root: str, key: str, value: str, url: str) 
         synthetic=is_synthetic(root),
         selection={key: value},
     )
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+class Found(NamedTuple):
+    """A dataset as a campaign runs it from its data root: the search space it runs (named after
+    its dataset: ``digits`` in place of ``mnist``), the sweep's ``--data-root``, what the data
+    are (``real``, or why they are not the paper's), and the categories and settings
+    (``KEY=VALUE``) it needs."""
+
+    space: str
+    data_root: str
+    data: str
+    categories: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """All that is known of one dataset, in its module (named after it): its ``name`` (the
+    settings' ``dataset``); its plug-in: ``benchmark`` for the anomaly experiments, or
+    ``ground_truth(data root)`` for disentanglement; ``download`` (None: nothing to fetch);
+    ``find(data root, quick, cache)``: where a campaign finds it under its data root, or with
+    ``quick`` the stand-in it runs instead (generated under ``cache``), else why it cannot run
+    (None: a stand-in, never run on its own); ``generate(cache)``: its generated stand-in,
+    written once, its data root."""
+
+    name: str
+    benchmark: Benchmark | None = None
+    ground_truth: Callable[[Path], GroundTruthData] | None = None
+    download: Download | None = None
+    find: Callable[[Path, bool, Path], Found | str] | None = None
+    generate: Callable[[Path], Path] | None = None

@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from vaecam.attention import FORMULATIONS, attention_maps
-from vaecam.data.dsprites import GROUND_TRUTH, GroundTruthData
+from vaecam.data.dsprites import GroundTruthData
 from vaecam.data.images import Progress
 from vaecam.disentanglement import factor_vae_score, mig
 from vaecam.experiments.common import Reporter, build_model, fit, log_model
+from vaecam.experiments.datasets import ground_truths
 from vaecam.figures import image_grid
 from vaecam.models import VAE
 from vaecam.models.disentangle import AD_REDUCTIONS
@@ -43,7 +44,7 @@ class DisentanglementSettings:
     beta_vae, ``gamma`` to the FactorVAEs, ``lam`` and the attention options to ad_factor_vae
     only (a model ignores the settings it does not take)."""
 
-    dataset: str = setting("dsprites_procedural", choices=GROUND_TRUTH, data=True)  # or dsprites
+    dataset: str = setting("dsprites_procedural", choices=ground_truths(), data=True)  # or dsprites
     data_root: str = setting("data", data=True)
     device: str = "cpu"
     model: str = setting("ad_factor_vae", choices=("beta_vae", "factor_vae", "ad_factor_vae"))
@@ -112,7 +113,7 @@ def check_scoring(config: Mapping[str, Any], grid: Mapping[str, Any]) -> None:
 
 
 def load(settings: DisentanglementSettings) -> GroundTruthData:
-    return GROUND_TRUTH[settings.dataset](Path(settings.data_root))
+    return ground_truths()[settings.dataset](Path(settings.data_root))
 
 
 def observations(data: GroundTruthData, num: int, rng: np.random.RandomState) -> Tensor:

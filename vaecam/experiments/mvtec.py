@@ -1,5 +1,8 @@
-"""Anomaly localisation on MVTec AD (PAPER.md sections 1, 3, 4 and 6), one model per category,
-plugged into the anomaly skeleton (:mod:`vaecam.experiments.anomaly`).
+"""MVTec AD: anomaly localisation (PAPER.md sections 1, 3, 4 and 6), one model per category,
+plugged into the anomaly skeleton (:mod:`vaecam.experiments.anomaly`). Everything known of the
+dataset is here (:data:`MVTEC`): its settings, its plug-in, its layout under a data root
+(``<root>/mvtec_ad/<category>``), its download and its generated stand-in; its files are read
+by :mod:`vaecam.data.mvtec`.
 
 Train on a category's defect-free training images (a held-out slice of them validates); every
 test pixel has ground truth. Metrics: pixel AUROC (all test pixels pooled) and AUPRO up to 30%
@@ -17,12 +20,16 @@ import torch
 from torch import Tensor
 
 from vaecam.data import DataSource, hold_out
+from vaecam.data.download import Download, anomalib_archive
 from vaecam.data.images import Progress
 from vaecam.data.mvtec import CATEGORIES, GOOD, MVTEC_URL, load_mvtec, verify_category
+from vaecam.data.synthetic import example_mvtec, found_at, written_once
 from vaecam.experiments.common import (
     AnomalyData,
     AnomalySettings,
     Benchmark,
+    Dataset,
+    Found,
     subset_source,
 )
 from vaecam.settings import setting
@@ -31,6 +38,26 @@ from vaecam.uncertainty import (
     bootstrap_interval,
     interval_metrics,
     pixel_auroc_interval,
+)
+
+DOWNLOAD = Download(
+    name="mvtec",
+    title="MVTec AD",
+    folder="mvtec_ad",
+    loader_root="folder",
+    parts=CATEGORIES,
+    # MVTec's own download link, as anomalib uses it (DOWNLOAD_INFO in
+    # src/anomalib/data/datamodules/image/mvtecad.py, later mvtec_ad.py): 4.9 GiB
+    sources=anomalib_archive(
+        "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/"
+        "download/420938113-1629952094/mvtec_anomaly_detection.tar.xz",
+        5264982680,
+        "cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
+        "eefca59f2cede9c3fc5b6befbfec275e",
+    ),
+    kind="archive",
+    licence="CC BY-NC-SA 4.0 (non-commercial use only; MVTec Software GmbH)",
+    homepage=MVTEC_URL,
 )
 
 
@@ -98,4 +125,35 @@ def source(settings: MVTecSettings) -> DataSource:
     return subset_source("mvtec_ad", settings.data_root, "category", settings.category, MVTEC_URL)
 
 
-MVTEC = Benchmark(MVTecSettings, check, load, source, image_metrics, map_metrics)
+def find(root: Path, quick: bool, cache: Path) -> Found | str:
+    """The categories under ``<root>/mvtec_ad`` (with ``quick``, ``grid`` only); with ``quick``
+    and none there, the generated stand-in at 64 x 64."""
+    folder = root / DOWNLOAD.folder
+    present = [c for c in CATEGORIES if (folder / c / "train" / GOOD).is_dir()]
+    wanted = [c for c in ("grid",) if c in present] if quick else present
+    if wanted:
+        absent = [c for c in CATEGORIES if c not in present]
+        data = found_at(folder) + (
+            f" (categories not under {folder}: {', '.join(absent)})" if absent else ""
+        )
+        return Found("mvtec", str(folder), data, tuple(wanted))
+    missing = f"no MVTec AD category under {folder} (<category>/train/good)"
+    if quick:
+        data = f"synthetic: generated in the MVTec AD layout ({missing})"
+        return Found("mvtec", str(generate(cache)), data, ("grid",), ("image_size=64",))
+    return missing
+
+
+def generate(cache: Path) -> Path:
+    """The stand-in of ``--quick`` without real data: ``grid`` and ``bottle`` generated in the
+    MVTec AD layout (:func:`~vaecam.data.synthetic.example_mvtec`), once, under ``cache``."""
+    return written_once(cache / DOWNLOAD.folder, example_mvtec)
+
+
+MVTEC = Dataset(
+    "mvtec",
+    Benchmark(MVTecSettings, check, load, source, image_metrics, map_metrics),
+    download=DOWNLOAD,
+    find=find,
+    generate=generate,
+)

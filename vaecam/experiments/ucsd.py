@@ -1,5 +1,8 @@
-"""Video anomaly localisation on UCSD Ped1 (PAPER.md sections 1, 3 and 6), plugged into the
-anomaly skeleton (:mod:`vaecam.experiments.anomaly`).
+"""UCSD Ped1: video anomaly localisation (PAPER.md sections 1, 3 and 6), plugged into the
+anomaly skeleton (:mod:`vaecam.experiments.anomaly`). Everything known of the dataset is here
+(:data:`UCSD`): its settings, its plug-in, its layout under a data root
+(``<root>/UCSD_Anomaly_Dataset.v1p2/<scene>``), its download and its generated stand-in; its
+files are read by :mod:`vaecam.data.ucsd`.
 
 Train on frames of normal training clips (whole held-out clips validate). The field's standard
 metrics: from each map, pixel AUROC over the pooled pixels of the clips with masks and the
@@ -19,17 +22,43 @@ from typing import Any
 from torch import Tensor
 
 from vaecam.data import DataSource
+from vaecam.data.download import Download, anomalib_archive
 from vaecam.data.images import Progress
+from vaecam.data.synthetic import example_ucsd, found_at, written_once
 from vaecam.data.ucsd import SCENES, UCSD_URL, load_ucsd, verify_ucsd
 from vaecam.experiments.common import (
     AnomalyData,
     AnomalySettings,
     Benchmark,
+    Dataset,
+    Found,
     subset_source,
 )
 from vaecam.metrics import pixel_criterion_scores
 from vaecam.settings import setting
 from vaecam.uncertainty import bootstrap_interval, interval_metrics, pixel_auroc_interval
+
+DOWNLOAD = Download(
+    name="ucsd",
+    title="UCSD Anomaly Detection Dataset (v1p2)",
+    folder="UCSD_Anomaly_Dataset.v1p2",
+    loader_root="folder",
+    parts=SCENES,
+    # the authors' own link (SVCL, UC San Diego), as anomalib uses it
+    # (src/anomalib/data/datamodules/video/ucsd_ped.py, DOWNLOAD_INFO): 706 MiB
+    sources=anomalib_archive(
+        "http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz",
+        740306953,
+        "2329af326951f5097fdd114c50e853957d3e569493a49d22fc082a9fd791915b",
+        "5006421b89885f45a6f93b041145f2eb",
+    ),
+    kind="archive",
+    # The archive holds UCSD_Anomaly_Dataset.v1p2/{UCSDped1,UCSDped2}/...
+    strip="UCSD_Anomaly_Dataset.v1p2",
+    licence="the authors' terms (V. Mahadevan, W. Li, V. Bhalodia, N. Vasconcelos, "
+    "SVCL, UC San Diego): see the dataset page",
+    homepage=UCSD_URL,
+)
 
 
 @dataclass(frozen=True)
@@ -116,4 +145,29 @@ def source(settings: UCSDSettings) -> DataSource:
     return subset_source("ucsd", settings.data_root, "scene", settings.scene, UCSD_URL)
 
 
-UCSD = Benchmark(UCSDSettings, check, load, source, image_metrics, map_metrics)
+def find(root: Path, quick: bool, cache: Path) -> Found | str:
+    """Ped1 under ``<root>/UCSD_Anomaly_Dataset.v1p2``; with ``quick`` and none there, the
+    generated stand-in."""
+    folder = root / DOWNLOAD.folder
+    if (folder / "UCSDped1" / "Test").is_dir():
+        return Found("ucsd", str(folder), found_at(folder))
+    missing = f"UCSD Ped1 is not under {folder} (UCSDped1/Train, UCSDped1/Test)"
+    if quick:
+        data = f"synthetic: generated in the UCSD layout ({missing})"
+        return Found("ucsd", str(generate(cache)), data)
+    return missing
+
+
+def generate(cache: Path) -> Path:
+    """The stand-in of ``--quick`` without real data: clips generated in the UCSD layout
+    (:func:`~vaecam.data.synthetic.example_ucsd`), once, under ``cache``."""
+    return written_once(cache / "ucsd", example_ucsd)
+
+
+UCSD = Dataset(
+    "ucsd",
+    Benchmark(UCSDSettings, check, load, source, image_metrics, map_metrics),
+    download=DOWNLOAD,
+    find=find,
+    generate=generate,
+)

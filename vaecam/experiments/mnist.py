@@ -1,5 +1,8 @@
-"""One-class anomaly detection on digits (PAPER.md sections 1 and 3): the paper's MNIST
-experiment, plugged into the anomaly skeleton (:mod:`vaecam.experiments.anomaly`).
+"""MNIST, and scikit-learn's digits in its place offline: one-class anomaly detection on digits
+(PAPER.md sections 1 and 3), the paper's MNIST experiment, plugged into the anomaly skeleton
+(:mod:`vaecam.experiments.anomaly`). Everything known of the dataset is here: its settings, its
+plug-in, its layout under a data root (torchvision's ``<root>/MNIST/raw``), its download and
+its stand-in (:data:`MNIST`, :data:`DIGITS`); its files are read by :mod:`vaecam.data.mnist`.
 
 Train on one digit (the inlier), validate on held-out images of it, test on all ten: the inlier
 is normal, every other digit anomalous. Metrics are image-level (there are no pixel masks):
@@ -18,19 +21,44 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vaecam.data import (
+from vaecam.data import DataSource
+from vaecam.data.download import Download, Source
+from vaecam.data.images import Progress
+from vaecam.data.mnist import (
     MNIST_FILES,
-    DataSource,
     LabelledImages,
     load_digits,
     load_mnist,
     one_class_split,
     subsample,
 )
-from vaecam.data.images import Progress
-from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark
+from vaecam.experiments.common import AnomalyData, AnomalySettings, Benchmark, Dataset, Found
 from vaecam.settings import setting
 from vaecam.uncertainty import bootstrap_interval, interval_metrics
+
+DOWNLOAD = Download(
+    name="mnist",
+    title="MNIST",
+    folder="MNIST",
+    loader_root="parent",
+    parts=tuple(f"raw/{name}" for name in MNIST_FILES),
+    kind="torchvision",
+    # torchvision downloads these (from its first mirror that answers) and checks
+    # their MD5s itself; the MD5s are torchvision's (torchvision.datasets.MNIST
+    # .resources), the sizes those of the files on yann.lecun.com.
+    sources=tuple(
+        Source(f"https://ossci-datasets.s3.amazonaws.com/mnist/{name}", size, (("md5", md5),))
+        for name, (size, md5) in {
+            "train-images-idx3-ubyte.gz": (9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "train-labels-idx1-ubyte.gz": (28881, "d53e105ee54ea40749a09fcbcd1e9432"),
+            "t10k-images-idx3-ubyte.gz": (1648877, "9fb629c4189551a2d022fa330f9573f3"),
+            "t10k-labels-idx1-ubyte.gz": (4542, "ec29112dd5afa0611ce80d1b7f02629c"),
+        }.items()
+    ),
+    licence="CC BY-SA 3.0 (Y. LeCun, C. Cortes, C. J. C. Burges)",
+    homepage="http://yann.lecun.com/exdb/mnist/",
+    into="raw",
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +139,7 @@ def image_metrics(
 
 def mnist_source(settings: OneClassSettings) -> DataSource:
     """torchvision's four raw MNIST files."""
-    raw = Path(settings.data_root).expanduser().resolve() / "MNIST" / "raw"
+    raw = Path(settings.data_root).expanduser().resolve() / DOWNLOAD.folder / "raw"
     return DataSource("mnist", raw, MNIST_FILES, MNIST_URL, selection={"inlier": settings.inlier})
 
 
@@ -122,17 +150,37 @@ def digits_source(settings: OneClassSettings) -> DataSource:
     return DataSource("sklearn_digits", folder, (DIGITS_FILE,), DIGITS_URL, selection=selection)
 
 
-MNIST = Benchmark(
-    OneClassSettings,
-    partial(check, load_mnist),
-    partial(load, load_mnist),
-    mnist_source,
-    image_metrics,
+def find(root: Path, quick: bool, cache: Path) -> Found | str:
+    """MNIST in torchvision's layout under ``root``; with ``quick``, the digits in its place."""
+    raw = root / DOWNLOAD.folder / "raw"
+    if all((raw / name).exists() for name in MNIST_FILES):
+        return Found("mnist", str(root), "real")
+    missing = f"MNIST is not under {raw} (python -m orchestrator.sweep mnist downloads it)"
+    if quick:
+        data = f"stand-in: scikit-learn's 8x8 digits, not MNIST ({missing})"
+        return Found("digits", str(root), data)
+    return missing
+
+
+MNIST = Dataset(
+    "mnist",
+    Benchmark(
+        OneClassSettings,
+        partial(check, load_mnist),
+        partial(load, load_mnist),
+        mnist_source,
+        image_metrics,
+    ),
+    download=DOWNLOAD,
+    find=find,
 )
-DIGITS = Benchmark(
-    DigitsSettings,
-    partial(check, load_digits),
-    partial(load, load_digits),
-    digits_source,
-    image_metrics,
+DIGITS = Dataset(
+    "digits",
+    Benchmark(
+        DigitsSettings,
+        partial(check, load_digits),
+        partial(load, load_digits),
+        digits_source,
+        image_metrics,
+    ),
 )
