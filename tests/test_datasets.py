@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import toy_dataset
 
-from orchestrator import campaign
+from orchestrator import campaign, sweep
+from orchestrator.space import build_scoring, build_space, candidates, check_space, prepare_data
 from search_spaces import SPACES
+from search_spaces.space import SearchSpace
+from search_spaces.space import anomaly as anomaly_experiment
 from vaecam.data.fetch import downloads, fetch_for_loader
 from vaecam.data.synthetic import is_synthetic
 from vaecam.experiments import anomaly
@@ -47,9 +50,20 @@ def test_each_dataset_a_campaign_finds_runs_a_search_space_of_its_own(tmp_path):
         assert found.space in SPACES and found.space in DATASETS
 
 
-def test_a_new_dataset_is_one_module(tmp_path, monkeypatch):
-    """Registered, the toy is found by a campaign, checked, trained and scored through the
-    anomaly experiment's calls, and has nothing to fetch."""
+#: The toy's search space: the anomaly experiment's defaults for it, two epochs, a small grid.
+TOY_SPACE = SearchSpace(
+    experiment=anomaly_experiment,
+    train={"dataset": "toy"},
+    quick={"dataset": "toy"},
+    scoring=GRID,
+    summary=["val_loss"],
+)
+
+
+def test_a_new_dataset_is_one_module_and_one_search_space(tmp_path, monkeypatch):
+    """Registered, the toy is found by a campaign; its search space is built, checked and its
+    data prepared as a sweep does; it is trained and scored through the anomaly experiment's
+    calls, and has nothing to fetch."""
     monkeypatch.setitem(DATASETS, "toy", toy_dataset.TOY)
     members, skipped = campaign.plan(tmp_path, quick=False, strict=False)
     assert skipped["toy"] == f"the toy is not under {tmp_path.resolve() / 'toy'}"
@@ -61,10 +75,15 @@ def test_a_new_dataset_is_one_module(tmp_path, monkeypatch):
     members, _ = campaign.plan(tmp_path, quick=False, strict=False)
     assert members[-1].data_root == str(tmp_path.resolve())
 
-    config = anomaly.defaults({"dataset": "toy"}) | {"data_root": str(tmp_path)}
+    # and one search space: the sweep's own calls build, check and prepare it
+    monkeypatch.setitem(SPACES, "toy", TOY_SPACE)
+    assert sweep.build_parser().parse_args(["toy", "--quick"]).space == "toy"
+    space = build_space(SPACES["toy"], True, [], None, {"data_root": str(tmp_path)})
+    grid = build_scoring(SPACES["toy"], True, [])
+    check_space(TOY_SPACE.experiment(), space, grid)
+    prepare_data(TOY_SPACE.experiment(), space)
+    config = {key: candidates(value)[0] for key, value in space.items()}
     assert config["latent_dim"] == 4 and "data_root" in anomaly.data_settings(config)
-    anomaly.prepare(config)
-    anomaly.check_scoring(config, GRID)
     assert anomaly.rounds(config) == 2
     trained = anomaly.train(config, NullReporter(), scoring=GRID)
     assert trained.data.train.shape[1:] == (1, 16, 16)
