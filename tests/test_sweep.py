@@ -519,7 +519,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     by_category = {c.data.params["category"]: c for c in children}
     for label in (PAPERS, "attention, reproduction's code (ours)"):  # both readings
         assert float(rows["grid"][label]) == pytest.approx(
-            scores[by_category["grid"].info.run_id][mvtec.ours[label]]
+            scores[by_category["grid"].info.run_id][MVTEC.ours[label]]
         )
 
     # the report: a row per category, each number the metric it cites, no verdict on
