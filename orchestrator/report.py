@@ -6,9 +6,10 @@ self-contained ``report.html``.
 For a sweep, or for every sweep of a campaign (``sweep all``), each claim its search space lists
 (``claims``, PAPER.md section 4) gets one row per group (a category, an inlier digit, a model):
 the paper's and the reproduction's numbers, ours with its 95% interval, its controls, and a
-verdict by :func:`verdict`. Every number cites the MLflow runs and the metric key it comes from.
-Ours is the configuration with the best validation loss in its group (never a test metric),
-averaged over its seeds; with one seed, the one trial's bootstrap interval over images.
+verdict by :func:`verdict`. Every number cites the MLflow runs and the row of their score
+tables (``scores.json``) it comes from. Ours is the configuration with the best validation
+loss in its group (never a test metric), averaged over its seeds; with one seed, the one
+trial's bootstrap interval over images.
 
 The report is regenerated, never edited: the same runs give the same files but for the line
 that says when it was generated.
@@ -21,8 +22,8 @@ import math
 import os
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,25 +60,24 @@ if __name__ == "__main__":  # the command: its flags first, then the imports bel
 
 import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param, Run, RunData, RunTag  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
 
 from orchestrator import page  # noqa: E402
-from orchestrator.headline import readings  # noqa: E402
+from orchestrator.headline import closest, matching, number, readings  # noqa: E402
+from orchestrator.results import Document, chance, find_run, t_interval, tables_by_run  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
     SUPERSEDED_TAG,
     SWEEP_TAG,
     Tracking,
-    find_sweep,
-    flat_scores,
     load_scores,
     nested_runs,
     unparam,
 )
 from search_spaces import SPACES  # noqa: E402
 from search_spaces.space import SearchSpace  # noqa: E402
-from vaecam.scoring import ATTENTION_METHODS, COLUMNS, metric_name  # noqa: E402
+from vaecam.grid import COLUMNS  # noqa: E402
 
 #: Our interval may be at most this wide for a verdict of *consistent* with a published number.
 MAX_WIDTH = 0.2
@@ -143,7 +143,7 @@ def versus_verdict(
 class Estimate:
     """A metric over the trials of one configuration: the mean, its 95% interval (t over the
     trials when there are several, else the one trial's bootstrap interval), how many trials
-    and over what the interval runs, the class sizes, and the runs and metric key cited."""
+    and over what the interval runs, the class sizes, and the runs and score-table row cited."""
 
     value: float
     low: float
@@ -151,7 +151,7 @@ class Estimate:
     trials: int
     over: str
     runs: list[str]
-    key: str
+    cited: str
     n: str = ""
 
     def cell(self) -> str:
@@ -161,53 +161,42 @@ class Estimate:
         return f"{self.value:.3f}{interval}"
 
 
-def estimate(runs: Sequence[Run], key: str) -> Estimate | None:
-    """``key`` over ``runs`` (one configuration's seeds), or None where no run has it."""
-    having = [run for run in runs if key in run.data.metrics]
-    if not having:
-        return None
-    values = np.array([run.data.metrics[key] for run in having])
-    ids = [run.info.run_id for run in having]
-    first = having[0].data.metrics
-    n = ""
-    if f"{key}_n_pos" in first:
-        n = f"{int(first[f'{key}_n_pos'])}+/{int(first[f'{key}_n_neg'])}-"
-    if len(values) == 1:
-        low, high = first.get(f"{key}_ci_low", math.nan), first.get(f"{key}_ci_high", math.nan)
-        over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
-        return Estimate(float(values[0]), low, high, 1, over, ids, key, n)
-    from scipy import stats  # only here: a second of import the report seldom needs
+#: A score-table row of one run for an estimate: (the run's rows) -> the row, or None.
+Pick = Callable[[list[dict[str, Any]]], Mapping[str, Any] | None]
 
-    mean, half = values.mean(), stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
-    half /= math.sqrt(len(values))
-    over = f"{len(values)} seeds (t)"
+
+def cite(row: Mapping[str, Any], metric: str) -> str:
+    """``metric`` of the score-table row ``row``, by its combination: ``pixel_auroc @
+    method=attention, target_layer=..., ...`` (a table without combinations: the metric)."""
+    fields = ", ".join(f"{c}={row[c]}" for c in COLUMNS if row.get(c) not in (None, ""))
+    return f"{metric} @ {fields}" if fields else metric
+
+
+def estimate(sweep: Sweep, runs: Sequence[Run], metric: str, pick: Pick) -> Estimate | None:
+    """``metric`` of the row ``pick`` chooses in each of ``runs``' score tables (one
+    configuration's seeds), or None where no run has one."""
+    found = [(run, pick(sweep.tables.get(run.info.run_id, []))) for run in runs]
+    found = [(run, row) for run, row in found if row is not None]
+    if not found:
+        return None
+    ids = [run.info.run_id for run, _ in found]
+    first = found[0][1]
+    n = ""
+    if number(first, f"{metric}_n_pos") is not None:
+        n = f"{int(first[f'{metric}_n_pos'])}+/{int(first[f'{metric}_n_neg'])}-"
+    cited = cite(first, metric)
+    if len(found) == 1:
+        low = number(first, f"{metric}_ci_low")
+        high = number(first, f"{metric}_ci_high")
+        low, high = (math.nan, math.nan) if low is None or high is None else (low, high)
+        over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
+        return Estimate(float(first[metric]), low, high, 1, over, ids, cited, n)
+    mean, low, high, _ = t_interval([row[metric] for _, row in found])
+    over = f"{len(found)} seeds (t)"
     # Every claim's metric (AUROC, AP, the FactorVAE metric, MIG) lies in [0, 1]; with few
     # seeds the t-interval would reach past it.
-    low, high = max(mean - half, 0.0), min(mean + half, 1.0)
-    return Estimate(float(mean), low, high, len(values), over, ids, key, n)
-
-
-def metric_key(run: Run, selection: Mapping[str, Any], metric: str) -> str:
-    """The flat metric name of ``selection`` (a scoring combination) in ``run``: an image-level
-    metric's name has the image score, a map-level one's not, and a baseline's drops what it
-    lacks (:meth:`vaecam.scoring.ScoreTable.metrics`)."""
-    candidates = [
-        metric_name(selection, metric, COLUMNS),
-        metric_name(selection, metric, COLUMNS[:-1]),
-        metric_name(selection, metric, ("method",)),
-    ]
-    return next((key for key in candidates if key in run.data.metrics), candidates[0])
-
-
-def control_selection(selection: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """A control scored as ``selection`` is: the same reading for the untrained model's maps
-    (:data:`vaecam.scoring.ATTENTION_METHODS`), no layer, formulation or quantity for a
-    baseline."""
-    if method in ATTENTION_METHODS:
-        return {**selection, "method": method}
-    return {**selection, "method": method, "target_layer": None, "formulation": None} | {
-        "quantity": None
-    }
+    low, high = max(low, 0.0), min(high, 1.0)
+    return Estimate(mean, low, high, len(found), over, ids, cited, n)
 
 
 @dataclass
@@ -218,6 +207,8 @@ class Sweep:
     trials: list[Run]
     space: SearchSpace
     searched: list[str]
+    #: Each trial's score table (``scores.json``), by run id: its rows.
+    tables: dict[str, list[dict[str, Any]]]
 
     @property
     def name(self) -> str:
@@ -254,21 +245,6 @@ class Sweep:
         return real, described or "no dataset recorded"
 
 
-def find_run(client: MlflowClient, name: str) -> Run:
-    """The top run named ``name`` (a sweep's or a campaign's). Raises ``LookupError`` naming
-    what exists when there is none."""
-    found = find_sweep(client.tracking_uri, name)
-    if found is None:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(experiments, "") if experiments else []
-        known = sorted({r.data.tags[SWEEP_TAG] for r in runs if SWEEP_TAG in r.data.tags})
-        raise LookupError(
-            f"--name {name!r}: no sweep or campaign of that name in this MLflow store; "
-            f"known: {', '.join(known[-10:]) or 'none'}"
-        )
-    return client.get_run(found[0].parent_run_id)
-
-
 def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
     """The run named ``name`` (a sweep or a campaign, :func:`find_run`) and its sweeps:
     itself, or the sweeps nested under it."""
@@ -282,33 +258,12 @@ def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
             r for r in children if r.info.status == "FINISHED" and SUPERSEDED_TAG not in r.data.tags
         ]
         finished.sort(key=lambda r: r.info.run_id)
-        finished = with_scores(client, run.info.experiment_id, finished)
+        loaded = load_scores(client, run.info.experiment_id, [r.info.run_id for r in finished])
+        tables = {key: rows.to_dict("records") for key, rows in tables_by_run(loaded).items()}
         space = SPACES[unparam(run.data.params["space"])]
         searched = unparam(run.data.params.get("searched", "[]"))
-        sweeps.append(Sweep(run, finished, space, searched))
+        sweeps.append(Sweep(run, finished, space, searched, tables))
     return top, sweeps
-
-
-def with_scores(client: MlflowClient, experiment_id: str, runs: list[Run]) -> list[Run]:
-    """``runs`` with their score tables' numbers (``scores.json``) among their metrics, under
-    the names ``--log-metrics all`` gives them (:func:`~orchestrator.tracking.flat_scores`):
-    what the report cites comes from the table, whichever metrics the trials logged."""
-    loaded = load_scores(client, experiment_id, [run.info.run_id for run in runs])
-    tables = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
-    merged = []
-    for run in runs:
-        found = tables.get(run.info.run_id)
-        if found is None:
-            merged.append(run)
-            continue
-        metrics = flat_scores(found) | run.data.metrics
-        data = RunData(
-            [Metric(key, value, 0, 0) for key, value in metrics.items()],
-            [Param(key, value) for key, value in run.data.params.items()],
-            [RunTag(key, value) for key, value in run.data.tags.items()],
-        )
-        merged.append(Run(run.info, data, run.inputs))
-    return merged
 
 
 def best_configuration(sweep: Sweep, trials: list[Run]) -> list[Run]:
@@ -360,12 +315,6 @@ def _paper_range(claim: Mapping[str, Any], group: str) -> tuple[float, float] | 
     if paper is None:
         return None
     return paper if isinstance(paper, tuple) else (float(paper), float(paper))
-
-
-def _chance(claim: Mapping[str, Any], metric: str) -> float | None:
-    if "chance" in claim:
-        return claim["chance"]
-    return 0.5 if metric.endswith(("auroc", "eer")) else None
 
 
 def budget(sweep: Sweep) -> tuple[str, bool]:
@@ -424,6 +373,7 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
     """``claim`` in each group of ``sweep``'s finished trials (:mod:`module doc <orchestrator.
     report>`); a group whose grid lacks the claim's reading gets a row that says so."""
     group_key, metric = claim.get("group"), claim["metric"]
+    selection = claim.get("select") or {}
     groups: dict[str, list[Run]] = {}
     for run in sweep.trials:
         value = unparam(run.data.params.get(group_key, "null")) if group_key else "all"
@@ -433,17 +383,17 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
     rows = []
     for group in sorted(groups, key=_natural):
         chosen = best_configuration(sweep, groups[group])
-        selection = claim.get("select")
-        key = metric_key(chosen[0], selection, metric) if selection else metric
-        ours = estimate(chosen, key)
+        ours = estimate(sweep, chosen, metric, lambda rows: matching(rows, selection, metric))
         data_text, papers_data = data_setting(sweep, chosen, on_paper, group)
         controls = {}
         for method in claim.get("controls", []) if ours else []:
-            control_key = metric_key(chosen[0], control_selection(selection, method), metric)
-            found = estimate(chosen, control_key)
+            # scored as the reading is (:func:`orchestrator.headline.closest`)
+            found = estimate(
+                sweep, chosen, metric, lambda rows, m=method: closest(rows, m, selection, metric)
+            )
             if found is not None:
                 controls[method] = found
-        chance = _chance(claim, metric)
+        level = claim["chance"] if "chance" in claim else chance(metric)
         if ours is None:
             reading = _reading_described(claim)
             decided = f"not measured under this preset (reading {reading} not in the grid)"
@@ -452,12 +402,12 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
         elif "versus" in claim:
             base = controls.get(claim["versus"])
             decided = (
-                versus_verdict(ours.low, ours.high, base.low, base.high, chance)
+                versus_verdict(ours.low, ours.high, base.low, base.high, level)
                 if base
                 else "inconclusive"
             )
         else:
-            decided = verdict(ours.low, ours.high, _paper_range(claim, group), chance)
+            decided = verdict(ours.low, ours.high, _paper_range(claim, group), level)
         untrained = controls.get("untrained")
         if ours and untrained and ours.low <= untrained.value <= ours.high:
             decided += "; the untrained model's maps score within our interval: the maps do not "
@@ -533,48 +483,6 @@ def deviations(sweep: Sweep) -> list[str]:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Document:
-    """Blocks of a report, rendered as Markdown and as HTML with the same content."""
-
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("heading", (level, text)))
-
-    def text(self, text: str) -> None:
-        self.blocks.append(("text", text))
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        self.blocks.append(("table", (list(header), [list(map(str, r)) for r in rows])))
-
-    def figure(self, path: Path, caption: str) -> None:
-        self.blocks.append(("figure", (path, caption)))
-
-    def markdown(self, out: Path) -> str:
-        lines = []
-        for kind, value in self.blocks:
-            if kind == "heading":
-                lines += ["#" * value[0] + " " + value[1], ""]
-            elif kind == "text":
-                lines += [value, ""]
-            elif kind == "table":
-                header, rows = value
-                lines.append("| " + " | ".join(header) + " |")
-                lines.append("|" + "---|" * len(header))
-                lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-                lines.append("")
-            else:
-                path, caption = value
-                lines += [f"![{caption}]({path.relative_to(out).as_posix()})", "", caption, ""]
-        return "\n".join(lines)
-
-    def html(self, title: str, out: Path) -> str:
-        """The page: :meth:`markdown` rendered (:func:`orchestrator.page.render`), its figures
-        embedded."""
-        return page.render(title, self.markdown(out), out)
-
-
 CLAIM_HEADER = [
     "experiment",
     "claim",
@@ -588,7 +496,7 @@ CLAIM_HEADER = [
     "controls",
     "verdict",
     "setting",
-    "metric key",
+    "scores.json row",
     "runs",
 ]
 
@@ -609,7 +517,7 @@ def claim_cells(row: ClaimRow) -> list[str]:
         controls,
         row.verdict,
         row.setting,
-        ours.key if ours else "",
+        ours.cited if ours else "",
         " ".join(ours.runs) if ours else "",
     ]
 
@@ -651,9 +559,10 @@ def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-#: Figures of a sweep's parent run and of its best trial, shown where they exist.
+#: Figures of a sweep's parent run, shown where they exist; and the folder of its best trial's,
+#: every one shown (which a trial writes depends on its experiment: ROC curves, traversals).
 PARENT_FIGURES = ("trials.png", "scatter.png")
-TRIAL_FIGURES = ("figures/roc.png", "figures/localisation.png")
+TRIAL_FIGURES = "figures"
 
 
 def fetch(client: MlflowClient, run_id: str, path: str, folder: Path) -> Path | None:
@@ -741,10 +650,11 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
         best = best_configuration(sweep, sweep.trials)
         if best:
             run = best[0]
-            for artifact in TRIAL_FIGURES:
-                path = fetch(client, run.info.run_id, artifact, folder / run.info.run_id)
+            drawn = client.list_artifacts(run.info.run_id, TRIAL_FIGURES)
+            for item in sorted(drawn, key=lambda item: item.path):
+                path = fetch(client, run.info.run_id, item.path, folder / run.info.run_id)
                 if path:
-                    doc.figure(path, f"{artifact} of the selected trial {run.info.run_id}")
+                    doc.figure(path, f"{item.path} of the selected trial {run.info.run_id}")
             overlay_groups(client, doc, run, folder / run.info.run_id)
         doc.heading("Deviations from the paper", 3)
         for line in deviations(sweep):
@@ -803,7 +713,7 @@ def write(client: MlflowClient, name: str, out: Path) -> tuple[Path, Path]:
     doc.blocks.insert(1, ("text", f"Generated {stamp}."))
     md, html_path = out / "report.md", out / "report.html"
     md.write_text(doc.markdown(out))
-    html_path.write_text(doc.html(f"vaecam report: {name}", out))
+    html_path.write_text(page.render(f"vaecam report: {name}", doc.markdown(out), out))
     for path in (md, html_path):
         client.log_artifact(top.info.run_id, str(path))
     return md, html_path

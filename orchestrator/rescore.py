@@ -40,7 +40,7 @@ from orchestrator.headline import all_readings  # noqa: E402
 from orchestrator.names import name_problem  # noqa: E402
 from orchestrator.services import ServiceError, check_ray_address, check_recorded  # noqa: E402
 from orchestrator.space import SpaceError, parse_assignment  # noqa: E402
-from orchestrator.tracking import RunLog, find_sweep  # noqa: E402
+from orchestrator.tracking import RunLog, child_runs, find_sweep  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from vaecam.experiments import Experiment  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {params['space']} sweeps have no scoring grid to rescore", file=sys.stderr)
         return 2
     client = MlflowClient(tracking.uri)
-    runs = [run for run in summary.child_runs(client, tracking) if run.info.status == "FINISHED"]
+    runs = [run for run in child_runs(client, tracking) if run.info.status == "FINISHED"]
     try:
         grid = sweep_grid(params, args.scoring)
         for run in runs[:1]:  # every run shares the grid's names; its layers need a model

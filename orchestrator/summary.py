@@ -17,25 +17,30 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Run
-from scipy import stats
 
 from orchestrator.headline import headline, headline_rows
+from orchestrator.results import (
+    DEFAULT_MAX_FPR,
+    chance,
+    markdown,
+    t_interval,
+    tables_by_run,
+)
 from orchestrator.tracking import (
     ERROR_TAG,
     PLANNED_TAG,
     STOPPED_TAG,
-    SUPERSEDED_TAG,
     TRIAL_TAG,
     Tracking,
+    child_runs,
     flat_scores,
     load_scores,
     log_metrics,
-    nested_runs,
     unparam,
 )
 from search_spaces.space import SearchSpace
 from vaecam.figures import compare_trials, scatter_figure
-from vaecam.scoring import COLUMNS
+from vaecam.grid import COLUMNS
 
 #: MLflow run status -> the summary's trial status.
 STATUS = {
@@ -53,12 +58,6 @@ STOPPED = "STOPPED"
 PRINTED_CONFIGURATIONS = 4
 
 
-def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
-    """The sweep's trial runs (not those a trial started over from)."""
-    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
-    return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
-
-
 def trials(
     runs: list[Run], loaded: pd.DataFrame, search_space: SearchSpace, searched: list[str]
 ) -> pd.DataFrame:
@@ -73,7 +72,7 @@ def trials(
     for label, key in search_space.ours.items():  # with their intervals
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
-    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    by_run = tables_by_run(loaded)
     for run in runs:
         params, tags = run.data.params, run.data.tags
         own = by_run.get(run.info.run_id)
@@ -101,7 +100,7 @@ def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd
     """The score tables ``loaded`` (:func:`load_scores`), each row led by its trial id and
     searched settings, in the order of ``table`` (best validation metric first)."""
     frames = []
-    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    by_run = tables_by_run(loaded)
     for row in table.itertuples(index=False):
         found = by_run.get(row.mlflow_run_id)
         if found is not None:
@@ -234,8 +233,6 @@ def scheduler_saving(table: pd.DataFrame) -> str | None:
     )
 
 
-#: AUPRO's integration limit where a sweep does not set one (the MVTec AD benchmark's).
-DEFAULT_MAX_FPR = 0.3
 CHANCE_NOTE = (
     "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate\n"
     "   for AP, max_fpr / 2 for AUPRO): not distinguishable from chance\n"
@@ -257,17 +254,6 @@ def interval_cell(value: float, low: float, high: float, level: float | None) ->
     elif level is not None and high < level:
         text += " <"
     return text
-
-
-def chance(metric: str, n_pos: float, n_neg: float, max_fpr: float) -> float | None:
-    """The chance level of a score-table metric, by its name; None for other numbers."""
-    if metric.endswith("auroc") or "_auroc_vs_" in metric or metric.endswith("eer"):
-        return 0.5
-    if metric == "average_precision":
-        return n_pos / (n_pos + n_neg)
-    if metric == "aupro":
-        return max_fpr / 2
-    return None
 
 
 def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.DataFrame:
@@ -459,14 +445,11 @@ def aggregate(
         for metric in search_space.aggregate:
             if metric not in group:
                 continue
-            values_ = group[metric].dropna().to_numpy(dtype=float)
-            mean = values_.mean() if len(values_) else math.nan
-            std = values_.std(ddof=1) if len(values_) > 1 else math.nan
-            half = stats.t.ppf(0.975, len(values_) - 1) * std / math.sqrt(len(values_))
+            mean, low, high, std = t_interval(group[metric].dropna().to_numpy(dtype=float))
             row |= {
                 f"{metric}_mean": mean,
-                f"{metric}_ci_low": mean - half if len(values_) > 1 else math.nan,
-                f"{metric}_ci_high": mean + half if len(values_) > 1 else math.nan,
+                f"{metric}_ci_low": low,
+                f"{metric}_ci_high": high,
                 f"{metric}_std": std,
             }
             for size in (f"{metric}_n_pos", f"{metric}_n_neg"):
@@ -478,10 +461,3 @@ def aggregate(
             row |= search_space.reference.get(by, {})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """``table`` as a GitHub-flavoured markdown table (MLflow renders .md artifacts)."""
-    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"

@@ -64,6 +64,7 @@ from orchestrator.tracking import (  # noqa: E402
     STOPPED_TAG,
     TRIAL_TAG,
     Tracking,
+    child_runs,
     discard_sweep,
     sqlite_path,
     start_sweep,
@@ -634,7 +635,7 @@ def mark_stopped_early(tracking: Tracking, stopped: dict[str, tuple[int, int]]) 
     ``vaecam.stopped_early`` with the epochs it was planned to train (``vaecam.planned_epochs``):
     it is neither finished (its model was not scored) nor failed."""
     client = MlflowClient(tracking.uri)
-    for run in summary.child_runs(client, tracking):
+    for run in child_runs(client, tracking):
         trial_id = run.data.tags.get(TRIAL_TAG)
         if trial_id in stopped:
             done, planned = stopped[trial_id]
@@ -677,7 +678,7 @@ def reconcile(tracking: Tracking, outcomes: dict[str, tuple[str, str]], interrup
     its run KILLED itself.) Returns how many trials an interruption left unfinished, started or
     not."""
     client = MlflowClient(tracking.uri)
-    runs = {run.data.tags.get(TRIAL_TAG): run for run in summary.child_runs(client, tracking)}
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
     for trial_id, run in runs.items():
         if run.info.status != "RUNNING":
             continue
@@ -689,7 +690,7 @@ def reconcile(tracking: Tracking, outcomes: dict[str, tuple[str, str]], interrup
             client.set_terminated(run.info.run_id, "FAILED")
     if not interrupted:
         return 0
-    runs = {run.data.tags.get(TRIAL_TAG): run for run in summary.child_runs(client, tracking)}
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
     never_started = sum(trial_id not in runs for trial_id in outcomes)
     return sum(run.info.status == "KILLED" for run in runs.values()) + never_started
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import pandas as pd
@@ -24,13 +24,17 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from PIL import Image
 
 from orchestrator.headline import headline
 from orchestrator.names import quoted
 from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
-from vaecam.data import DataSource, file_lock
-from vaecam.scoring import COLUMNS, ScoreTable, metric_name
+from vaecam.grid import COLUMNS, metric_name
+
+if TYPE_CHECKING:  # torch's: this module is read by commands that need no torch
+    from PIL import Image
+
+    from vaecam.data import DataSource
+    from vaecam.scoring import ScoreTable
 
 SWEEP_TAG = "vaecam.sweep"
 TRIAL_TAG = "ray.trial_id"
@@ -93,10 +97,15 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.parent / "mlruns" / experiment).as_uri() if db else None
 
 
-def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
-    runs = client.search_runs(
-        [experiment_id], f"tags.`{SWEEP_TAG}` = {quoted(sweep)}", max_results=1
-    )
+def sweep_run(
+    client: MlflowClient, sweep: str, experiment_ids: Sequence[str] | None = None
+) -> Run | None:
+    """The top run named ``sweep`` (a sweep's or a campaign's) in ``experiment_ids`` (default:
+    every experiment of the store), or None."""
+    if experiment_ids is None:
+        experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    query = f"tags.`{SWEEP_TAG}` = {quoted(sweep)}"
+    runs = client.search_runs(experiment_ids, query, max_results=1) if experiment_ids else []
     return runs[0] if runs else None
 
 
@@ -107,11 +116,17 @@ def nested_runs(client: MlflowClient, experiment_id: str, run_id: str, **search:
     return client.search_runs([experiment_id], query, **search)
 
 
+def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
+    """The sweep's trial runs (not those a trial started over from)."""
+    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
+    return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
+
+
 def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -> bool:
     """Delete the parent run of ``sweep`` if it has no trial runs: a sweep killed between
     creating its run and Ray's first saved state has nothing to resume and can only start
     again, which its name, in use, would refuse. Whether a run was deleted."""
-    run = _sweep_run(client, experiment_id, sweep)
+    run = sweep_run(client, sweep, [experiment_id])
     if run is None:
         return False
     if nested_runs(client, experiment_id, run.info.run_id, max_results=1):
@@ -138,6 +153,8 @@ def open_store(uri: str) -> MlflowClient:
     schema when a client first touches a new sqlite file, and sweeps started together would
     race there (two of three crashed); a lock beside the file serialises that first touch. A
     server store needs none."""
+    from vaecam.data import file_lock  # torch's package: only for commands that write
+
     db = sqlite_path(uri)
     with file_lock(db.with_name(db.name + ".lock") if db else None):
         client = MlflowClient(uri)
@@ -151,13 +168,9 @@ def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         return None
-    client = open_store(uri)
-    ids = [experiment.experiment_id for experiment in client.search_experiments()]
-    query = f"tags.`{SWEEP_TAG}` = {quoted(sweep)}"
-    runs = client.search_runs(ids, query, max_results=1) if ids else []
-    if not runs:
+    run = sweep_run(open_store(uri), sweep)
+    if run is None:
         return None
-    run = runs[0]
     params = {k: unparam(v) for k, v in run.data.params.items()}
     return Tracking(uri, run.info.experiment_id, run.info.run_id), params
 
@@ -171,7 +184,7 @@ def sweep_params(uri: str, experiment: str, sweep: str) -> dict[str, Any] | None
         return None
     client = open_store(uri)
     found = client.get_experiment_by_name(experiment)
-    run = _sweep_run(client, found.experiment_id, sweep) if found else None
+    run = sweep_run(client, sweep, [found.experiment_id]) if found else None
     return None if run is None else {k: unparam(v) for k, v in run.data.params.items()}
 
 
@@ -203,7 +216,7 @@ def start_sweep(
     client = open_store(uri)
     experiment_id = _experiment_id(client, uri, experiment)
     client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
-    run = _sweep_run(client, experiment_id, sweep)
+    run = sweep_run(client, sweep, [experiment_id])
     if run:
         run_id = run.info.run_id
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
