@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -246,3 +248,23 @@ def test_every_claim_names_its_data_metric_and_what_it_is_compared_with(name):
         assert claim["dataset"] and claim["metric"]
         assert ("paper" in claim) != ("versus" in claim)
         assert claim.get("versus") in (None, *claim.get("controls", []))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_report_starts_without_torch():
+    """``report`` reads MLflow only: importing it imports no torch (seconds), so it starts in
+    a moment (``bench/report_start.py`` times it)."""
+    code = "import sys, orchestrator.report; print('torch' in sys.modules)"
+    if "from vaecam.data.mvtec import" in (ROOT / "search_spaces" / "mvtec.py").read_text():
+        # The MVTec space reads its category names from torch's data package until they move
+        # to a torch-free module (a change of its own): a stand-in for that one import.
+        code = (
+            "import sys, types; stub = types.ModuleType('vaecam.data.mvtec'); "
+            "stub.CATEGORIES = ('grid',); sys.modules['vaecam.data.mvtec'] = stub; " + code
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
