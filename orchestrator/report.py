@@ -31,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.names import name_problem  # noqa: E402  (light: before the slow imports)
+from orchestrator import flags  # noqa: E402  (light: before the slow imports)
 from orchestrator.services import ServiceError, check_recorded, probe_argv  # noqa: E402
 
 
@@ -39,16 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags; parsed before MLflow, torch and Ray are imported (seconds), so
     ``--help`` and a mistyped flag answer at once."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", required=True, help="a sweep's or a campaign's name")
-    parser.add_argument(
-        "--tracking-uri",
-        default=f"sqlite:///{Path('mlflow.db').resolve()}",
-        help="the MLflow store the sweep recorded into",
-    )
+    flags.add_name(parser, "a sweep's or a campaign's name")
+    flags.add_tracking_uri(parser, "the MLflow store the sweep recorded into")
     parser.add_argument("--out", type=Path, help="folder for the report (default: report-NAME)")
     args = parser.parse_args(argv)
-    problem = name_problem(args.name)
-    if problem:
+    for problem in flags.problems(args):
         parser.error(problem)
     return args
 

@@ -37,9 +37,9 @@ from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
-from orchestrator import campaign, cluster, state_digest, summary  # noqa: E402
+from orchestrator import campaign, cluster, flags, state_digest, summary  # noqa: E402
 from orchestrator.campaign import CAMPAIGN  # noqa: E402
-from orchestrator.names import MAX_NAME, NAME, name_problem  # noqa: E402, F401
+from orchestrator.names import MAX_NAME, NAME  # noqa: E402, F401
 from orchestrator.provenance import (  # noqa: E402
     code_provenance,
     command_tags,
@@ -145,15 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-concurrent", type=int, default=0, help="trials at once; 0: as resources allow"
     )
-    parser.add_argument(
-        "--cpus-per-trial", type=float, default=1.0, help="CPUs reserved for each trial"
-    )
-    parser.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=0.0,
-        help="GPUs per trial; fractions share one GPU (0.25: four trials per GPU); 0: train on "
-        "the CPU. Explicit, never inferred from the cluster",
+    flags.add_resources(
+        parser,
+        "CPUs reserved for each trial",
+        "GPUs per trial; fractions share one GPU (0.25: four trials per GPU); 0: train on the "
+        "CPU. Explicit, never inferred from the cluster",
     )
     parser.add_argument(
         "--data-root", type=Path, default=Path("data"), help="folder holding the datasets"
@@ -165,10 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root, from its official source, checked against its published hash, on this "
         "machine before Ray starts (python -m vaecam.data.fetch does it alone)",
     )
-    parser.add_argument(
-        "--tracking-uri",
-        default=f"sqlite:///{Path('mlflow.db').resolve()}",
-        help="MLflow store: a sqlite file (absolute path) or an http://HOST:PORT server",
+    flags.add_tracking_uri(
+        parser, "MLflow store: a sqlite file (absolute path) or an http://HOST:PORT server"
     )
     parser.add_argument(
         "--storage-path",
@@ -176,10 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where Ray Tune keeps results and checkpoints; shared storage (NFS, s3://, gs://) "
         "on a multi-node cluster",
     )
-    parser.add_argument(
-        "--name",
-        help="name of the sweep: Ray's results folder and MLflow's parent run "
+    flags.add_name(
+        parser,
+        "name of the sweep: Ray's results folder and MLflow's parent run "
         "(default: SPACE-YYYYmmdd-HHMMSS)",
+        required=False,
     )
     parser.add_argument(
         "--resume",
@@ -293,14 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics); the whole grid is always in the trial's scores.json table (default: "
         f"{DEFAULTS['log_metrics']})",
     )
-    parser.add_argument(
-        "--scoring",
-        metavar="KEY=JSON",
-        action="append",
-        default=[],
-        help="replace one list of the scoring grid that every trained model is scored on, e.g. "
-        '--scoring \'formulation=["per_dim", "authors"]\' (a lone name is a list of one); '
-        f"KEY is one of {', '.join(GRID_KEYS)}; with all, as --set: --scoring mvtec:KEY=JSON",
+    flags.add_scoring(
+        parser,
+        GRID_KEYS,
+        "replace one list of the scoring grid that every trained model is scored on, e.g. "
+        '--scoring \'formulation=["per_dim", "authors"]\' (a lone name is a list of one; with '
+        "all, as --set: --scoring mvtec:KEY=JSON)",
     )
     parser.add_argument(
         "--strict",
@@ -332,11 +325,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def flag_problems(args: argparse.Namespace) -> list[str]:
     """What is wrong with the flags themselves (before any setting or data is looked at)."""
-    problems = []
-    if args.name is not None:
-        # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
-        suffix = 1 + max(map(len, SPACES)) if args.space == CAMPAIGN else 0
-        problems += filter(None, [name_problem(args.name, limit=MAX_NAME - suffix)])
+    # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
+    suffix = 1 + max(map(len, SPACES)) if args.space == CAMPAIGN else 0
+    problems = flags.problems(args, name_limit=MAX_NAME - suffix)
     checks = [
         (
             "--num-samples",
@@ -350,8 +341,6 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
             args.max_concurrent >= 0,
             ">= 0 (0: as resources allow)",
         ),
-        ("--cpus-per-trial", args.cpus_per_trial, args.cpus_per_trial > 0, "> 0"),
-        ("--gpus-per-trial", args.gpus_per_trial, args.gpus_per_trial >= 0, ">= 0"),
         ("--max-failures", args.max_failures, args.max_failures >= -1, ">= -1 (-1: unlimited)"),
     ]
     for flag, value, lowest in (
