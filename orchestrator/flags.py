@@ -5,6 +5,7 @@ their flags before the slow imports, so ``--help`` and a mistyped flag answer at
 from __future__ import annotations
 
 import argparse
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,17 +42,32 @@ def add_scoring(parser: argparse.ArgumentParser, keys: Sequence[str], help: str)
     )
 
 
+#: Numeric flags (by their ``args`` names) and the values they take: comparison, bound, note.
+BOUNDS: dict[str, tuple[str, float, str]] = {
+    "num_samples": (">=", 1, ""),
+    "max_concurrent": (">=", 0, " (0: as resources allow)"),
+    "cpus_per_trial": (">", 0, ""),
+    "gpus_per_trial": (">=", 0, ""),
+    "max_failures": (">=", -1, " (-1: unlimited)"),
+    "seeds": (">=", 1, ""),
+    "grace_period": (">=", 1, ""),
+    "checkpoint_every": (">=", 1, ""),
+    "system_metrics_every": (">", 0, " seconds"),
+    "reduction_factor": (">", 1, ""),
+}
+COMPARISONS = {">": operator.gt, ">=": operator.ge}
+
+
 def problems(args: argparse.Namespace, name_limit: int | None = None) -> list[str]:
-    """What is wrong with the shared flags ``args`` has: the name (at most ``name_limit``
-    characters where given) and the resources per trial."""
+    """What is wrong with the flags ``args`` has, alone: its name (at most ``name_limit``
+    characters where given) and its numbers (:data:`BOUNDS`; one not given is fine)."""
     found = []
     if getattr(args, "name", None) is not None:
         limit = {} if name_limit is None else {"limit": name_limit}
         found += filter(None, [name_problem(args.name, **limit)])
-    if hasattr(args, "cpus_per_trial"):
-        checks = [
-            ("--cpus-per-trial", args.cpus_per_trial, args.cpus_per_trial > 0, "> 0"),
-            ("--gpus-per-trial", args.gpus_per_trial, args.gpus_per_trial >= 0, ">= 0"),
-        ]
-        found += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
+    for dest, (comparison, bound, note) in BOUNDS.items():
+        value = getattr(args, dest, None)
+        if value is not None and not COMPARISONS[comparison](value, bound):
+            flag = "--" + dest.replace("_", "-")
+            found.append(f"{flag} {value}: expected {comparison} {bound}{note}")
     return found

@@ -175,13 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             reason = str(error).strip().splitlines()[-1]
             print(f"[{len(runs) - len(pending)}/{len(runs)}] {name}: FAILED: {reason}")
 
-    searched = params.get("searched", [])
-    fixed = {
-        key[len("space.") :]: value
-        for key, value in params.items()
-        if key.startswith("space.") and key[len("space.") :] not in searched
-    }
-    summary.publish(client, tracking, search_space, searched, fixed)
+    summary.publish(client, tracking, search_space)
     print(f"MLflow: {tracking.ui_link()}")
     return 1 if failed else 0
 

@@ -11,17 +11,17 @@ Saying: each metric's chance level (:func:`chance`), the 95% t-interval of a mea
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from orchestrator.tracking import SWEEP_TAG, sweep_run
 
 if TYPE_CHECKING:
-    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
@@ -68,6 +68,28 @@ def chance(
     if metric == "aupro":
         return max_fpr / 2
     return None
+
+
+def interval_text(
+    row: Mapping[str, Any], metric: str, max_fpr: float = DEFAULT_MAX_FPR, value: str = ""
+) -> str:
+    """``row``'s ``metric`` (its ``value`` column where given, e.g. an aggregate's mean) as
+    ``value [low, high]``, marked ``~`` where the interval contains the metric's chance level
+    and ``<`` where it lies wholly below it; "" for no value."""
+    number, low, high = (
+        row.get(k, math.nan) for k in (value or metric, f"{metric}_ci_low", f"{metric}_ci_high")
+    )
+    if pd.isna(number):
+        return ""
+    if pd.isna(low):
+        return f"{number:.3f}"
+    level = chance(metric, row.get(f"{metric}_n_pos", 1), row.get(f"{metric}_n_neg", 1), max_fpr)
+    text = f"{number:.3f} [{low:.3f}, {high:.3f}]"
+    if level is not None and low <= level <= high:
+        text += " ~"
+    elif level is not None and high < level:
+        text += " <"
+    return text
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float, float, float]:

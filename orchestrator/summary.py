@@ -21,7 +21,7 @@ from mlflow.entities import DatasetInput, Run
 from orchestrator.headline import headline, headline_rows
 from orchestrator.results import (
     DEFAULT_MAX_FPR,
-    chance,
+    interval_text,
     markdown,
     t_interval,
     tables_by_run,
@@ -115,17 +115,18 @@ def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd
 
 
 def publish(
-    client: MlflowClient,
-    tracking: Tracking,
-    search_space: SearchSpace,
-    searched: list[str],
-    fixed: dict[str, Any],
+    client: MlflowClient, tracking: Tracking, search_space: SearchSpace
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Print the summary and the score tables and put them, with figures and the search space's
-    comparisons and aggregates, on the parent run (see the module doc). ``fixed`` are the
-    settings every trial shares (a fixed model still finds its published numbers; AUPRO's
-    chance level needs ``max_fpr``). Returns the trials and scores."""
+    comparisons and aggregates, on the parent run (see the module doc), whose params say which
+    settings were searched and which every trial shares (a fixed model still finds its
+    published numbers; AUPRO's chance level needs ``max_fpr``). Returns the trials and
+    scores."""
     run_id = tracking.parent_run_id
+    params = {key: unparam(value) for key, value in client.get_run(run_id).data.params.items()}
+    searched = params.get("searched", [])
+    space = {key[len("space.") :]: v for key, v in params.items() if key.startswith("space.")}
+    fixed = {key: value for key, value in space.items() if key not in searched}
     runs = child_runs(client, tracking)
     loaded = load_scores(client, tracking.experiment_id, [run.info.run_id for run in runs])
     table = trials(runs, loaded, search_space, searched)
@@ -241,21 +242,6 @@ CHANCE_NOTE = (
 )
 
 
-def interval_cell(value: float, low: float, high: float, level: float | None) -> str:
-    """``value [low, high]``, marked ``~`` where the interval contains ``level`` (chance) and
-    ``<`` where it lies wholly below it (:data:`CHANCE_NOTE`); "" for no value."""
-    if pd.isna(value):
-        return ""
-    if pd.isna(low):
-        return f"{value:.3f}"
-    text = f"{value:.3f} [{low:.3f}, {high:.3f}]"
-    if level is not None and low <= level <= high:
-        text += " ~"
-    elif level is not None and high < level:
-        text += " <"
-    return text
-
-
 def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.DataFrame:
     """``frame`` for reading: each of ``metrics`` that has an interval as one cell
     ``value [low, high]``, marked ``~`` where the interval contains the metric's chance level
@@ -268,18 +254,7 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
         if value not in out or low not in out:
             continue
         n_pos, n_neg = out.get(f"{metric}_n_pos"), out.get(f"{metric}_n_neg")
-        cells = []
-        for i in range(len(out)):
-            level = chance(
-                metric,
-                n_pos.iloc[i] if n_pos is not None else 1,
-                n_neg.iloc[i] if n_neg is not None else 1,
-                max_fpr,
-            )
-            cells.append(
-                interval_cell(out[value].iloc[i], out[low].iloc[i], out[high].iloc[i], level)
-            )
-        out[value] = cells
+        out[value] = [interval_text(row, metric, max_fpr, value) for row in out.to_dict("records")]
         drop = [low, high, f"{metric}_std"]
         if n_pos is not None:
             out[f"{metric}_n"] = [
@@ -303,14 +278,7 @@ def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fp
         settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched if key != "seed")
         cells = {}
         for name, (row, metric) in headline_rows(rows.to_dict("records"), claims).items():
-            level = chance(
-                metric, row.get(f"{metric}_n_pos", 1), row.get(f"{metric}_n_neg", 1), max_fpr
-            )
-            low, high = (
-                row.get(f"{metric}_ci_low", math.nan),
-                row.get(f"{metric}_ci_high", math.nan),
-            )
-            cells[name] = interval_cell(row[metric], low, high, level)
+            cells[name] = interval_text(row, metric, max_fpr)
         columns[f"{trial_id}" + (f" ({settings})" if settings else "")] = cells
     if not columns:
         return

@@ -59,13 +59,11 @@ from orchestrator.space import (  # noqa: E402
 from orchestrator.system_metrics import EXTRA as SYSTEM_METRICS_EXTRA  # noqa: E402
 from orchestrator.system_metrics import require_psutil  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
-    ERROR_TAG,
-    PLANNED_TAG,
-    STOPPED_TAG,
-    TRIAL_TAG,
     Tracking,
-    child_runs,
+    close_sweep,
     discard_sweep,
+    mark_stopped_early,
+    reconcile,
     sqlite_path,
     start_sweep,
     sweep_params,
@@ -328,32 +326,6 @@ def flag_problems(args: argparse.Namespace) -> list[str]:
     # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
     suffix = 1 + max(map(len, SPACES)) if args.space == CAMPAIGN else 0
     problems = flags.problems(args, name_limit=MAX_NAME - suffix)
-    checks = [
-        (
-            "--num-samples",
-            args.num_samples,
-            args.num_samples is None or args.num_samples >= 1,
-            ">= 1",
-        ),
-        (
-            "--max-concurrent",
-            args.max_concurrent,
-            args.max_concurrent >= 0,
-            ">= 0 (0: as resources allow)",
-        ),
-        ("--max-failures", args.max_failures, args.max_failures >= -1, ">= -1 (-1: unlimited)"),
-    ]
-    for flag, value, lowest in (
-        ("--seeds", args.seeds, 1),
-        ("--grace-period", args.grace_period, 1),
-        ("--checkpoint-every", args.checkpoint_every, 1),
-    ):
-        checks.append((flag, value, value is None or value >= lowest, f">= {lowest}"))
-    every = args.system_metrics_every
-    checks.append(("--system-metrics-every", every, every > 0, "> 0 seconds"))
-    factor = args.reduction_factor
-    checks.append(("--reduction-factor", factor, factor is None or factor > 1, "> 1"))
-    problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
     if args.restart_errored and not args.resume:
         problems.append("--restart-errored needs --resume")
     if args.trust_storage and not args.resume:
@@ -611,27 +583,11 @@ class MarkStoppedEarly(tune.Callback):
 
 def stopped_early(results: tune.ResultGrid, experiment: Experiment) -> dict[str, tuple[int, int]]:
     """Trial id -> (epochs trained, epochs planned) of the trials a scheduler stopped."""
-    rounds = experiment.rounds
     return {
-        trial.trial_id: (int(trial.last_result["epoch"]) + 1, rounds(trial.config))
-        for trial in results._experiment_analysis.trials
-        if trial.last_result.get(STOPPED_EARLY)
+        trial_id_of(result): (int(result.metrics["epoch"]) + 1, experiment.rounds(result.config))
+        for result in results
+        if result.metrics.get(STOPPED_EARLY)
     }
-
-
-def mark_stopped_early(tracking: Tracking, stopped: dict[str, tuple[int, int]]) -> None:
-    """Close the MLflow run of each trial a scheduler stopped KILLED, tagged
-    ``vaecam.stopped_early`` with the epochs it was planned to train (``vaecam.planned_epochs``):
-    it is neither finished (its model was not scored) nor failed."""
-    client = MlflowClient(tracking.uri)
-    for run in child_runs(client, tracking):
-        trial_id = run.data.tags.get(TRIAL_TAG)
-        if trial_id in stopped:
-            done, planned = stopped[trial_id]
-            client.set_tag(run.info.run_id, STOPPED_TAG, f"after epoch {done} of {planned}")
-            client.set_tag(run.info.run_id, PLANNED_TAG, str(planned))
-            if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "KILLED")
 
 
 #: The signal that stopped the sweep, if one did (for the exit status: 128 + its number).
@@ -660,38 +616,12 @@ def sweep_path(args: Namespace) -> str:
     return f"{args.storage_path.rstrip('/')}/{args.name}"
 
 
-def reconcile(tracking: Tracking, outcomes: dict[str, tuple[str, str]], interrupted: bool) -> int:
-    """Close the MLflow run of each trial whose process could not close its own, by Tune's
-    ``outcomes`` (trial id -> status and error): KILLED when the sweep was interrupted, else
-    FAILED with Ray's reason (a crash, a lost node). (A trial stopped in its own process closes
-    its run KILLED itself.) Returns how many trials an interruption left unfinished, started or
-    not."""
-    client = MlflowClient(tracking.uri)
-    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
-    for trial_id, run in runs.items():
-        if run.info.status != "RUNNING":
-            continue
-        status, error = outcomes.get(trial_id, ("", ""))
-        if interrupted:
-            client.set_terminated(run.info.run_id, "KILLED")
-        elif status == "ERROR":
-            client.set_tag(run.info.run_id, ERROR_TAG, error[:5000])
-            client.set_terminated(run.info.run_id, "FAILED")
-    if not interrupted:
-        return 0
-    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
-    never_started = sum(trial_id not in runs for trial_id in outcomes)
-    return sum(run.info.status == "KILLED" for run in runs.values()) + never_started
-
-
-def tune_outcomes(results: tune.ResultGrid) -> dict[str, tuple[str, str]]:
-    """Trial id -> Tune's status (TERMINATED, ERROR, RUNNING, PENDING, PAUSED) and the last
-    line of its error. The public results do not say which trials an interrupted run left
-    unfinished (they have no error); their experiment analysis does."""
-    errors = {trial_id_of(r): str(r.error).strip().splitlines()[-1] for r in results if r.error}
+def tune_outcomes(results: tune.ResultGrid) -> dict[str, str | None]:
+    """Trial id -> the last line of its error, None for a trial that did not fail: every trial
+    Tune knows of, started or not."""
     return {
-        trial.trial_id: (trial.status, errors.get(trial.trial_id, ""))
-        for trial in results._experiment_analysis.trials
+        trial_id_of(result): str(result.error).strip().splitlines()[-1] if result.error else None
+        for result in results
     }
 
 
@@ -706,30 +636,20 @@ def trial_id_of(result: tune.Result) -> str:
 
 
 def publish(
-    tracking: Tracking,
-    search_space: SearchSpace,
-    space: dict[str, Any],
-    args: Namespace,
-    interrupted: bool,
+    tracking: Tracking, search_space: SearchSpace, args: Namespace, interrupted: bool
 ) -> pd.DataFrame:
     """The summary (from MLflow: :func:`orchestrator.summary.publish`), also written as CSV
     beside the Ray results; then the parent run is closed: KILLED (tag
     ``vaecam.interrupted``) when the sweep was interrupted, FAILED when every trial failed.
     Returns the trials table."""
     client = MlflowClient(tracking.uri)
-    searched = searched_keys(space)
-    fixed = {key: value for key, value in space.items() if key not in searched}
-    table, _ = summary.publish(client, tracking, search_space, searched, fixed)
+    table, _ = summary.publish(client, tracking, search_space)
     filesystem, folder = fs.FileSystem.from_uri(sweep_path(args))
     filesystem.create_dir(folder)
     with filesystem.open_output_stream(f"{folder}/summary.csv") as stream:
         stream.write(table.to_csv(index=False).encode())
     print(f"Summary CSV: {sweep_path(args)}/summary.csv")
-    errored = int((table.status == "ERROR").sum())
-    client.set_tag(tracking.parent_run_id, "vaecam.errored_trials", errored)
-    client.set_tag(tracking.parent_run_id, "vaecam.interrupted", str(interrupted).lower())
-    status = "FAILED" if errored and errored == len(table) else "FINISHED"
-    client.set_terminated(tracking.parent_run_id, "KILLED" if interrupted else status)
+    close_sweep(client, tracking, int((table.status == "ERROR").sum()), len(table), interrupted)
     return table
 
 
@@ -876,7 +796,7 @@ def run(
     unfinished = reconcile(tracking, outcomes, interrupted)
     if not interrupted:
         mark_stopped_early(tracking, stopped)
-    table = publish(tracking, search_space, space, args, interrupted)
+    table = publish(tracking, search_space, args, interrupted)
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")

@@ -148,6 +148,58 @@ def discard_sweep(client: MlflowClient, tracking: Tracking, status: str, reason:
         client.delete_run(run_id)
 
 
+def reconcile(tracking: Tracking, outcomes: Mapping[str, str | None], interrupted: bool) -> int:
+    """Close the MLflow run of each trial whose process could not close its own, by Tune's
+    ``outcomes`` (trial id -> the last line of its error, None when it did not fail): KILLED
+    when the sweep was interrupted, else FAILED with Ray's reason (a crash, a lost node). (A
+    trial stopped in its own process closes its run KILLED itself.) Returns how many trials an
+    interruption left unfinished, started or not."""
+    client = MlflowClient(tracking.uri)
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
+    for trial_id, run in runs.items():
+        if run.info.status != "RUNNING":
+            continue
+        error = outcomes.get(trial_id)
+        if interrupted:
+            client.set_terminated(run.info.run_id, "KILLED")
+        elif error is not None:
+            client.set_tag(run.info.run_id, ERROR_TAG, error[:5000])
+            client.set_terminated(run.info.run_id, "FAILED")
+    if not interrupted:
+        return 0
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
+    never_started = sum(trial_id not in runs for trial_id in outcomes)
+    return sum(run.info.status == "KILLED" for run in runs.values()) + never_started
+
+
+def mark_stopped_early(tracking: Tracking, stopped: Mapping[str, tuple[int, int]]) -> None:
+    """Close the MLflow run of each trial a scheduler stopped (trial id -> epochs trained and
+    planned) KILLED, tagged ``vaecam.stopped_early`` with the epochs it was planned to train
+    (``vaecam.planned_epochs``): it is neither finished (its model was not scored) nor
+    failed."""
+    client = MlflowClient(tracking.uri)
+    for run in child_runs(client, tracking):
+        trial_id = run.data.tags.get(TRIAL_TAG)
+        if trial_id in stopped:
+            done, planned = stopped[trial_id]
+            client.set_tag(run.info.run_id, STOPPED_TAG, f"after epoch {done} of {planned}")
+            client.set_tag(run.info.run_id, PLANNED_TAG, str(planned))
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+
+
+def close_sweep(
+    client: MlflowClient, tracking: Tracking, errored: int, trials: int, interrupted: bool
+) -> None:
+    """End the sweep's parent run: KILLED (tag ``vaecam.interrupted``) when the sweep was
+    interrupted, FAILED when every one of its ``trials`` failed (``errored``, tagged), else
+    FINISHED."""
+    client.set_tag(tracking.parent_run_id, "vaecam.errored_trials", errored)
+    client.set_tag(tracking.parent_run_id, "vaecam.interrupted", str(interrupted).lower())
+    status = "FAILED" if errored and errored == trials else "FINISHED"
+    client.set_terminated(tracking.parent_run_id, "KILLED" if interrupted else status)
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client of the store at ``uri`` whose schema exists. MLflow creates and migrates its
     schema when a client first touches a new sqlite file, and sweeps started together would
@@ -162,13 +214,21 @@ def open_store(uri: str) -> MlflowClient:
     return client
 
 
-def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
-    """The parent run of ``sweep`` in any experiment of the store, as its :class:`Tracking` and
-    params, or None (a sqlite store that does not exist yet is not created)."""
+def find_sweep(
+    uri: str, sweep: str, experiment: str | None = None
+) -> tuple[Tracking, dict[str, Any]] | None:
+    """The parent run of ``sweep`` in ``experiment`` (default: any experiment of the store), as
+    its :class:`Tracking` and the params it was started with (as :func:`start_sweep` got them,
+    JSON-decoded where they are JSON), or None (a sqlite store that does not exist yet is not
+    created)."""
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         return None
-    run = sweep_run(open_store(uri), sweep)
+    client = open_store(uri)
+    found = client.get_experiment_by_name(experiment) if experiment else None
+    if experiment and found is None:
+        return None
+    run = sweep_run(client, sweep, [found.experiment_id] if found else None)
     if run is None:
         return None
     params = {k: unparam(v) for k, v in run.data.params.items()}
@@ -176,16 +236,9 @@ def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
 
 
 def sweep_params(uri: str, experiment: str, sweep: str) -> dict[str, Any] | None:
-    """The params the parent run of ``sweep`` was started with (as :func:`start_sweep` got
-    them, JSON-decoded where they are JSON), or None when there is no such run (a sqlite store
-    that does not exist yet is not created)."""
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        return None
-    client = open_store(uri)
-    found = client.get_experiment_by_name(experiment)
-    run = sweep_run(client, sweep, [found.experiment_id]) if found else None
-    return None if run is None else {k: unparam(v) for k, v in run.data.params.items()}
+    """The params of ``sweep``'s parent run in ``experiment`` (:func:`find_sweep`), or None."""
+    found = find_sweep(uri, sweep, experiment)
+    return None if found is None else found[1]
 
 
 def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
