@@ -63,9 +63,9 @@ from orchestrator import page  # noqa: E402
 from orchestrator.headline import closest, matching, number, readings  # noqa: E402
 from orchestrator.results import Document, chance, find_run, t_interval, tables_by_run  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
-    SUPERSEDED_TAG,
     SWEEP_TAG,
     Tracking,
+    child_runs,
     load_scores,
     nested_runs,
     unparam,
@@ -137,13 +137,12 @@ def versus_verdict(
 @dataclass
 class Estimate:
     """A metric over the trials of one configuration: the mean, its 95% interval (t over the
-    trials when there are several, else the one trial's bootstrap interval), how many trials
-    and over what the interval runs, the class sizes, and the runs and score-table row cited."""
+    trials when there are several, else the one trial's bootstrap interval), over what the
+    interval runs, the class sizes, and the runs and score-table row cited."""
 
     value: float
     low: float
     high: float
-    trials: int
     over: str
     runs: list[str]
     cited: str
@@ -185,13 +184,13 @@ def estimate(sweep: Sweep, runs: Sequence[Run], metric: str, pick: Pick) -> Esti
         high = number(first, f"{metric}_ci_high")
         low, high = (math.nan, math.nan) if low is None or high is None else (low, high)
         over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
-        return Estimate(float(first[metric]), low, high, 1, over, ids, cited, n)
+        return Estimate(float(first[metric]), low, high, over, ids, cited, n)
     mean, low, high, _ = t_interval([row[metric] for _, row in found])
     over = f"{len(found)} seeds (t)"
     # Every claim's metric (AUROC, AP, the FactorVAE metric, MIG) lies in [0, 1]; with few
     # seeds the t-interval would reach past it.
     low, high = max(low, 0.0), min(high, 1.0)
-    return Estimate(mean, low, high, len(found), over, ids, cited, n)
+    return Estimate(mean, low, high, over, ids, cited, n)
 
 
 @dataclass
@@ -248,10 +247,9 @@ def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
     sweep_runs = [r for r in nested if SWEEP_TAG in r.data.tags] or [top]
     sweeps = []
     for run in sorted(sweep_runs, key=lambda r: r.data.tags[SWEEP_TAG]):
-        children = nested_runs(client, run.info.experiment_id, run.info.run_id)
-        finished = [
-            r for r in children if r.info.status == "FINISHED" and SUPERSEDED_TAG not in r.data.tags
-        ]
+        sweep = Tracking(client.tracking_uri, run.info.experiment_id, run.info.run_id)
+        trials = child_runs(client, sweep)
+        finished = [r for r in trials if r.info.status == "FINISHED"]
         finished.sort(key=lambda r: r.info.run_id)
         loaded = load_scores(client, run.info.experiment_id, [r.info.run_id for r in finished])
         tables = {key: rows.to_dict("records") for key, rows in tables_by_run(loaded).items()}

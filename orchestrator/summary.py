@@ -138,12 +138,12 @@ def publish(
         client.set_tag(run_id, "vaecam.scheduler_saving", saving)
     scored = scores(loaded, table, searched)
     mark_best(client, tracking, runs, table, scored, search_space)
-    shown = search_space.scores
     max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
     if not scored.empty:
         print_scores(scored, search_space.claims, searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
-        client.log_text(run_id, markdown(readable(scored, shown, max_fpr)), "scores.md")
+        shown = readable(scored, search_space.scores, max_fpr)
+        client.log_text(run_id, markdown(shown), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
         path = trials_figure(table, scored, search_space, searched, Path(tmp) / "trials.png")
         if path is not None:
@@ -160,12 +160,10 @@ def publish(
         if pooled.empty or pooled[f"n_{name}"].max() < 2:  # nothing pooled: nothing to say
             continue
         heading = f"Mean and 95% interval (t, over trials) across {name.replace('_', ' ')}"
-        text = readable(pooled, search_space.aggregate, max_fpr).to_string(index=False)
-        print(f"\n{heading}:\n{text}\n{CHANCE_NOTE}\n")
+        shown = readable(pooled, search_space.aggregate, max_fpr)
+        print(f"\n{heading}:\n{shown.to_string(index=False)}\n{CHANCE_NOTE}\n")
         client.log_text(run_id, pooled.to_csv(index=False), f"{name}.csv")
-        client.log_text(
-            run_id, markdown(readable(pooled, search_space.aggregate, max_fpr)), f"{name}.md"
-        )
+        client.log_text(run_id, markdown(shown), f"{name}.md")
     if search_space.scatter:
         x, y = search_space.scatter
         over = search_space.aggregate_over[0]

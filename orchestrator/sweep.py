@@ -574,11 +574,9 @@ class MarkStoppedEarly(tune.Callback):
         self.experiment = experiment
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if result.get("done") and result.get("epoch", -1) + 1 < self.rounds(trial.config):
+        planned = self.experiment.rounds(trial.config)
+        if result.get("done") and result.get("epoch", -1) + 1 < planned:
             result[STOPPED_EARLY] = True
-
-    def rounds(self, config: dict[str, Any]) -> int:
-        return self.experiment.rounds(config)
 
 
 def stopped_early(results: tune.ResultGrid, experiment: Experiment) -> dict[str, tuple[int, int]]:
