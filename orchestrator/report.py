@@ -61,7 +61,14 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
 
 from orchestrator import page  # noqa: E402
 from orchestrator.headline import closest, matching, number, readings  # noqa: E402
-from orchestrator.results import Document, chance, find_run, t_interval, tables_by_run  # noqa: E402
+from orchestrator.results import (  # noqa: E402
+    Document,
+    chance,
+    find_run,
+    sizes,
+    t_interval,
+    tables_by_run,
+)
 from orchestrator.tracking import (  # noqa: E402
     SWEEP_TAG,
     Tracking,
@@ -175,10 +182,7 @@ def estimate(sweep: Sweep, runs: Sequence[Run], metric: str, pick: Pick) -> Esti
         return None
     ids = [run.info.run_id for run, _ in found]
     first = found[0][1]
-    n = ""
-    if number(first, f"{metric}_n_pos") is not None:
-        n = f"{int(first[f'{metric}_n_pos'])}+/{int(first[f'{metric}_n_neg'])}-"
-    cited = cite(first, metric)
+    n, cited = sizes(first, metric), cite(first, metric)
     if len(found) == 1:
         low = number(first, f"{metric}_ci_low")
         high = number(first, f"{metric}_ci_high")

@@ -92,6 +92,12 @@ def interval_text(
     return text
 
 
+def sizes(row: Mapping[str, Any], metric: str) -> str:
+    """``row``'s class sizes for ``metric`` as ``n_pos+/n_neg-``; "" where it has none."""
+    positives, negatives = row.get(f"{metric}_n_pos"), row.get(f"{metric}_n_neg")
+    return "" if positives is None or pd.isna(positives) else f"{positives:.0f}+/{negatives:.0f}-"
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float, float, float]:
     """The mean of ``values`` (one per trial, e.g. per seed), the ends of its 95% t-interval
     and the standard deviation; NaN where there are too few values for them."""

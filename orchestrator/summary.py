@@ -23,6 +23,7 @@ from orchestrator.results import (
     DEFAULT_MAX_FPR,
     interval_text,
     markdown,
+    sizes,
     t_interval,
     tables_by_run,
 )
@@ -251,14 +252,11 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
         low, high = f"{metric}_ci_low", f"{metric}_ci_high"
         if value not in out or low not in out:
             continue
-        n_pos, n_neg = out.get(f"{metric}_n_pos"), out.get(f"{metric}_n_neg")
-        out[value] = [interval_text(row, metric, max_fpr, value) for row in out.to_dict("records")]
+        rows = out.to_dict("records")
+        out[value] = [interval_text(row, metric, max_fpr, value) for row in rows]
         drop = [low, high, f"{metric}_std"]
-        if n_pos is not None:
-            out[f"{metric}_n"] = [
-                "" if pd.isna(p) else f"{p:.0f}+/{q:.0f}-"
-                for p, q in zip(n_pos, n_neg, strict=True)
-            ]
+        if f"{metric}_n_pos" in out:
+            out[f"{metric}_n"] = [sizes(row, metric) for row in rows]
             drop += [f"{metric}_n_pos", f"{metric}_n_neg"]
         out = out.drop(columns=[c for c in drop if c in out])
     return out
