@@ -59,16 +59,8 @@ from mlflow.entities import Run  # noqa: E402
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
 
-from orchestrator import page  # noqa: E402
+from orchestrator import page, results  # noqa: E402
 from orchestrator.headline import closest, matching, number, readings  # noqa: E402
-from orchestrator.results import (  # noqa: E402
-    Document,
-    chance,
-    find_run,
-    sizes,
-    t_interval,
-    tables_by_run,
-)
 from orchestrator.tracking import (  # noqa: E402
     SWEEP_TAG,
     Tracking,
@@ -182,14 +174,14 @@ def estimate(sweep: Sweep, runs: Sequence[Run], metric: str, pick: Pick) -> Esti
         return None
     ids = [run.info.run_id for run, _ in found]
     first = found[0][1]
-    n, cited = sizes(first, metric), cite(first, metric)
+    n, cited = results.sizes(first, metric), cite(first, metric)
     if len(found) == 1:
         low = number(first, f"{metric}_ci_low")
         high = number(first, f"{metric}_ci_high")
         low, high = (math.nan, math.nan) if low is None or high is None else (low, high)
         over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
         return Estimate(float(first[metric]), low, high, over, ids, cited, n)
-    mean, low, high, _ = t_interval([row[metric] for _, row in found])
+    mean, low, high, _ = results.t_interval([row[metric] for _, row in found])
     over = f"{len(found)} seeds (t)"
     # Every claim's metric (AUROC, AP, the FactorVAE metric, MIG) lies in [0, 1]; with few
     # seeds the t-interval would reach past it.
@@ -246,7 +238,7 @@ class Sweep:
 def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
     """The run named ``name`` (a sweep or a campaign, :func:`find_run`) and its sweeps:
     itself, or the sweeps nested under it."""
-    top = find_run(client, name)
+    top = results.find_run(client, name)
     nested = nested_runs(client, top.info.experiment_id, top.info.run_id)
     sweep_runs = [r for r in nested if SWEEP_TAG in r.data.tags] or [top]
     sweeps = []
@@ -256,7 +248,9 @@ def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
         finished = [r for r in trials if r.info.status == "FINISHED"]
         finished.sort(key=lambda r: r.info.run_id)
         loaded = load_scores(client, run.info.experiment_id, [r.info.run_id for r in finished])
-        tables = {key: rows.to_dict("records") for key, rows in tables_by_run(loaded).items()}
+        tables = {
+            key: rows.to_dict("records") for key, rows in results.tables_by_run(loaded).items()
+        }
         space = SPACES[unparam(run.data.params["space"])]
         searched = unparam(run.data.params.get("searched", "[]"))
         sweeps.append(Sweep(run, finished, space, searched, tables))
@@ -390,7 +384,7 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
             )
             if found is not None:
                 controls[method] = found
-        level = claim["chance"] if "chance" in claim else chance(metric)
+        level = claim["chance"] if "chance" in claim else results.chance(metric)
         if ours is None:
             reading = _reading_described(claim)
             decided = f"not measured under this preset (reading {reading} not in the grid)"
@@ -571,10 +565,12 @@ def fetch(client: MlflowClient, run_id: str, path: str, folder: Path) -> Path | 
     return Path(client.download_artifacts(run_id, path, str(folder)))
 
 
-def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, list[ClaimRow]]:
+def build(
+    client: MlflowClient, name: str, out: Path
+) -> tuple[results.Document, Run, list[ClaimRow]]:
     """The report of ``name`` (a sweep or a campaign) with its figures in ``out/figures``."""
     top, sweeps = find_sweeps(client, name)
-    doc = Document()
+    doc = results.Document()
     doc.heading(f"vaecam report: {name}", 1)
     doc.text(
         "Every claim of the paper this run tests, beside our measurement and its controls. "
@@ -684,7 +680,7 @@ def ours_sentence(claim: Mapping[str, Any]) -> str:
     )
 
 
-def overlay_groups(client: MlflowClient, doc: Document, run: Run, folder: Path) -> None:
+def overlay_groups(client: MlflowClient, doc: results.Document, run: Run, folder: Path) -> None:
     """Every overlay group of ``run`` (``overlays/<group>/``, a file per few maps): its first
     file, and how many more the run has."""
     run_id = run.info.run_id
@@ -722,7 +718,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     try:  # the run is found before anything is written
         check_recorded(args.tracking_uri)
         client = MlflowClient(args.tracking_uri)
-        top = find_run(client, args.name)
+        top = results.find_run(client, args.name)
         md, html_path = write(client, args.name, out.resolve())
     except (ServiceError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -18,15 +18,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Run
 
+from orchestrator import results
 from orchestrator.headline import headline, headline_rows
-from orchestrator.results import (
-    DEFAULT_MAX_FPR,
-    interval_text,
-    markdown,
-    sizes,
-    t_interval,
-    tables_by_run,
-)
 from orchestrator.tracking import (
     ERROR_TAG,
     PLANNED_TAG,
@@ -73,7 +66,7 @@ def trials(
     for label, key in search_space.ours.items():  # with their intervals
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
-    by_run = tables_by_run(loaded)
+    by_run = results.tables_by_run(loaded)
     for run in runs:
         params, tags = run.data.params, run.data.tags
         own = by_run.get(run.info.run_id)
@@ -101,7 +94,7 @@ def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd
     """The score tables ``loaded`` (:func:`load_scores`), each row led by its trial id and
     searched settings, in the order of ``table`` (best validation metric first)."""
     frames = []
-    by_run = tables_by_run(loaded)
+    by_run = results.tables_by_run(loaded)
     for row in table.itertuples(index=False):
         found = by_run.get(row.mlflow_run_id)
         if found is not None:
@@ -139,12 +132,12 @@ def publish(
         client.set_tag(run_id, "vaecam.scheduler_saving", saving)
     scored = scores(loaded, table, searched)
     mark_best(client, tracking, runs, table, scored, search_space)
-    max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
+    max_fpr = fixed.get("max_fpr", results.DEFAULT_MAX_FPR)
     if not scored.empty:
         print_scores(scored, search_space.claims, searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
         shown = readable(scored, search_space.scores, max_fpr)
-        client.log_text(run_id, markdown(shown), "scores.md")
+        client.log_text(run_id, results.markdown(shown), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
         path = trials_figure(table, scored, search_space, searched, Path(tmp) / "trials.png")
         if path is not None:
@@ -164,7 +157,7 @@ def publish(
         shown = readable(pooled, search_space.aggregate, max_fpr)
         print(f"\n{heading}:\n{shown.to_string(index=False)}\n{CHANCE_NOTE}\n")
         client.log_text(run_id, pooled.to_csv(index=False), f"{name}.csv")
-        client.log_text(run_id, markdown(shown), f"{name}.md")
+        client.log_text(run_id, results.markdown(shown), f"{name}.md")
     if search_space.scatter:
         x, y = search_space.scatter
         over = search_space.aggregate_over[0]
@@ -253,10 +246,10 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
         if value not in out or low not in out:
             continue
         rows = out.to_dict("records")
-        out[value] = [interval_text(row, metric, max_fpr, value) for row in rows]
+        out[value] = [results.interval_text(row, metric, max_fpr, value) for row in rows]
         drop = [low, high, f"{metric}_std"]
         if f"{metric}_n_pos" in out:
-            out[f"{metric}_n"] = [sizes(row, metric) for row in rows]
+            out[f"{metric}_n"] = [results.sizes(row, metric) for row in rows]
             drop += [f"{metric}_n_pos", f"{metric}_n_neg"]
         out = out.drop(columns=[c for c in drop if c in out])
     return out
@@ -274,7 +267,7 @@ def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fp
         settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched if key != "seed")
         cells = {}
         for name, (row, metric) in headline_rows(rows.to_dict("records"), claims).items():
-            cells[name] = interval_text(row, metric, max_fpr)
+            cells[name] = results.interval_text(row, metric, max_fpr)
         columns[f"{trial_id}" + (f" ({settings})" if settings else "")] = cells
     if not columns:
         return
@@ -339,7 +332,7 @@ def post_table(
     text = table.to_string(index=False, float_format=lambda v: f"{v:.{digits}f}")
     print(f"\n{heading}:\n{text}\n")
     client.log_text(run_id, table.to_csv(index=False), f"{name}.csv")
-    client.log_text(run_id, markdown(table), f"{name}.md")
+    client.log_text(run_id, results.markdown(table), f"{name}.md")
 
 
 def configurations(finished: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
@@ -409,7 +402,7 @@ def aggregate(
         for metric in search_space.aggregate:
             if metric not in group:
                 continue
-            mean, low, high, std = t_interval(group[metric].dropna().to_numpy(dtype=float))
+            mean, low, high, std = results.t_interval(group[metric].dropna().to_numpy(dtype=float))
             row |= {
                 f"{metric}_mean": mean,
                 f"{metric}_ci_low": low,

@@ -30,7 +30,7 @@ from orchestrator.names import quoted
 from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
 from vaecam.grid import COLUMNS, metric_name
 
-if TYPE_CHECKING:  # torch's: this module is read by commands that need no torch
+if TYPE_CHECKING:  # types only: the report imports this module, and needs no torch
     from PIL import Image
 
     from vaecam.data import DataSource
@@ -205,7 +205,7 @@ def open_store(uri: str) -> MlflowClient:
     schema when a client first touches a new sqlite file, and sweeps started together would
     race there (two of three crashed); a lock beside the file serialises that first touch. A
     server store needs none."""
-    from vaecam.data import file_lock  # torch's package: only for commands that write
+    from vaecam.data import file_lock  # imports torch: here, not where the report reads
 
     db = sqlite_path(uri)
     with file_lock(db.with_name(db.name + ".lock") if db else None):
