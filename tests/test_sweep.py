@@ -809,7 +809,9 @@ def test_rescore_adds_a_changed_grid_to_the_same_runs_without_training(
     monkeypatch.setattr("torch.optim.Adam", no_training)
     monkeypatch.setattr("vaecam.training.train_step", no_training)
     grid = rescore.sweep_grid(_params(parent), [])
-    combinations, _ = rescore.rescore_run(client.tracking_uri, run_id, "anomaly", grid, "cpu")
+    combinations, _ = rescore.rescore_run(
+        client.tracking_uri, run_id, DIGITS.experiment(), grid, "cpu"
+    )
     assert combinations == 4  # the sweep's own grid again: attention and recon, two scores
     monkeypatch.undo()
 
