@@ -474,43 +474,23 @@ def deviations(sweep: Sweep) -> list[str]:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-CLAIM_HEADER = [
-    "experiment",
-    "claim",
-    "reading",
-    "group",
-    "paper",
-    "reproduction",
-    "ours [95%]",
-    "interval over",
-    "n",
-    "controls",
-    "verdict",
-    "setting",
-    "scores.json row",
-    "runs",
-]
-
-
-def claim_cells(row: ClaimRow) -> list[str]:
-    controls = "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items())
-    ours = row.ours
-    return [
-        row.space,
-        row.claim,
-        row.reading,
-        row.group,
-        row.paper,
-        row.reproduction,
-        ours.cell() if ours else "n/a",
-        ours.over if ours else "",
-        ours.n if ours else "",
-        controls,
-        row.verdict,
-        row.setting,
-        ours.cited if ours else "",
-        " ".join(ours.runs) if ours else "",
-    ]
+#: The verdict table's columns: header -> a claim row's cell.
+CLAIM_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
+    "experiment": lambda row: row.space,
+    "claim": lambda row: row.claim,
+    "reading": lambda row: row.reading,
+    "group": lambda row: row.group,
+    "paper": lambda row: row.paper,
+    "reproduction": lambda row: row.reproduction,
+    "ours [95%]": lambda row: row.ours.cell() if row.ours else "n/a",
+    "interval over": lambda row: row.ours.over if row.ours else "",
+    "n": lambda row: row.ours.n if row.ours else "",
+    "controls": lambda row: "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items()),
+    "verdict": lambda row: row.verdict,
+    "setting": lambda row: row.setting,
+    "scores.json row": lambda row: row.ours.cited if row.ours else "",
+    "runs": lambda row: " ".join(row.ours.runs) if row.ours else "",
+}
 
 
 def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
@@ -622,7 +602,7 @@ def build(
                 "setting (" + " | ".join(settings) + "): read their verdicts as such.",
             ),
         )
-    doc.table(CLAIM_HEADER, [claim_cells(row) for row in every])
+    doc.table(list(CLAIM_COLUMNS), [[cell(r) for cell in CLAIM_COLUMNS.values()] for r in every])
     figures = out / "figures"
     for sweep, measured in sections:
         doc.heading(f"{sweep.space_name}: {sweep.name}")
