@@ -1,12 +1,8 @@
-"""A sweep's results as MLflow holds them, and how they are said: one layer under the commands that
-read them (``summary``, ``report``, ``rescore``).
-
-Reading (beside :mod:`orchestrator.tracking`'s queries): the top run of a sweep or campaign by name
-(:func:`find_run`) and the trials' score tables, a run's rows each (:func:`tables_by_run`).
-Saying: each metric's chance level (:func:`chance`), the 95% t-interval of a mean over trials
-(:func:`t_interval`), and Markdown (:class:`Document`, :func:`markdown`), which MLflow shows for
-``.md`` artifacts and :mod:`orchestrator.page` makes a web page.
-"""
+"""A sweep's results as MLflow holds them, and how they are said: one layer under ``summary``
+and ``report`` (so ``rescore`` too). Reading (beside :mod:`orchestrator.tracking`): a sweep's or
+campaign's top run (:func:`find_run`), score tables by run (:func:`tables_by_run`). Saying: chance
+levels (:func:`chance`), intervals (:func:`interval_text`, :func:`t_interval` over seeds) and
+Markdown (:class:`Document`, :func:`markdown`), which :mod:`orchestrator.page` makes a page."""
 
 from __future__ import annotations
 

@@ -579,15 +579,6 @@ class MarkStoppedEarly(tune.Callback):
             result[STOPPED_EARLY] = True
 
 
-def stopped_early(results: tune.ResultGrid, experiment: Experiment) -> dict[str, tuple[int, int]]:
-    """Trial id -> (epochs trained, epochs planned) of the trials a scheduler stopped."""
-    return {
-        trial_id_of(result): (int(result.metrics["epoch"]) + 1, experiment.rounds(result.config))
-        for result in results
-        if result.metrics.get(STOPPED_EARLY)
-    }
-
-
 #: The signal that stopped the sweep, if one did (for the exit status: 128 + its number).
 STOPPED_BY: list[int] = []
 
@@ -614,13 +605,21 @@ def sweep_path(args: Namespace) -> str:
     return f"{args.storage_path.rstrip('/')}/{args.name}"
 
 
-def tune_outcomes(results: tune.ResultGrid) -> dict[str, str | None]:
-    """Trial id -> the last line of its error, None for a trial that did not fail: every trial
-    Tune knows of, started or not."""
-    return {
-        trial_id_of(result): str(result.error).strip().splitlines()[-1] if result.error else None
-        for result in results
-    }
+def trial_outcomes(
+    results: tune.ResultGrid, experiment: Experiment
+) -> tuple[dict[str, str | None], dict[str, tuple[int, int]]]:
+    """From Tune's results, of every trial it knows of (started or not): trial id -> the last
+    line of its error (None: it did not fail); and of each trial a scheduler stopped, trial id
+    -> (epochs trained, epochs planned)."""
+    errors: dict[str, str | None] = {}
+    stopped = {}
+    for result in results:
+        trial_id = trial_id_of(result)
+        errors[trial_id] = str(result.error).strip().splitlines()[-1] if result.error else None
+        if result.metrics.get(STOPPED_EARLY):
+            planned = experiment.rounds(result.config)
+            stopped[trial_id] = (int(result.metrics["epoch"]) + 1, planned)
+    return errors, stopped
 
 
 def trial_dirname(trial: tune.experiment.Trial) -> str:
@@ -770,10 +769,7 @@ def run(
     state_digest.mark_running(sweep_path(args))
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
-        outcomes, stopped = (
-            tune_outcomes(results),
-            stopped_early(results, search_space.experiment()),
-        )
+        outcomes, stopped = trial_outcomes(results, search_space.experiment())
         interrupted = was_interrupted()
         state_digest.record_state(sweep_path(args))  # Tune's last write: what --resume trusts
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable

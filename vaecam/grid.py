@@ -1,8 +1,6 @@
-"""How a score table names a scoring combination, without torch (the commands that read tables
-import it in a moment).
-
-Metric names (:meth:`vaecam.scoring.ScoreTable.metrics`, what a run logs) are the combination's
-non-empty fields joined by ``/``, then the metric::
+"""A score table's combination columns and metric names, without torch (for the commands that
+only read tables). A metric's name (:meth:`vaecam.scoring.ScoreTable.metrics`, what a run logs)
+is the combination's non-empty fields joined by ``/``, then the metric::
 
     attention/encoder.2/per_dim/mu/none/max/image_auroc    # an image-level metric
     attention/encoder.2/per_dim/mu/none/pixel_auroc        # a map-level one: no image score
