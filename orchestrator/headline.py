@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from vaecam.scoring import COLUMNS
+from vaecam.grid import COLUMNS
 
 #: The headline name of a claim's own selection.
 PAPER_READING = "paper_reading"
@@ -53,7 +53,8 @@ def _field(row: Mapping[str, Any], column: str) -> Any:
     return None if value == "" or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _value(row: Mapping[str, Any], metric: str) -> float | None:
+def number(row: Mapping[str, Any], metric: str) -> float | None:
+    """``row``'s ``metric`` as a finite number, else None (no value, NaN, text)."""
     value = row.get(metric)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
@@ -67,7 +68,7 @@ def closest(
     most combination columns (a control has no layer: it matches on normalisation and image
     score; an image-level control has neither), or None."""
     candidates = [
-        row for row in rows if _field(row, "method") == method and _value(row, metric) is not None
+        row for row in rows if _field(row, "method") == method and number(row, metric) is not None
     ]
     if not candidates:
         return None
@@ -82,11 +83,14 @@ def closest(
     return max(candidates, key=agreement)
 
 
-def matching(rows: Iterable[Mapping[str, Any]], selection: Mapping[str, Any]) -> Mapping | None:
-    """The row that is ``selection`` exactly (every combination column), or None."""
+def matching(
+    rows: Iterable[Mapping[str, Any]], selection: Mapping[str, Any], metric: str
+) -> Mapping[str, Any] | None:
+    """The row that is ``selection`` exactly (every combination column: none of them for a
+    table without combinations) with a value of ``metric``, or None."""
     for row in rows:
         if all(_field(row, column) == selection.get(column) for column in COLUMNS):
-            return row
+            return row if number(row, metric) is not None else None
     return None
 
 
@@ -106,12 +110,12 @@ def headline_rows(
         metric = claim["metric"]
         chosen = readings(claim)
         if not chosen:
-            if rows and _value(rows[0], metric) is not None:
+            if rows and number(rows[0], metric) is not None:
                 found[metric] = (rows[0], metric)
             continue
         for name, selection in chosen.items():
-            row = matching(rows, selection)
-            if row is not None and _value(row, metric) is not None:
+            row = matching(rows, selection, metric)
+            if row is not None:
                 found[f"{metric}/{name}"] = (row, metric)
             for method in controls(rows):
                 row = closest(rows, method, selection, metric)
@@ -127,5 +131,5 @@ def headline(rows: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, An
     """The headline metrics (module doc) of a score table's ``rows`` for ``claims``: name ->
     value, names of at most :data:`MAX_NAME` characters."""
     return {
-        name: _value(row, metric) for name, (row, metric) in headline_rows(rows, claims).items()
+        name: number(row, metric) for name, (row, metric) in headline_rows(rows, claims).items()
     }

@@ -6,9 +6,10 @@ self-contained ``report.html``.
 For a sweep, or for every sweep of a campaign (``sweep all``), each claim its search space lists
 (``claims``, PAPER.md section 4) gets one row per group (a category, an inlier digit, a model):
 the paper's and the reproduction's numbers, ours with its 95% interval, its controls, and a
-verdict by :func:`verdict`. Every number cites the MLflow runs and the metric key it comes from.
-Ours is the configuration with the best validation loss in its group (never a test metric),
-averaged over its seeds; with one seed, the one trial's bootstrap interval over images.
+verdict by :func:`verdict`. Every number cites the MLflow runs and the row of their score
+tables (``scores.json``) it comes from. Ours is the configuration with the best validation
+loss in its group (never a test metric), averaged over its seeds; with one seed, the one
+trial's bootstrap interval over images.
 
 The report is regenerated, never edited: the same runs give the same files but for the line
 that says when it was generated.
@@ -21,8 +22,8 @@ import math
 import os
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.names import name_problem  # noqa: E402  (light: before the slow imports)
+from orchestrator import flags  # noqa: E402  (light: before the slow imports)
 from orchestrator.services import ServiceError, check_recorded, probe_argv  # noqa: E402
 
 
@@ -38,16 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags; parsed before MLflow, torch and Ray are imported (seconds), so
     ``--help`` and a mistyped flag answer at once."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", required=True, help="a sweep's or a campaign's name")
-    parser.add_argument(
-        "--tracking-uri",
-        default=f"sqlite:///{Path('mlflow.db').resolve()}",
-        help="the MLflow store the sweep recorded into",
-    )
+    flags.add_name(parser, "a sweep's or a campaign's name")
+    flags.add_tracking_uri(parser, "the MLflow store the sweep recorded into")
     parser.add_argument("--out", type=Path, help="folder for the report (default: report-NAME)")
     args = parser.parse_args(argv)
-    problem = name_problem(args.name)
-    if problem:
+    for problem in flags.problems(args):
         parser.error(problem)
     return args
 
@@ -59,25 +55,23 @@ if __name__ == "__main__":  # the command: its flags first, then the imports bel
 
 import numpy as np  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param, Run, RunData, RunTag  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT  # noqa: E402
 
-from orchestrator import page  # noqa: E402
-from orchestrator.headline import readings  # noqa: E402
+from orchestrator import page, results  # noqa: E402
+from orchestrator.headline import closest, matching, number, readings  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
-    SUPERSEDED_TAG,
     SWEEP_TAG,
     Tracking,
-    find_sweep,
-    flat_scores,
+    child_runs,
     load_scores,
     nested_runs,
     unparam,
 )
 from search_spaces import SPACES  # noqa: E402
 from search_spaces.space import SearchSpace  # noqa: E402
-from vaecam.scoring import ATTENTION_METHODS, COLUMNS, metric_name  # noqa: E402
+from vaecam.grid import COLUMNS  # noqa: E402
 
 #: Our interval may be at most this wide for a verdict of *consistent* with a published number.
 MAX_WIDTH = 0.2
@@ -142,16 +136,15 @@ def versus_verdict(
 @dataclass
 class Estimate:
     """A metric over the trials of one configuration: the mean, its 95% interval (t over the
-    trials when there are several, else the one trial's bootstrap interval), how many trials
-    and over what the interval runs, the class sizes, and the runs and metric key cited."""
+    trials when there are several, else the one trial's bootstrap interval), over what the
+    interval runs, the class sizes, and the runs and score-table row cited."""
 
     value: float
     low: float
     high: float
-    trials: int
     over: str
     runs: list[str]
-    key: str
+    cited: str
     n: str = ""
 
     def cell(self) -> str:
@@ -161,53 +154,39 @@ class Estimate:
         return f"{self.value:.3f}{interval}"
 
 
-def estimate(runs: Sequence[Run], key: str) -> Estimate | None:
-    """``key`` over ``runs`` (one configuration's seeds), or None where no run has it."""
-    having = [run for run in runs if key in run.data.metrics]
-    if not having:
-        return None
-    values = np.array([run.data.metrics[key] for run in having])
-    ids = [run.info.run_id for run in having]
-    first = having[0].data.metrics
-    n = ""
-    if f"{key}_n_pos" in first:
-        n = f"{int(first[f'{key}_n_pos'])}+/{int(first[f'{key}_n_neg'])}-"
-    if len(values) == 1:
-        low, high = first.get(f"{key}_ci_low", math.nan), first.get(f"{key}_ci_high", math.nan)
-        over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
-        return Estimate(float(values[0]), low, high, 1, over, ids, key, n)
-    from scipy import stats  # only here: a second of import the report seldom needs
+#: A score-table row of one run for an estimate: (the run's rows) -> the row, or None.
+Pick = Callable[[list[dict[str, Any]]], Mapping[str, Any] | None]
 
-    mean, half = values.mean(), stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
-    half /= math.sqrt(len(values))
-    over = f"{len(values)} seeds (t)"
+
+def cite(row: Mapping[str, Any], metric: str) -> str:
+    """``metric`` of the score-table row ``row``, by its combination: ``pixel_auroc @
+    method=attention, target_layer=..., ...`` (a table without combinations: the metric)."""
+    fields = ", ".join(f"{c}={row[c]}" for c in COLUMNS if row.get(c) not in (None, ""))
+    return f"{metric} @ {fields}" if fields else metric
+
+
+def estimate(sweep: Sweep, runs: Sequence[Run], metric: str, pick: Pick) -> Estimate | None:
+    """``metric`` of the row ``pick`` chooses in each of ``runs``' score tables (one
+    configuration's seeds), or None where no run has one."""
+    found = [(run, pick(sweep.tables.get(run.info.run_id, []))) for run in runs]
+    found = [(run, row) for run, row in found if row is not None]
+    if not found:
+        return None
+    ids = [run.info.run_id for run, _ in found]
+    first = found[0][1]
+    n, cited = results.sizes(first, metric), cite(first, metric)
+    if len(found) == 1:
+        low = number(first, f"{metric}_ci_low")
+        high = number(first, f"{metric}_ci_high")
+        low, high = (math.nan, math.nan) if low is None or high is None else (low, high)
+        over = "one trial: no interval" if math.isnan(low) else "images (bootstrap)"
+        return Estimate(float(first[metric]), low, high, over, ids, cited, n)
+    mean, low, high, _ = results.t_interval([row[metric] for _, row in found])
+    over = f"{len(found)} seeds (t)"
     # Every claim's metric (AUROC, AP, the FactorVAE metric, MIG) lies in [0, 1]; with few
     # seeds the t-interval would reach past it.
-    low, high = max(mean - half, 0.0), min(mean + half, 1.0)
-    return Estimate(float(mean), low, high, len(values), over, ids, key, n)
-
-
-def metric_key(run: Run, selection: Mapping[str, Any], metric: str) -> str:
-    """The flat metric name of ``selection`` (a scoring combination) in ``run``: an image-level
-    metric's name has the image score, a map-level one's not, and a baseline's drops what it
-    lacks (:meth:`vaecam.scoring.ScoreTable.metrics`)."""
-    candidates = [
-        metric_name(selection, metric, COLUMNS),
-        metric_name(selection, metric, COLUMNS[:-1]),
-        metric_name(selection, metric, ("method",)),
-    ]
-    return next((key for key in candidates if key in run.data.metrics), candidates[0])
-
-
-def control_selection(selection: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """A control scored as ``selection`` is: the same reading for the untrained model's maps
-    (:data:`vaecam.scoring.ATTENTION_METHODS`), no layer, formulation or quantity for a
-    baseline."""
-    if method in ATTENTION_METHODS:
-        return {**selection, "method": method}
-    return {**selection, "method": method, "target_layer": None, "formulation": None} | {
-        "quantity": None
-    }
+    low, high = max(low, 0.0), min(high, 1.0)
+    return Estimate(mean, low, high, over, ids, cited, n)
 
 
 @dataclass
@@ -218,6 +197,8 @@ class Sweep:
     trials: list[Run]
     space: SearchSpace
     searched: list[str]
+    #: Each trial's score table (``scores.json``), by run id: its rows.
+    tables: dict[str, list[dict[str, Any]]]
 
     @property
     def name(self) -> str:
@@ -254,61 +235,26 @@ class Sweep:
         return real, described or "no dataset recorded"
 
 
-def find_run(client: MlflowClient, name: str) -> Run:
-    """The top run named ``name`` (a sweep's or a campaign's). Raises ``LookupError`` naming
-    what exists when there is none."""
-    found = find_sweep(client.tracking_uri, name)
-    if found is None:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(experiments, "") if experiments else []
-        known = sorted({r.data.tags[SWEEP_TAG] for r in runs if SWEEP_TAG in r.data.tags})
-        raise LookupError(
-            f"--name {name!r}: no sweep or campaign of that name in this MLflow store; "
-            f"known: {', '.join(known[-10:]) or 'none'}"
-        )
-    return client.get_run(found[0].parent_run_id)
-
-
 def find_sweeps(client: MlflowClient, name: str) -> tuple[Run, list[Sweep]]:
     """The run named ``name`` (a sweep or a campaign, :func:`find_run`) and its sweeps:
     itself, or the sweeps nested under it."""
-    top = find_run(client, name)
+    top = results.find_run(client, name)
     nested = nested_runs(client, top.info.experiment_id, top.info.run_id)
     sweep_runs = [r for r in nested if SWEEP_TAG in r.data.tags] or [top]
     sweeps = []
     for run in sorted(sweep_runs, key=lambda r: r.data.tags[SWEEP_TAG]):
-        children = nested_runs(client, run.info.experiment_id, run.info.run_id)
-        finished = [
-            r for r in children if r.info.status == "FINISHED" and SUPERSEDED_TAG not in r.data.tags
-        ]
+        sweep = Tracking(client.tracking_uri, run.info.experiment_id, run.info.run_id)
+        trials = child_runs(client, sweep)
+        finished = [r for r in trials if r.info.status == "FINISHED"]
         finished.sort(key=lambda r: r.info.run_id)
-        finished = with_scores(client, run.info.experiment_id, finished)
+        loaded = load_scores(client, run.info.experiment_id, [r.info.run_id for r in finished])
+        tables = {
+            key: rows.to_dict("records") for key, rows in results.tables_by_run(loaded).items()
+        }
         space = SPACES[unparam(run.data.params["space"])]
         searched = unparam(run.data.params.get("searched", "[]"))
-        sweeps.append(Sweep(run, finished, space, searched))
+        sweeps.append(Sweep(run, finished, space, searched, tables))
     return top, sweeps
-
-
-def with_scores(client: MlflowClient, experiment_id: str, runs: list[Run]) -> list[Run]:
-    """``runs`` with their score tables' numbers (``scores.json``) among their metrics, under
-    the names ``--log-metrics all`` gives them (:func:`~orchestrator.tracking.flat_scores`):
-    what the report cites comes from the table, whichever metrics the trials logged."""
-    loaded = load_scores(client, experiment_id, [run.info.run_id for run in runs])
-    tables = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
-    merged = []
-    for run in runs:
-        found = tables.get(run.info.run_id)
-        if found is None:
-            merged.append(run)
-            continue
-        metrics = flat_scores(found) | run.data.metrics
-        data = RunData(
-            [Metric(key, value, 0, 0) for key, value in metrics.items()],
-            [Param(key, value) for key, value in run.data.params.items()],
-            [RunTag(key, value) for key, value in run.data.tags.items()],
-        )
-        merged.append(Run(run.info, data, run.inputs))
-    return merged
 
 
 def best_configuration(sweep: Sweep, trials: list[Run]) -> list[Run]:
@@ -360,12 +306,6 @@ def _paper_range(claim: Mapping[str, Any], group: str) -> tuple[float, float] | 
     if paper is None:
         return None
     return paper if isinstance(paper, tuple) else (float(paper), float(paper))
-
-
-def _chance(claim: Mapping[str, Any], metric: str) -> float | None:
-    if "chance" in claim:
-        return claim["chance"]
-    return 0.5 if metric.endswith(("auroc", "eer")) else None
 
 
 def budget(sweep: Sweep) -> tuple[str, bool]:
@@ -424,6 +364,7 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
     """``claim`` in each group of ``sweep``'s finished trials (:mod:`module doc <orchestrator.
     report>`); a group whose grid lacks the claim's reading gets a row that says so."""
     group_key, metric = claim.get("group"), claim["metric"]
+    selection = claim.get("select") or {}
     groups: dict[str, list[Run]] = {}
     for run in sweep.trials:
         value = unparam(run.data.params.get(group_key, "null")) if group_key else "all"
@@ -433,17 +374,17 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
     rows = []
     for group in sorted(groups, key=_natural):
         chosen = best_configuration(sweep, groups[group])
-        selection = claim.get("select")
-        key = metric_key(chosen[0], selection, metric) if selection else metric
-        ours = estimate(chosen, key)
+        ours = estimate(sweep, chosen, metric, lambda rows: matching(rows, selection, metric))
         data_text, papers_data = data_setting(sweep, chosen, on_paper, group)
         controls = {}
         for method in claim.get("controls", []) if ours else []:
-            control_key = metric_key(chosen[0], control_selection(selection, method), metric)
-            found = estimate(chosen, control_key)
+            # scored as the reading is (:func:`orchestrator.headline.closest`)
+            found = estimate(
+                sweep, chosen, metric, lambda rows, m=method: closest(rows, m, selection, metric)
+            )
             if found is not None:
                 controls[method] = found
-        chance = _chance(claim, metric)
+        level = claim["chance"] if "chance" in claim else results.chance(metric)
         if ours is None:
             reading = _reading_described(claim)
             decided = f"not measured under this preset (reading {reading} not in the grid)"
@@ -452,12 +393,12 @@ def measure(sweep: Sweep, claim: Mapping[str, Any]) -> list[ClaimRow]:
         elif "versus" in claim:
             base = controls.get(claim["versus"])
             decided = (
-                versus_verdict(ours.low, ours.high, base.low, base.high, chance)
+                versus_verdict(ours.low, ours.high, base.low, base.high, level)
                 if base
                 else "inconclusive"
             )
         else:
-            decided = verdict(ours.low, ours.high, _paper_range(claim, group), chance)
+            decided = verdict(ours.low, ours.high, _paper_range(claim, group), level)
         untrained = controls.get("untrained")
         if ours and untrained and ours.low <= untrained.value <= ours.high:
             decided += "; the untrained model's maps score within our interval: the maps do not "
@@ -533,85 +474,23 @@ def deviations(sweep: Sweep) -> list[str]:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Document:
-    """Blocks of a report, rendered as Markdown and as HTML with the same content."""
-
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("heading", (level, text)))
-
-    def text(self, text: str) -> None:
-        self.blocks.append(("text", text))
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        self.blocks.append(("table", (list(header), [list(map(str, r)) for r in rows])))
-
-    def figure(self, path: Path, caption: str) -> None:
-        self.blocks.append(("figure", (path, caption)))
-
-    def markdown(self, out: Path) -> str:
-        lines = []
-        for kind, value in self.blocks:
-            if kind == "heading":
-                lines += ["#" * value[0] + " " + value[1], ""]
-            elif kind == "text":
-                lines += [value, ""]
-            elif kind == "table":
-                header, rows = value
-                lines.append("| " + " | ".join(header) + " |")
-                lines.append("|" + "---|" * len(header))
-                lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-                lines.append("")
-            else:
-                path, caption = value
-                lines += [f"![{caption}]({path.relative_to(out).as_posix()})", "", caption, ""]
-        return "\n".join(lines)
-
-    def html(self, title: str, out: Path) -> str:
-        """The page: :meth:`markdown` rendered (:func:`orchestrator.page.render`), its figures
-        embedded."""
-        return page.render(title, self.markdown(out), out)
-
-
-CLAIM_HEADER = [
-    "experiment",
-    "claim",
-    "reading",
-    "group",
-    "paper",
-    "reproduction",
-    "ours [95%]",
-    "interval over",
-    "n",
-    "controls",
-    "verdict",
-    "setting",
-    "metric key",
-    "runs",
-]
-
-
-def claim_cells(row: ClaimRow) -> list[str]:
-    controls = "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items())
-    ours = row.ours
-    return [
-        row.space,
-        row.claim,
-        row.reading,
-        row.group,
-        row.paper,
-        row.reproduction,
-        ours.cell() if ours else "n/a",
-        ours.over if ours else "",
-        ours.n if ours else "",
-        controls,
-        row.verdict,
-        row.setting,
-        ours.key if ours else "",
-        " ".join(ours.runs) if ours else "",
-    ]
+#: The verdict table's columns: header -> a claim row's cell.
+CLAIM_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
+    "experiment": lambda row: row.space,
+    "claim": lambda row: row.claim,
+    "reading": lambda row: row.reading,
+    "group": lambda row: row.group,
+    "paper": lambda row: row.paper,
+    "reproduction": lambda row: row.reproduction,
+    "ours [95%]": lambda row: row.ours.cell() if row.ours else "n/a",
+    "interval over": lambda row: row.ours.over if row.ours else "",
+    "n": lambda row: row.ours.n if row.ours else "",
+    "controls": lambda row: "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items()),
+    "verdict": lambda row: row.verdict,
+    "setting": lambda row: row.setting,
+    "scores.json row": lambda row: row.ours.cited if row.ours else "",
+    "runs": lambda row: " ".join(row.ours.runs) if row.ours else "",
+}
 
 
 def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
@@ -651,9 +530,10 @@ def bars(rows: list[ClaimRow], claim: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-#: Figures of a sweep's parent run and of its best trial, shown where they exist.
+#: Figures of a sweep's parent run, shown where they exist; and the folder of its best trial's,
+#: every one shown (which a trial writes depends on its experiment: ROC curves, traversals).
 PARENT_FIGURES = ("trials.png", "scatter.png")
-TRIAL_FIGURES = ("figures/roc.png", "figures/localisation.png")
+TRIAL_FIGURES = "figures"
 
 
 def fetch(client: MlflowClient, run_id: str, path: str, folder: Path) -> Path | None:
@@ -665,10 +545,12 @@ def fetch(client: MlflowClient, run_id: str, path: str, folder: Path) -> Path | 
     return Path(client.download_artifacts(run_id, path, str(folder)))
 
 
-def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, list[ClaimRow]]:
+def build(
+    client: MlflowClient, name: str, out: Path
+) -> tuple[results.Document, Run, list[ClaimRow]]:
     """The report of ``name`` (a sweep or a campaign) with its figures in ``out/figures``."""
     top, sweeps = find_sweeps(client, name)
-    doc = Document()
+    doc = results.Document()
     doc.heading(f"vaecam report: {name}", 1)
     doc.text(
         "Every claim of the paper this run tests, beside our measurement and its controls. "
@@ -720,7 +602,7 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
                 "setting (" + " | ".join(settings) + "): read their verdicts as such.",
             ),
         )
-    doc.table(CLAIM_HEADER, [claim_cells(row) for row in every])
+    doc.table(list(CLAIM_COLUMNS), [[cell(r) for cell in CLAIM_COLUMNS.values()] for r in every])
     figures = out / "figures"
     for sweep, measured in sections:
         doc.heading(f"{sweep.space_name}: {sweep.name}")
@@ -741,10 +623,11 @@ def build(client: MlflowClient, name: str, out: Path) -> tuple[Document, Run, li
         best = best_configuration(sweep, sweep.trials)
         if best:
             run = best[0]
-            for artifact in TRIAL_FIGURES:
-                path = fetch(client, run.info.run_id, artifact, folder / run.info.run_id)
+            drawn = client.list_artifacts(run.info.run_id, TRIAL_FIGURES)
+            for item in sorted(drawn, key=lambda item: item.path):
+                path = fetch(client, run.info.run_id, item.path, folder / run.info.run_id)
                 if path:
-                    doc.figure(path, f"{artifact} of the selected trial {run.info.run_id}")
+                    doc.figure(path, f"{item.path} of the selected trial {run.info.run_id}")
             overlay_groups(client, doc, run, folder / run.info.run_id)
         doc.heading("Deviations from the paper", 3)
         for line in deviations(sweep):
@@ -777,7 +660,7 @@ def ours_sentence(claim: Mapping[str, Any]) -> str:
     )
 
 
-def overlay_groups(client: MlflowClient, doc: Document, run: Run, folder: Path) -> None:
+def overlay_groups(client: MlflowClient, doc: results.Document, run: Run, folder: Path) -> None:
     """Every overlay group of ``run`` (``overlays/<group>/``, a file per few maps): its first
     file, and how many more the run has."""
     run_id = run.info.run_id
@@ -803,7 +686,7 @@ def write(client: MlflowClient, name: str, out: Path) -> tuple[Path, Path]:
     doc.blocks.insert(1, ("text", f"Generated {stamp}."))
     md, html_path = out / "report.md", out / "report.html"
     md.write_text(doc.markdown(out))
-    html_path.write_text(doc.html(f"vaecam report: {name}", out))
+    html_path.write_text(page.render(f"vaecam report: {name}", doc.markdown(out), out))
     for path in (md, html_path):
         client.log_artifact(top.info.run_id, str(path))
     return md, html_path
@@ -815,7 +698,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     try:  # the run is found before anything is written
         check_recorded(args.tracking_uri)
         client = MlflowClient(args.tracking_uri)
-        top = find_run(client, args.name)
+        top = results.find_run(client, args.name)
         md, html_path = write(client, args.name, out.resolve())
     except (ServiceError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)

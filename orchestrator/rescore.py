@@ -35,12 +35,11 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from orchestrator import summary  # noqa: E402
+from orchestrator import flags, summary  # noqa: E402
 from orchestrator.headline import all_readings  # noqa: E402
-from orchestrator.names import name_problem  # noqa: E402
 from orchestrator.services import ServiceError, check_ray_address, check_recorded  # noqa: E402
-from orchestrator.space import SpaceError, parse_assignment  # noqa: E402
-from orchestrator.tracking import RunLog, find_sweep  # noqa: E402
+from orchestrator.space import SpaceError, change_scoring  # noqa: E402
+from orchestrator.tracking import RunLog, child_runs, find_sweep  # noqa: E402
 from search_spaces import SPACES  # noqa: E402
 from vaecam.experiments import Experiment  # noqa: E402
 from vaecam.scoring import GRID_KEYS  # noqa: E402
@@ -56,46 +55,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "refresh the sweep's summary. Nothing is trained.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--name", required=True, help="the sweep (its MLflow parent run)")
-    parser.add_argument(
-        "--tracking-uri",
-        default=f"sqlite:///{Path('mlflow.db').resolve()}",
-        help="the MLflow store the sweep was recorded in",
+    flags.add_name(parser, "the sweep (its MLflow parent run)")
+    flags.add_tracking_uri(parser, "the MLflow store the sweep was recorded in")
+    flags.add_scoring(
+        parser,
+        GRID_KEYS,
+        "replace one list of the sweep's scoring grid, e.g. --scoring 'image_score=[\"mean\"]'",
     )
-    parser.add_argument(
-        "--scoring",
-        metavar="KEY=JSON",
-        action="append",
-        default=[],
-        help="replace one list of the sweep's scoring grid, e.g. --scoring "
-        f"'image_score=[\"mean\"]'; KEY is one of {', '.join(GRID_KEYS)}",
-    )
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per task")
-    parser.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=0.0,
-        help="GPUs per task; 0 scores on the CPU (explicit, never inferred from the cluster)",
+    flags.add_resources(
+        parser,
+        "CPUs per task",
+        "GPUs per task; 0 scores on the CPU (explicit, never inferred from the cluster)",
     )
     args = parser.parse_args(argv)
-    problem = name_problem(args.name)
-    if problem:
+    for problem in flags.problems(args):
         parser.error(problem)
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        parser.error("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     return args
 
 
 def sweep_grid(params: Mapping[str, Any], changes: list[str]) -> dict[str, Any]:
     """The grid the sweep was scored on (its parent run's ``scoring.*`` params) with each
     ``KEY=JSON`` of ``changes`` replacing that key's list."""
-    grid = {
-        key[len("scoring.") :]: value for key, value in params.items() if key.startswith("scoring.")
-    }
-    for item in changes:
-        key, value = parse_assignment(item, "--scoring")
-        grid[key] = [value] if isinstance(value, str) else value
-    return grid
+    prefix = "scoring."
+    grid = {key[len(prefix) :]: value for key, value in params.items() if key.startswith(prefix)}
+    return change_scoring(grid, changes)
 
 
 def rescore_run(
@@ -150,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {params['space']} sweeps have no scoring grid to rescore", file=sys.stderr)
         return 2
     client = MlflowClient(tracking.uri)
-    runs = [run for run in summary.child_runs(client, tracking) if run.info.status == "FINISHED"]
+    runs = [run for run in child_runs(client, tracking) if run.info.status == "FINISHED"]
     try:
         grid = sweep_grid(params, args.scoring)
         for run in runs[:1]:  # every run shares the grid's names; its layers need a model
@@ -192,13 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             reason = str(error).strip().splitlines()[-1]
             print(f"[{len(runs) - len(pending)}/{len(runs)}] {name}: FAILED: {reason}")
 
-    searched = params.get("searched", [])
-    fixed = {
-        key[len("space.") :]: value
-        for key, value in params.items()
-        if key.startswith("space.") and key[len("space.") :] not in searched
-    }
-    summary.publish(client, tracking, search_space, searched, fixed)
+    summary.publish(client, tracking, search_space)
     print(f"MLflow: {tracking.ui_link()}")
     return 1 if failed else 0
 

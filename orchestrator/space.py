@@ -131,10 +131,17 @@ def build_scoring(
     quick_grid = search_space.quick_scoring if quick else None
     grid = dict(search_space.scoring if quick_grid is None else quick_grid)
     grid |= preset(search_space, preset_name).get("scoring", {})
+    return change_scoring(grid, changes)
+
+
+def change_scoring(grid: Mapping[str, Any], changes: list[str]) -> dict[str, Any]:
+    """``grid`` with each ``--scoring KEY=JSON`` of ``changes`` replacing that key's list (a
+    lone name is a list of one)."""
+    changed = dict(grid)
     for item in changes:
         key, value = parse_assignment(item, "--scoring")
-        grid[key] = [value] if isinstance(value, str) else value
-    return grid
+        changed[key] = [value] if isinstance(value, str) else value
+    return changed
 
 
 def check_space(

@@ -17,25 +17,24 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, Run
-from scipy import stats
 
+from orchestrator import results
 from orchestrator.headline import headline, headline_rows
 from orchestrator.tracking import (
     ERROR_TAG,
     PLANNED_TAG,
     STOPPED_TAG,
-    SUPERSEDED_TAG,
     TRIAL_TAG,
     Tracking,
+    child_runs,
     flat_scores,
     load_scores,
     log_metrics,
-    nested_runs,
     unparam,
 )
 from search_spaces.space import SearchSpace
 from vaecam.figures import compare_trials, scatter_figure
-from vaecam.scoring import COLUMNS
+from vaecam.grid import COLUMNS
 
 #: MLflow run status -> the summary's trial status.
 STATUS = {
@@ -53,12 +52,6 @@ STOPPED = "STOPPED"
 PRINTED_CONFIGURATIONS = 4
 
 
-def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
-    """The sweep's trial runs (not those a trial started over from)."""
-    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
-    return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
-
-
 def trials(
     runs: list[Run], loaded: pd.DataFrame, search_space: SearchSpace, searched: list[str]
 ) -> pd.DataFrame:
@@ -73,7 +66,7 @@ def trials(
     for label, key in search_space.ours.items():  # with their intervals
         wanted |= {f"{label} {end}": f"{key}_ci_{end}" for end in ("low", "high")}
     rows = []
-    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    by_run = results.tables_by_run(loaded)
     for run in runs:
         params, tags = run.data.params, run.data.tags
         own = by_run.get(run.info.run_id)
@@ -101,7 +94,7 @@ def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd
     """The score tables ``loaded`` (:func:`load_scores`), each row led by its trial id and
     searched settings, in the order of ``table`` (best validation metric first)."""
     frames = []
-    by_run = dict(list(loaded.groupby("run_id", sort=False))) if len(loaded) else {}
+    by_run = results.tables_by_run(loaded)
     for row in table.itertuples(index=False):
         found = by_run.get(row.mlflow_run_id)
         if found is not None:
@@ -116,17 +109,18 @@ def scores(loaded: pd.DataFrame, table: pd.DataFrame, searched: list[str]) -> pd
 
 
 def publish(
-    client: MlflowClient,
-    tracking: Tracking,
-    search_space: SearchSpace,
-    searched: list[str],
-    fixed: dict[str, Any],
+    client: MlflowClient, tracking: Tracking, search_space: SearchSpace
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Print the summary and the score tables and put them, with figures and the search space's
-    comparisons and aggregates, on the parent run (see the module doc). ``fixed`` are the
-    settings every trial shares (a fixed model still finds its published numbers; AUPRO's
-    chance level needs ``max_fpr``). Returns the trials and scores."""
+    comparisons and aggregates, on the parent run (see the module doc), whose params say which
+    settings were searched and which every trial shares (a fixed model still finds its
+    published numbers; AUPRO's chance level needs ``max_fpr``). Returns the trials and
+    scores."""
     run_id = tracking.parent_run_id
+    params = {key: unparam(value) for key, value in client.get_run(run_id).data.params.items()}
+    searched = params.get("searched", [])
+    space = {key[len("space.") :]: v for key, v in params.items() if key.startswith("space.")}
+    fixed = {key: value for key, value in space.items() if key not in searched}
     runs = child_runs(client, tracking)
     loaded = load_scores(client, tracking.experiment_id, [run.info.run_id for run in runs])
     table = trials(runs, loaded, search_space, searched)
@@ -138,12 +132,12 @@ def publish(
         client.set_tag(run_id, "vaecam.scheduler_saving", saving)
     scored = scores(loaded, table, searched)
     mark_best(client, tracking, runs, table, scored, search_space)
-    shown = search_space.scores
-    max_fpr = fixed.get("max_fpr", DEFAULT_MAX_FPR)
+    max_fpr = fixed.get("max_fpr", results.DEFAULT_MAX_FPR)
     if not scored.empty:
         print_scores(scored, search_space.claims, searched, max_fpr)
         client.log_text(run_id, scored.to_csv(index=False), "scores.csv")
-        client.log_text(run_id, markdown(readable(scored, shown, max_fpr)), "scores.md")
+        shown = readable(scored, search_space.scores, max_fpr)
+        client.log_text(run_id, results.markdown(shown), "scores.md")
     with tempfile.TemporaryDirectory() as tmp:
         path = trials_figure(table, scored, search_space, searched, Path(tmp) / "trials.png")
         if path is not None:
@@ -160,12 +154,10 @@ def publish(
         if pooled.empty or pooled[f"n_{name}"].max() < 2:  # nothing pooled: nothing to say
             continue
         heading = f"Mean and 95% interval (t, over trials) across {name.replace('_', ' ')}"
-        text = readable(pooled, search_space.aggregate, max_fpr).to_string(index=False)
-        print(f"\n{heading}:\n{text}\n{CHANCE_NOTE}\n")
+        shown = readable(pooled, search_space.aggregate, max_fpr)
+        print(f"\n{heading}:\n{shown.to_string(index=False)}\n{CHANCE_NOTE}\n")
         client.log_text(run_id, pooled.to_csv(index=False), f"{name}.csv")
-        client.log_text(
-            run_id, markdown(readable(pooled, search_space.aggregate, max_fpr)), f"{name}.md"
-        )
+        client.log_text(run_id, results.markdown(shown), f"{name}.md")
     if search_space.scatter:
         x, y = search_space.scatter
         over = search_space.aggregate_over[0]
@@ -234,40 +226,12 @@ def scheduler_saving(table: pd.DataFrame) -> str | None:
     )
 
 
-#: AUPRO's integration limit where a sweep does not set one (the MVTec AD benchmark's).
-DEFAULT_MAX_FPR = 0.3
 CHANCE_NOTE = (
     "~: the 95% interval contains the chance level (0.5 for AUROC and EER, the positive rate\n"
     "   for AP, max_fpr / 2 for AUPRO): not distinguishable from chance\n"
     "<: the interval lies wholly below chance: worse than a coin, the score ranks normal\n"
     "   images as more anomalous"
 )
-
-
-def interval_cell(value: float, low: float, high: float, level: float | None) -> str:
-    """``value [low, high]``, marked ``~`` where the interval contains ``level`` (chance) and
-    ``<`` where it lies wholly below it (:data:`CHANCE_NOTE`); "" for no value."""
-    if pd.isna(value):
-        return ""
-    if pd.isna(low):
-        return f"{value:.3f}"
-    text = f"{value:.3f} [{low:.3f}, {high:.3f}]"
-    if level is not None and low <= level <= high:
-        text += " ~"
-    elif level is not None and high < level:
-        text += " <"
-    return text
-
-
-def chance(metric: str, n_pos: float, n_neg: float, max_fpr: float) -> float | None:
-    """The chance level of a score-table metric, by its name; None for other numbers."""
-    if metric.endswith("auroc") or "_auroc_vs_" in metric or metric.endswith("eer"):
-        return 0.5
-    if metric == "average_precision":
-        return n_pos / (n_pos + n_neg)
-    if metric == "aupro":
-        return max_fpr / 2
-    return None
 
 
 def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.DataFrame:
@@ -281,25 +245,11 @@ def readable(frame: pd.DataFrame, metrics: list[str], max_fpr: float) -> pd.Data
         low, high = f"{metric}_ci_low", f"{metric}_ci_high"
         if value not in out or low not in out:
             continue
-        n_pos, n_neg = out.get(f"{metric}_n_pos"), out.get(f"{metric}_n_neg")
-        cells = []
-        for i in range(len(out)):
-            level = chance(
-                metric,
-                n_pos.iloc[i] if n_pos is not None else 1,
-                n_neg.iloc[i] if n_neg is not None else 1,
-                max_fpr,
-            )
-            cells.append(
-                interval_cell(out[value].iloc[i], out[low].iloc[i], out[high].iloc[i], level)
-            )
-        out[value] = cells
+        rows = out.to_dict("records")
+        out[value] = [results.interval_text(row, metric, max_fpr, value) for row in rows]
         drop = [low, high, f"{metric}_std"]
-        if n_pos is not None:
-            out[f"{metric}_n"] = [
-                "" if pd.isna(p) else f"{p:.0f}+/{q:.0f}-"
-                for p, q in zip(n_pos, n_neg, strict=True)
-            ]
+        if f"{metric}_n_pos" in out:
+            out[f"{metric}_n"] = [results.sizes(row, metric) for row in rows]
             drop += [f"{metric}_n_pos", f"{metric}_n_neg"]
         out = out.drop(columns=[c for c in drop if c in out])
     return out
@@ -317,14 +267,7 @@ def print_scores(scored: pd.DataFrame, claims: list, searched: list[str], max_fp
         settings = ", ".join(f"{key}={rows[key].iloc[0]}" for key in searched if key != "seed")
         cells = {}
         for name, (row, metric) in headline_rows(rows.to_dict("records"), claims).items():
-            level = chance(
-                metric, row.get(f"{metric}_n_pos", 1), row.get(f"{metric}_n_neg", 1), max_fpr
-            )
-            low, high = (
-                row.get(f"{metric}_ci_low", math.nan),
-                row.get(f"{metric}_ci_high", math.nan),
-            )
-            cells[name] = interval_cell(row[metric], low, high, level)
+            cells[name] = results.interval_text(row, metric, max_fpr)
         columns[f"{trial_id}" + (f" ({settings})" if settings else "")] = cells
     if not columns:
         return
@@ -389,7 +332,7 @@ def post_table(
     text = table.to_string(index=False, float_format=lambda v: f"{v:.{digits}f}")
     print(f"\n{heading}:\n{text}\n")
     client.log_text(run_id, table.to_csv(index=False), f"{name}.csv")
-    client.log_text(run_id, markdown(table), f"{name}.md")
+    client.log_text(run_id, results.markdown(table), f"{name}.md")
 
 
 def configurations(finished: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
@@ -459,14 +402,11 @@ def aggregate(
         for metric in search_space.aggregate:
             if metric not in group:
                 continue
-            values_ = group[metric].dropna().to_numpy(dtype=float)
-            mean = values_.mean() if len(values_) else math.nan
-            std = values_.std(ddof=1) if len(values_) > 1 else math.nan
-            half = stats.t.ppf(0.975, len(values_) - 1) * std / math.sqrt(len(values_))
+            mean, low, high, std = results.t_interval(group[metric].dropna().to_numpy(dtype=float))
             row |= {
                 f"{metric}_mean": mean,
-                f"{metric}_ci_low": mean - half if len(values_) > 1 else math.nan,
-                f"{metric}_ci_high": mean + half if len(values_) > 1 else math.nan,
+                f"{metric}_ci_low": low,
+                f"{metric}_ci_high": high,
                 f"{metric}_std": std,
             }
             for size in (f"{metric}_n_pos", f"{metric}_n_neg"):
@@ -478,10 +418,3 @@ def aggregate(
             row |= search_space.reference.get(by, {})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """``table`` as a GitHub-flavoured markdown table (MLflow renders .md artifacts)."""
-    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"

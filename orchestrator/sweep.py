@@ -37,9 +37,9 @@ from pyarrow import fs  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
-from orchestrator import campaign, cluster, state_digest, summary  # noqa: E402
+from orchestrator import campaign, cluster, flags, state_digest, summary  # noqa: E402
 from orchestrator.campaign import CAMPAIGN  # noqa: E402
-from orchestrator.names import MAX_NAME, NAME, name_problem  # noqa: E402, F401
+from orchestrator.names import MAX_NAME, NAME  # noqa: E402, F401
 from orchestrator.provenance import (  # noqa: E402
     code_provenance,
     command_tags,
@@ -59,12 +59,11 @@ from orchestrator.space import (  # noqa: E402
 from orchestrator.system_metrics import EXTRA as SYSTEM_METRICS_EXTRA  # noqa: E402
 from orchestrator.system_metrics import require_psutil  # noqa: E402
 from orchestrator.tracking import (  # noqa: E402
-    ERROR_TAG,
-    PLANNED_TAG,
-    STOPPED_TAG,
-    TRIAL_TAG,
     Tracking,
+    close_sweep,
     discard_sweep,
+    mark_stopped_early,
+    reconcile,
     sqlite_path,
     start_sweep,
     sweep_params,
@@ -145,15 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-concurrent", type=int, default=0, help="trials at once; 0: as resources allow"
     )
-    parser.add_argument(
-        "--cpus-per-trial", type=float, default=1.0, help="CPUs reserved for each trial"
-    )
-    parser.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=0.0,
-        help="GPUs per trial; fractions share one GPU (0.25: four trials per GPU); 0: train on "
-        "the CPU. Explicit, never inferred from the cluster",
+    flags.add_resources(
+        parser,
+        "CPUs reserved for each trial",
+        "GPUs per trial; fractions share one GPU (0.25: four trials per GPU); 0: train on the "
+        "CPU. Explicit, never inferred from the cluster",
     )
     parser.add_argument(
         "--data-root", type=Path, default=Path("data"), help="folder holding the datasets"
@@ -165,10 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root, from its official source, checked against its published hash, on this "
         "machine before Ray starts (python -m vaecam.data.fetch does it alone)",
     )
-    parser.add_argument(
-        "--tracking-uri",
-        default=f"sqlite:///{Path('mlflow.db').resolve()}",
-        help="MLflow store: a sqlite file (absolute path) or an http://HOST:PORT server",
+    flags.add_tracking_uri(
+        parser, "MLflow store: a sqlite file (absolute path) or an http://HOST:PORT server"
     )
     parser.add_argument(
         "--storage-path",
@@ -176,10 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where Ray Tune keeps results and checkpoints; shared storage (NFS, s3://, gs://) "
         "on a multi-node cluster",
     )
-    parser.add_argument(
-        "--name",
-        help="name of the sweep: Ray's results folder and MLflow's parent run "
+    flags.add_name(
+        parser,
+        "name of the sweep: Ray's results folder and MLflow's parent run "
         "(default: SPACE-YYYYmmdd-HHMMSS)",
+        required=False,
     )
     parser.add_argument(
         "--resume",
@@ -293,14 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics); the whole grid is always in the trial's scores.json table (default: "
         f"{DEFAULTS['log_metrics']})",
     )
-    parser.add_argument(
-        "--scoring",
-        metavar="KEY=JSON",
-        action="append",
-        default=[],
-        help="replace one list of the scoring grid that every trained model is scored on, e.g. "
-        '--scoring \'formulation=["per_dim", "authors"]\' (a lone name is a list of one); '
-        f"KEY is one of {', '.join(GRID_KEYS)}; with all, as --set: --scoring mvtec:KEY=JSON",
+    flags.add_scoring(
+        parser,
+        GRID_KEYS,
+        "replace one list of the scoring grid that every trained model is scored on, e.g. "
+        '--scoring \'formulation=["per_dim", "authors"]\' (a lone name is a list of one; with '
+        "all, as --set: --scoring mvtec:KEY=JSON)",
     )
     parser.add_argument(
         "--strict",
@@ -332,39 +324,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def flag_problems(args: argparse.Namespace) -> list[str]:
     """What is wrong with the flags themselves (before any setting or data is looked at)."""
-    problems = []
-    if args.name is not None:
-        # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
-        suffix = 1 + max(map(len, SPACES)) if args.space == CAMPAIGN else 0
-        problems += filter(None, [name_problem(args.name, limit=MAX_NAME - suffix)])
-    checks = [
-        (
-            "--num-samples",
-            args.num_samples,
-            args.num_samples is None or args.num_samples >= 1,
-            ">= 1",
-        ),
-        (
-            "--max-concurrent",
-            args.max_concurrent,
-            args.max_concurrent >= 0,
-            ">= 0 (0: as resources allow)",
-        ),
-        ("--cpus-per-trial", args.cpus_per_trial, args.cpus_per_trial > 0, "> 0"),
-        ("--gpus-per-trial", args.gpus_per_trial, args.gpus_per_trial >= 0, ">= 0"),
-        ("--max-failures", args.max_failures, args.max_failures >= -1, ">= -1 (-1: unlimited)"),
-    ]
-    for flag, value, lowest in (
-        ("--seeds", args.seeds, 1),
-        ("--grace-period", args.grace_period, 1),
-        ("--checkpoint-every", args.checkpoint_every, 1),
-    ):
-        checks.append((flag, value, value is None or value >= lowest, f">= {lowest}"))
-    every = args.system_metrics_every
-    checks.append(("--system-metrics-every", every, every > 0, "> 0 seconds"))
-    factor = args.reduction_factor
-    checks.append(("--reduction-factor", factor, factor is None or factor > 1, "> 1"))
-    problems += [f"{flag} {value}: expected {what}" for flag, value, ok, what in checks if not ok]
+    # a campaign's name is the start of its sweeps' names (campaign.sweep_name)
+    suffix = 1 + max(map(len, SPACES)) if args.space == CAMPAIGN else 0
+    problems = flags.problems(args, name_limit=MAX_NAME - suffix)
     if args.restart_errored and not args.resume:
         problems.append("--restart-errored needs --resume")
     if args.trust_storage and not args.resume:
@@ -613,36 +575,9 @@ class MarkStoppedEarly(tune.Callback):
         self.experiment = experiment
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if result.get("done") and result.get("epoch", -1) + 1 < self.rounds(trial.config):
+        planned = self.experiment.rounds(trial.config)
+        if result.get("done") and result.get("epoch", -1) + 1 < planned:
             result[STOPPED_EARLY] = True
-
-    def rounds(self, config: dict[str, Any]) -> int:
-        return self.experiment.rounds(config)
-
-
-def stopped_early(results: tune.ResultGrid, experiment: Experiment) -> dict[str, tuple[int, int]]:
-    """Trial id -> (epochs trained, epochs planned) of the trials a scheduler stopped."""
-    rounds = experiment.rounds
-    return {
-        trial.trial_id: (int(trial.last_result["epoch"]) + 1, rounds(trial.config))
-        for trial in results._experiment_analysis.trials
-        if trial.last_result.get(STOPPED_EARLY)
-    }
-
-
-def mark_stopped_early(tracking: Tracking, stopped: dict[str, tuple[int, int]]) -> None:
-    """Close the MLflow run of each trial a scheduler stopped KILLED, tagged
-    ``vaecam.stopped_early`` with the epochs it was planned to train (``vaecam.planned_epochs``):
-    it is neither finished (its model was not scored) nor failed."""
-    client = MlflowClient(tracking.uri)
-    for run in summary.child_runs(client, tracking):
-        trial_id = run.data.tags.get(TRIAL_TAG)
-        if trial_id in stopped:
-            done, planned = stopped[trial_id]
-            client.set_tag(run.info.run_id, STOPPED_TAG, f"after epoch {done} of {planned}")
-            client.set_tag(run.info.run_id, PLANNED_TAG, str(planned))
-            if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "KILLED")
 
 
 #: The signal that stopped the sweep, if one did (for the exit status: 128 + its number).
@@ -671,39 +606,21 @@ def sweep_path(args: Namespace) -> str:
     return f"{args.storage_path.rstrip('/')}/{args.name}"
 
 
-def reconcile(tracking: Tracking, outcomes: dict[str, tuple[str, str]], interrupted: bool) -> int:
-    """Close the MLflow run of each trial whose process could not close its own, by Tune's
-    ``outcomes`` (trial id -> status and error): KILLED when the sweep was interrupted, else
-    FAILED with Ray's reason (a crash, a lost node). (A trial stopped in its own process closes
-    its run KILLED itself.) Returns how many trials an interruption left unfinished, started or
-    not."""
-    client = MlflowClient(tracking.uri)
-    runs = {run.data.tags.get(TRIAL_TAG): run for run in summary.child_runs(client, tracking)}
-    for trial_id, run in runs.items():
-        if run.info.status != "RUNNING":
-            continue
-        status, error = outcomes.get(trial_id, ("", ""))
-        if interrupted:
-            client.set_terminated(run.info.run_id, "KILLED")
-        elif status == "ERROR":
-            client.set_tag(run.info.run_id, ERROR_TAG, error[:5000])
-            client.set_terminated(run.info.run_id, "FAILED")
-    if not interrupted:
-        return 0
-    runs = {run.data.tags.get(TRIAL_TAG): run for run in summary.child_runs(client, tracking)}
-    never_started = sum(trial_id not in runs for trial_id in outcomes)
-    return sum(run.info.status == "KILLED" for run in runs.values()) + never_started
-
-
-def tune_outcomes(results: tune.ResultGrid) -> dict[str, tuple[str, str]]:
-    """Trial id -> Tune's status (TERMINATED, ERROR, RUNNING, PENDING, PAUSED) and the last
-    line of its error. The public results do not say which trials an interrupted run left
-    unfinished (they have no error); their experiment analysis does."""
-    errors = {trial_id_of(r): str(r.error).strip().splitlines()[-1] for r in results if r.error}
-    return {
-        trial.trial_id: (trial.status, errors.get(trial.trial_id, ""))
-        for trial in results._experiment_analysis.trials
-    }
+def trial_outcomes(
+    results: tune.ResultGrid, experiment: Experiment
+) -> tuple[dict[str, str | None], dict[str, tuple[int, int]]]:
+    """From Tune's results, of every trial it knows of (started or not): trial id -> the last
+    line of its error (None: it did not fail); and of each trial a scheduler stopped, trial id
+    -> (epochs trained, epochs planned)."""
+    errors: dict[str, str | None] = {}
+    stopped = {}
+    for result in results:
+        trial_id = trial_id_of(result)
+        errors[trial_id] = str(result.error).strip().splitlines()[-1] if result.error else None
+        if result.metrics.get(STOPPED_EARLY):
+            planned = experiment.rounds(result.config)
+            stopped[trial_id] = (int(result.metrics["epoch"]) + 1, planned)
+    return errors, stopped
 
 
 def trial_dirname(trial: tune.experiment.Trial) -> str:
@@ -717,30 +634,20 @@ def trial_id_of(result: tune.Result) -> str:
 
 
 def publish(
-    tracking: Tracking,
-    search_space: SearchSpace,
-    space: dict[str, Any],
-    args: Namespace,
-    interrupted: bool,
+    tracking: Tracking, search_space: SearchSpace, args: Namespace, interrupted: bool
 ) -> pd.DataFrame:
     """The summary (from MLflow: :func:`orchestrator.summary.publish`), also written as CSV
     beside the Ray results; then the parent run is closed: KILLED (tag
     ``vaecam.interrupted``) when the sweep was interrupted, FAILED when every trial failed.
     Returns the trials table."""
     client = MlflowClient(tracking.uri)
-    searched = searched_keys(space)
-    fixed = {key: value for key, value in space.items() if key not in searched}
-    table, _ = summary.publish(client, tracking, search_space, searched, fixed)
+    table, _ = summary.publish(client, tracking, search_space)
     filesystem, folder = fs.FileSystem.from_uri(sweep_path(args))
     filesystem.create_dir(folder)
     with filesystem.open_output_stream(f"{folder}/summary.csv") as stream:
         stream.write(table.to_csv(index=False).encode())
     print(f"Summary CSV: {sweep_path(args)}/summary.csv")
-    errored = int((table.status == "ERROR").sum())
-    client.set_tag(tracking.parent_run_id, "vaecam.errored_trials", errored)
-    client.set_tag(tracking.parent_run_id, "vaecam.interrupted", str(interrupted).lower())
-    status = "FAILED" if errored and errored == len(table) else "FINISHED"
-    client.set_terminated(tracking.parent_run_id, "KILLED" if interrupted else status)
+    close_sweep(client, tracking, int((table.status == "ERROR").sum()), len(table), interrupted)
     return table
 
 
@@ -863,10 +770,7 @@ def run(
     state_digest.mark_running(sweep_path(args))
     try:
         results = run_sweep(search_space, space, scoring, search, tracking, options, args)
-        outcomes, stopped = (
-            tune_outcomes(results),
-            stopped_early(results, search_space.experiment()),
-        )
+        outcomes, stopped = trial_outcomes(results, search_space.experiment())
         interrupted = was_interrupted()
         state_digest.record_state(sweep_path(args))  # Tune's last write: what --resume trusts
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, the trials' runs stay resumable
@@ -887,7 +791,7 @@ def run(
     unfinished = reconcile(tracking, outcomes, interrupted)
     if not interrupted:
         mark_stopped_early(tracking, stopped)
-    table = publish(tracking, search_space, space, args, interrupted)
+    table = publish(tracking, search_space, args, interrupted)
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import pandas as pd
@@ -24,13 +24,17 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from PIL import Image
 
 from orchestrator.headline import headline
 from orchestrator.names import quoted
 from orchestrator.provenance import dataset_digest, log_dataset_input, log_tags
-from vaecam.data import DataSource, file_lock
-from vaecam.scoring import COLUMNS, ScoreTable, metric_name
+from vaecam.grid import COLUMNS, metric_name
+
+if TYPE_CHECKING:  # types only: the report imports this module, and needs no torch
+    from PIL import Image
+
+    from vaecam.data import DataSource
+    from vaecam.scoring import ScoreTable
 
 SWEEP_TAG = "vaecam.sweep"
 TRIAL_TAG = "ray.trial_id"
@@ -93,10 +97,15 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.parent / "mlruns" / experiment).as_uri() if db else None
 
 
-def _sweep_run(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
-    runs = client.search_runs(
-        [experiment_id], f"tags.`{SWEEP_TAG}` = {quoted(sweep)}", max_results=1
-    )
+def sweep_run(
+    client: MlflowClient, sweep: str, experiment_ids: Sequence[str] | None = None
+) -> Run | None:
+    """The top run named ``sweep`` (a sweep's or a campaign's) in ``experiment_ids`` (default:
+    every experiment of the store), or None."""
+    if experiment_ids is None:
+        experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    query = f"tags.`{SWEEP_TAG}` = {quoted(sweep)}"
+    runs = client.search_runs(experiment_ids, query, max_results=1) if experiment_ids else []
     return runs[0] if runs else None
 
 
@@ -107,11 +116,17 @@ def nested_runs(client: MlflowClient, experiment_id: str, run_id: str, **search:
     return client.search_runs([experiment_id], query, **search)
 
 
+def child_runs(client: MlflowClient, tracking: Tracking) -> list[Run]:
+    """The sweep's trial runs (not those a trial started over from)."""
+    runs = nested_runs(client, tracking.experiment_id, tracking.parent_run_id)
+    return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
+
+
 def drop_unstarted_sweep(client: MlflowClient, experiment_id: str, sweep: str) -> bool:
     """Delete the parent run of ``sweep`` if it has no trial runs: a sweep killed between
     creating its run and Ray's first saved state has nothing to resume and can only start
     again, which its name, in use, would refuse. Whether a run was deleted."""
-    run = _sweep_run(client, experiment_id, sweep)
+    run = sweep_run(client, sweep, [experiment_id])
     if run is None:
         return False
     if nested_runs(client, experiment_id, run.info.run_id, max_results=1):
@@ -133,11 +148,65 @@ def discard_sweep(client: MlflowClient, tracking: Tracking, status: str, reason:
         client.delete_run(run_id)
 
 
+def reconcile(tracking: Tracking, outcomes: Mapping[str, str | None], interrupted: bool) -> int:
+    """Close the MLflow run of each trial whose process could not close its own, by Tune's
+    ``outcomes`` (trial id -> the last line of its error, None when it did not fail): KILLED
+    when the sweep was interrupted, else FAILED with Ray's reason (a crash, a lost node). (A
+    trial stopped in its own process closes its run KILLED itself.) Returns how many trials an
+    interruption left unfinished, started or not."""
+    client = MlflowClient(tracking.uri)
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
+    for trial_id, run in runs.items():
+        if run.info.status != "RUNNING":
+            continue
+        error = outcomes.get(trial_id)
+        if interrupted:
+            client.set_terminated(run.info.run_id, "KILLED")
+        elif error is not None:
+            client.set_tag(run.info.run_id, ERROR_TAG, error[:5000])
+            client.set_terminated(run.info.run_id, "FAILED")
+    if not interrupted:
+        return 0
+    runs = {run.data.tags.get(TRIAL_TAG): run for run in child_runs(client, tracking)}
+    never_started = sum(trial_id not in runs for trial_id in outcomes)
+    return sum(run.info.status == "KILLED" for run in runs.values()) + never_started
+
+
+def mark_stopped_early(tracking: Tracking, stopped: Mapping[str, tuple[int, int]]) -> None:
+    """Close the MLflow run of each trial a scheduler stopped (trial id -> epochs trained and
+    planned) KILLED, tagged ``vaecam.stopped_early`` with the epochs it was planned to train
+    (``vaecam.planned_epochs``): it is neither finished (its model was not scored) nor
+    failed."""
+    client = MlflowClient(tracking.uri)
+    for run in child_runs(client, tracking):
+        trial_id = run.data.tags.get(TRIAL_TAG)
+        if trial_id in stopped:
+            done, planned = stopped[trial_id]
+            client.set_tag(run.info.run_id, STOPPED_TAG, f"after epoch {done} of {planned}")
+            client.set_tag(run.info.run_id, PLANNED_TAG, str(planned))
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+
+
+def close_sweep(
+    client: MlflowClient, tracking: Tracking, errored: int, trials: int, interrupted: bool
+) -> None:
+    """End the sweep's parent run: KILLED (tag ``vaecam.interrupted``) when the sweep was
+    interrupted, FAILED when every one of its ``trials`` failed (``errored``, tagged), else
+    FINISHED."""
+    client.set_tag(tracking.parent_run_id, "vaecam.errored_trials", errored)
+    client.set_tag(tracking.parent_run_id, "vaecam.interrupted", str(interrupted).lower())
+    status = "FAILED" if errored and errored == trials else "FINISHED"
+    client.set_terminated(tracking.parent_run_id, "KILLED" if interrupted else status)
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client of the store at ``uri`` whose schema exists. MLflow creates and migrates its
     schema when a client first touches a new sqlite file, and sweeps started together would
     race there (two of three crashed); a lock beside the file serialises that first touch. A
     server store needs none."""
+    from vaecam.data import file_lock  # imports torch: here, not where the report reads
+
     db = sqlite_path(uri)
     with file_lock(db.with_name(db.name + ".lock") if db else None):
         client = MlflowClient(uri)
@@ -145,34 +214,31 @@ def open_store(uri: str) -> MlflowClient:
     return client
 
 
-def find_sweep(uri: str, sweep: str) -> tuple[Tracking, dict[str, Any]] | None:
-    """The parent run of ``sweep`` in any experiment of the store, as its :class:`Tracking` and
-    params, or None (a sqlite store that does not exist yet is not created)."""
+def find_sweep(
+    uri: str, sweep: str, experiment: str | None = None
+) -> tuple[Tracking, dict[str, Any]] | None:
+    """The parent run of ``sweep`` in ``experiment`` (default: any experiment of the store), as
+    its :class:`Tracking` and the params it was started with (as :func:`start_sweep` got them,
+    JSON-decoded where they are JSON), or None (a sqlite store that does not exist yet is not
+    created)."""
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         return None
     client = open_store(uri)
-    ids = [experiment.experiment_id for experiment in client.search_experiments()]
-    query = f"tags.`{SWEEP_TAG}` = {quoted(sweep)}"
-    runs = client.search_runs(ids, query, max_results=1) if ids else []
-    if not runs:
+    found = client.get_experiment_by_name(experiment) if experiment else None
+    if experiment and found is None:
         return None
-    run = runs[0]
+    run = sweep_run(client, sweep, [found.experiment_id] if found else None)
+    if run is None:
+        return None
     params = {k: unparam(v) for k, v in run.data.params.items()}
     return Tracking(uri, run.info.experiment_id, run.info.run_id), params
 
 
 def sweep_params(uri: str, experiment: str, sweep: str) -> dict[str, Any] | None:
-    """The params the parent run of ``sweep`` was started with (as :func:`start_sweep` got
-    them, JSON-decoded where they are JSON), or None when there is no such run (a sqlite store
-    that does not exist yet is not created)."""
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        return None
-    client = open_store(uri)
-    found = client.get_experiment_by_name(experiment)
-    run = _sweep_run(client, found.experiment_id, sweep) if found else None
-    return None if run is None else {k: unparam(v) for k, v in run.data.params.items()}
+    """The params of ``sweep``'s parent run in ``experiment`` (:func:`find_sweep`), or None."""
+    found = find_sweep(uri, sweep, experiment)
+    return None if found is None else found[1]
 
 
 def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
@@ -203,7 +269,7 @@ def start_sweep(
     client = open_store(uri)
     experiment_id = _experiment_id(client, uri, experiment)
     client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
-    run = _sweep_run(client, experiment_id, sweep)
+    run = sweep_run(client, sweep, [experiment_id])
     if run:
         run_id = run.info.run_id
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from processes import command_line, kill, proc_table
-from test_report import markdown_tables
+from test_report import cited_values, markdown_tables
 from test_sweep import TINY_DSPRITES
 
 from orchestrator import campaign, sweep
 from orchestrator.space import SpaceError
-from orchestrator.tracking import flat_scores, read_scores, start_sweep
+from orchestrator.tracking import start_sweep
 from vaecam.data.mnist import MNIST_FILES
 from vaecam.data.synthetic import is_synthetic, make_mvtec, make_ucsd
 
@@ -214,8 +214,7 @@ def test_a_campaign_killed_interrupted_and_resumed_finishes_every_experiment_onc
     assert {row["experiment"] for row in measured} == {"digits", "mvtec", "ucsd", "dsprites"}
     for row in measured:
         assert row["verdict"].startswith("no verdict: not the paper's data")
-        tables = [flat_scores(read_scores(client, r)) for r in row["runs"].split()]
-        values = [table[row["metric key"]] for table in tables]  # the trials' score tables
+        values = cited_values(client, row["scores.json row"], row["runs"].split())
         assert float(row["ours [95%]"].split()[0]) == pytest.approx(
             sum(values) / len(values), abs=5e-4
         )

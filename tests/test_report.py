@@ -1,20 +1,23 @@
 """``orchestrator.report``: the verdict rule on hand-made values, and a report of hand-made
-MLflow runs whose every number is checked against the metric it cites."""
+MLflow runs whose every number is checked against the score-table row it cites."""
 
 from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from scipy import stats
 
-from orchestrator import report
+from orchestrator import report, results
 from orchestrator.provenance import log_dataset_input
-from orchestrator.tracking import RunLog, flat_scores, read_scores, start_sweep
+from orchestrator.tracking import RunLog, read_scores, start_sweep
 from search_spaces import SPACES
 from vaecam.scoring import ScoreTable
 
@@ -58,6 +61,22 @@ def test_verdict_against_the_paper(low, high, paper, chance, expected):
 )
 def test_verdict_against_a_baseline(ours, baseline, expected):
     assert report.versus_verdict(*ours, *baseline, chance=0.5) == expected
+
+
+def test_one_chance_level_and_one_interval_over_seeds_serve_every_table():
+    assert results.chance("image_auroc") == results.chance("frame_eer") == 0.5
+    assert results.chance("image_auroc_vs_3") == 0.5  # one inlier against one other digit
+    assert results.chance("average_precision", 1, 3) == 0.25  # the positive rate
+    assert results.chance("aupro", max_fpr=0.3) == pytest.approx(0.15)
+    assert results.chance("factor_vae_score") is None  # a claim says its own
+    values = [0.70, 0.74, 0.71]
+    half = stats.t.ppf(0.975, 2) * stats.tstd(values) / math.sqrt(3)
+    mean = sum(values) / 3
+    expected = (mean, mean - half, mean + half, stats.tstd(values))
+    assert results.t_interval(values) == pytest.approx(expected, rel=1e-12)
+    one = results.t_interval([0.7])
+    assert one[0] == 0.7 and all(math.isnan(v) for v in one[1:])
+    assert all(math.isnan(v) for v in results.t_interval([]))
 
 
 # the MVTec claim under the reproduction's code; its other reading (the paper's equations) is
@@ -126,6 +145,26 @@ def markdown_tables(markdown: str) -> list[list[dict[str, str]]]:
     return tables
 
 
+def cited_rows(client: MlflowClient, cell: str, runs: list[str]) -> tuple[str, list[dict]]:
+    """The metric a report's ``scores.json row`` cell (``metric @ column=value, ...``) cites,
+    and the row it cites in each of ``runs``' score tables: the one with those values."""
+    metric, _, fields = cell.partition(" @ ")
+    wanted = dict(field.split("=", 1) for field in fields.split(", ")) if fields else {}
+    rows = []
+    for run in runs:
+        table = read_scores(client, run)
+        found = table[(table[list(wanted)] == pd.Series(wanted)).all(axis=1)] if wanted else table
+        assert len(found) == 1, (cell, run)
+        rows.append(found.iloc[0].to_dict())
+    return metric, rows
+
+
+def cited_values(client: MlflowClient, cell: str, runs: list[str]) -> list[float]:
+    """The number a ``scores.json row`` cell cites in each of ``runs`` (:func:`cited_rows`)."""
+    metric, rows = cited_rows(client, cell, runs)
+    return [float(row[metric]) for row in rows]
+
+
 def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cites(tmp_path):
     uri = _sweep(tmp_path)
     client = MlflowClient(uri)
@@ -149,9 +188,11 @@ def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cit
     runs = row["runs"].split()
     assert len(runs) == 2  # the two seeds of lr 1e-4: the better validation loss
     assert {client.get_run(r).data.params["lr"] for r in runs} == {"0.0001"}
-    # the number cited is the score table's (the trials logged only the headline as metrics)
-    assert all(row["metric key"] not in client.get_run(r).data.metrics for r in runs)
-    values = [flat_scores(read_scores(client, r))[row["metric key"]] for r in runs]
+    # the number cited is the score table's row of the claim's reading
+    cited = row["scores.json row"]
+    assert cited == "pixel_auroc @ " + ", ".join(f"{k}={v}" for k, v in SELECT.items())
+    values = cited_values(client, cited, runs)
+    assert sorted(values) == pytest.approx([0.70, 0.74])
     mean, low, high = map(float, re.findall(r"[\d.]+", row["ours [95%]"]))
     half = stats.t.ppf(0.975, 1) * stats.tstd(values) / math.sqrt(2)
     assert mean == pytest.approx(sum(values) / 2, abs=5e-4)
@@ -207,3 +248,16 @@ def test_every_claim_names_its_data_metric_and_what_it_is_compared_with(name):
         assert claim["dataset"] and claim["metric"]
         assert ("paper" in claim) != ("versus" in claim)
         assert claim.get("versus") in (None, *claim.get("controls", []))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_report_starts_without_torch():
+    """``report`` reads MLflow only: importing it imports no torch (seconds), so it starts in
+    a moment (``bench/report_start.py`` times it)."""
+    code = "import sys, orchestrator.report; print('torch' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"

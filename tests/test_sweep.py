@@ -19,9 +19,9 @@ import ray
 import torch
 from mlflow import MlflowClient
 from PIL import Image
-from test_report import markdown_tables
+from test_report import cited_rows, markdown_tables
 
-from orchestrator import report, rescore, summary, sweep
+from orchestrator import report, rescore, results, summary, sweep
 from orchestrator.space import SpaceError
 from orchestrator.tracking import flat_scores, read_scores, start_sweep, unparam
 from orchestrator.trainable import FAULTS_VARIABLE
@@ -539,9 +539,8 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     }
     for row in verdicts:
         (run_id,) = row["runs"].split()
-        metrics = scores[run_id]
-        key = row["metric key"]
-        cited = [metrics[key], metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]]
+        metric, (found,) = cited_rows(client, row["scores.json row"], [run_id])
+        cited = [found[metric], found[f"{metric}_ci_low"], found[f"{metric}_ci_high"]]
         assert row["ours [95%]"] == "{:.3f} [{:.3f}, {:.3f}]".format(*cited)
         assert row["verdict"].startswith("no verdict: not the paper's data")
     assert "(synthetic)" in text and (tmp_path / "report.html").stat().st_size > 10_000
@@ -745,7 +744,7 @@ def test_readable_tables_mark_what_is_not_distinguishable_from_chance():
     assert text.image_auroc.tolist() == ["0.800 [0.700, 0.900]", "0.520 [0.450, 0.600] ~"]
     assert text.average_precision.tolist() == ["0.950 [0.920, 0.970]", "0.910 [0.880, 0.930] ~"]
     assert text.image_auroc_n.tolist() == ["90+/10-", "90+/10-"]
-    assert summary.chance("aupro", 1, 1, 0.3) == pytest.approx(0.15)
+    assert results.chance("aupro", 1, 1, 0.3) == pytest.approx(0.15)
 
 
 PAPERS = "attention, paper's equations (ours)"
@@ -767,7 +766,7 @@ def test_comparison_picks_each_categorys_best_trial_by_validation_loss_only():
     )
     for label in MVTEC.ours:  # the trials' intervals
         table[f"{label} low"], table[f"{label} high"] = table[label] - 0.1, table[label] + 0.1
-    comparison = summary.compare_with_reference(table, mvtec).set_index("category")
+    comparison = summary.compare_with_reference(table, MVTEC).set_index("category")
     assert comparison.loc["grid", "trial_id"] == "a"
     assert comparison.loc["grid", PAPERS] == 0.6
     assert comparison.loc["grid", f"{PAPERS} low"] == pytest.approx(0.5)
@@ -846,7 +845,9 @@ def test_rescore_adds_a_changed_grid_to_the_same_runs_without_training(
     monkeypatch.setattr("torch.optim.Adam", no_training)
     monkeypatch.setattr("vaecam.training.train_step", no_training)
     grid = rescore.sweep_grid(_params(parent), [])
-    combinations, _ = rescore.rescore_run(client.tracking_uri, run_id, "anomaly", grid, "cpu")
+    combinations, _ = rescore.rescore_run(
+        client.tracking_uri, run_id, DIGITS.experiment(), grid, "cpu"
+    )
     assert combinations == 4  # the sweep's own grid again: attention and recon, two scores
     monkeypatch.undo()
 

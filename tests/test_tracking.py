@@ -15,11 +15,12 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from orchestrator import summary, trainable
+from orchestrator import trainable
 from orchestrator.tracking import (
     SUPERSEDED_TAG,
     RunLog,
     TrialRun,
+    child_runs,
     drop_unstarted_sweep,
     read_scores,
     start_sweep,
@@ -89,7 +90,7 @@ def test_a_trial_started_over_gets_a_fresh_run_and_the_old_one_is_left_out(tmp_p
     assert old.info.status == "KILLED" and old.data.tags[SUPERSEDED_TAG] == second.run_id
     assert _steps(client, first.run_id) == [0, 1, 2]  # its history as it was
     assert _steps(client, second.run_id) == [0, 1, 2, 3, 4]
-    assert [run.info.run_id for run in summary.child_runs(client, tracking)] == [second.run_id]
+    assert [run.info.run_id for run in child_runs(client, tracking)] == [second.run_id]
     # a retry without a checkpoint but with nothing logged yet keeps its one run
     with TrialRun(tracking, "t2", "t2", CONFIG, fresh=True) as empty:
         pass

@@ -9,14 +9,7 @@ pass with hooks on every layer (:func:`vaecam.attention.attention_grid`), one ba
 per quantity, every formulation from the same gradients, and the reconstruction from that
 pass's ``mu``. The experiment then turns each map into metrics (:class:`ScoreTable`).
 
-Metric names (:meth:`ScoreTable.metrics`, what a run logs) are the combination's non-empty
-fields joined by ``/``, then the metric::
-
-    attention/encoder.2/per_dim/mu/none/max/image_auroc    # an image-level metric
-    attention/encoder.2/per_dim/mu/none/pixel_auroc        # a map-level one: no image score
-    recon/none/max/image_auroc                             # a baseline: no layer etc.
-
-i.e. ``method[/target_layer/formulation/quantity]/normalisation[/image_score]/metric``.
+Metric names (:meth:`ScoreTable.metrics`, what a run logs): :mod:`vaecam.grid`.
 """
 
 from __future__ import annotations
@@ -37,6 +30,7 @@ from vaecam.attention import (
     LayerActivations,
     attention_grid,
 )
+from vaecam.grid import COLUMNS, metric_name
 from vaecam.latent import LatentStats, latent_stats
 from vaecam.registry import Registry
 from vaecam.training import batches, encode_all
@@ -379,9 +373,6 @@ def anomaly_maps(
 
 # --- the table ---------------------------------------------------------------------------------
 
-#: The columns that name a combination, in order; then come the metrics.
-COLUMNS = ("method", "target_layer", "formulation", "quantity", "normalisation", "image_score")
-
 
 @dataclass
 class ScoreTable:
@@ -405,8 +396,3 @@ class ScoreTable:
                 keep = COLUMNS if metric in self.image_level else COLUMNS[:-1]
                 flat[metric_name(row, metric, keep)] = value
         return flat
-
-
-def metric_name(row: Mapping[str, Any], metric: str, columns: Sequence[str] = COLUMNS) -> str:
-    """``row``'s non-empty ``columns`` and ``metric``, joined by ``/``."""
-    return "/".join([*(str(row[c]) for c in columns if row.get(c) is not None), metric])
