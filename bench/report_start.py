@@ -1,13 +1,12 @@
 """Benchmark: how long ``report`` takes to start, before its first MLflow query.
 
-    PYTHONPATH=$PWD python bench/report_start.py [--repeats 3] [--stub-mvtec]
+    PYTHONPATH=$PWD python bench/report_start.py [--repeats 3]
 
 Two wall times per repeat, each in a fresh process: ``python -c "import orchestrator.report"``,
 and ``python -m orchestrator.report --name X --tracking-uri sqlite:///<empty temp db>`` until
 it first opens the store (an audit hook on ``sqlite3.connect`` ends the process there: what
 follows is MLflow's work, not the command's start). Also whether importing the report imported
-torch. ``--stub-mvtec`` stands a torch-free module in for ``vaecam.data.mvtec`` (the MVTec
-search space reads its category names from it). Prints one JSON object as the last line.
+torch. Prints one JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -23,15 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-#: A torch-free stand-in for ``vaecam.data.mvtec``: put in ``sys.modules`` before its parent
-#: package (which imports torch) would be imported.
-STUB = (
-    "import sys, types; stub = types.ModuleType('vaecam.data.mvtec'); "
-    "stub.CATEGORIES = ('bottle', 'cable', 'capsule', 'carpet', 'grid', 'hazelnut', "
-    "'leather', 'metal_nut', 'pill', 'screw', 'tile', 'toothbrush', 'transistor', 'wood', "
-    "'zipper'); sys.modules['vaecam.data.mvtec'] = stub\n"
-)
 
 IMPORT = "import sys, orchestrator.report; print('torch' in sys.modules)"
 
@@ -58,26 +48,23 @@ def timed(argv: list[str]) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--stub-mvtec", action="store_true")
     args = parser.parse_args()
-    prefix = STUB if args.stub_mvtec else ""
     imports, starts, torch = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "mlflow.db"
         db.touch()  # an existing, empty store: the command opens it
         for _ in range(args.repeats):
-            seconds, out = timed([sys.executable, "-c", prefix + IMPORT])
+            seconds, out = timed([sys.executable, "-c", IMPORT])
             imports.append(seconds)
             torch.append(out.strip() == "True")
             flags = ["--name", "X", "--tracking-uri", f"sqlite:///{db}", "--out", tmp]
-            starts.append(timed([sys.executable, "-c", prefix + COMMAND, *flags])[0])
+            starts.append(timed([sys.executable, "-c", COMMAND, *flags])[0])
     result = {
         "import_s": [round(s, 2) for s in imports],
         "start_to_first_query_s": [round(s, 2) for s in starts],
         "import_median_s": round(statistics.median(imports), 2),
         "start_median_s": round(statistics.median(starts), 2),
         "imports_torch": any(torch),
-        "stub_mvtec": args.stub_mvtec,
     }
     print(json.dumps(result))
 
