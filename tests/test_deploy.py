@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 from packaging.requirements import Requirement
-from processes import free_port
+from processes import free_port, wait_healthy
 from ray.autoscaler._private import commands as ray_up
 from ray.autoscaler._private.util import validate_config
 
@@ -577,15 +577,7 @@ def test_mlflow_server_authenticates_proxies_artifacts_and_stops(tmp_path, monke
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "server.log").read_text()
-                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-                time.sleep(0.5)
+        wait_healthy(url, server, tmp_path / "server.log", timeout=120)
         search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
         assert _get(search) == 401
         assert _get(search, user, "wrong-password") == 401

@@ -10,10 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
-from processes import free_port
+from processes import free_port, wait_healthy
 from test_report_page import ARTIFACTS, browser  # noqa: F401  (the Chromium fixture)
 
 from orchestrator.tracking import Tracking, TrialRun, start_sweep
@@ -37,17 +36,7 @@ def server(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"mlflow server did not start: {(tmp_path / 'server.log').read_text()}"
-                    ) from None
-                time.sleep(0.3)
+        wait_healthy(url, process, tmp_path / "server.log", timeout=60)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -415,12 +415,12 @@ SLOPES: dict[type[nn.Module], Slope] = {
 }
 
 
-def _elementwise(module: nn.Module) -> bool:
-    if type(module) not in SLOPES or getattr(module, "inplace", False):
+def _elementwise(layer: nn.Module) -> bool:
+    if type(layer) not in SLOPES or getattr(layer, "inplace", False):
         return False
-    if isinstance(module, nn.BatchNorm2d):
-        return not module.training and module.running_var is not None
-    return not (isinstance(module, nn.Dropout) and module.training)
+    if isinstance(layer, nn.BatchNorm2d):
+        return not layer.training and layer.running_var is not None
+    return not (isinstance(layer, nn.Dropout) and layer.training)
 
 
 class GapHead(NamedTuple):
