@@ -488,6 +488,14 @@ CLAIM_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
     "controls": lambda row: "; ".join(f"{name} {e.cell()}" for name, e in row.controls.items()),
     "verdict": lambda row: row.verdict,
     "setting": lambda row: row.setting,
+}
+#: Where each verdict's number comes from, a row for each of the verdict table's (a table of its
+#: own: run ids and a score-table row's keys are long, and the verdicts' words need the width).
+SOURCE_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
+    "experiment": lambda row: row.space,
+    "claim": lambda row: row.claim,
+    "reading": lambda row: row.reading,
+    "group": lambda row: row.group,
     "scores.json row": lambda row: row.ours.cited if row.ours else "",
     "runs": lambda row: " ".join(row.ours.runs) if row.ours else "",
 }
@@ -603,6 +611,11 @@ def build(
             ),
         )
     doc.table(list(CLAIM_COLUMNS), [[cell(r) for cell in CLAIM_COLUMNS.values()] for r in every])
+    doc.text(
+        "Where each verdict's number comes from, row for row: the score-table row (`scores.json` "
+        "on each trial's run) and the runs it is read from."
+    )
+    doc.table(list(SOURCE_COLUMNS), [[cell(r) for cell in SOURCE_COLUMNS.values()] for r in every])
     figures = out / "figures"
     for sweep, measured in sections:
         doc.heading(f"{sweep.space_name}: {sweep.name}")

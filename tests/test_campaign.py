@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from processes import command_line, kill, proc_table
-from test_report import cited_values, markdown_tables
+from test_report import cited_values, verdict_rows
 from test_sweep import TINY_DSPRITES
 
 from orchestrator import campaign, sweep
@@ -204,7 +204,7 @@ def test_a_campaign_killed_interrupted_and_resumed_finishes_every_experiment_onc
     text = report.read_text()
     for name in expected:
         assert f": {name}" in text  # a section per experiment
-    verdicts = next(t for t in markdown_tables(text) if t and "verdict" in t[0])
+    verdicts = verdict_rows(text)
     dropped = [row for row in verdicts if row["verdict"].startswith("not measured")]
     assert {(row["experiment"], row["reading"]) for row in dropped} == {
         ("mvtec", "the paper's equations"),

@@ -145,6 +145,20 @@ def markdown_tables(markdown: str) -> list[list[dict[str, str]]]:
     return tables
 
 
+def verdict_rows(markdown: str) -> list[dict[str, str]]:
+    """The report's verdict table, each row with its sources (the table after it, row for row:
+    the same claim, reading and group)."""
+    tables = [t for t in markdown_tables(markdown) if t]
+    verdicts = next(t for t in tables if "verdict" in t[0])
+    sources = next(t for t in tables if "scores.json row" in t[0])
+    assert len(sources) == len(verdicts)
+    for verdict, source in zip(verdicts, sources, strict=True):
+        keys = ("experiment", "claim", "reading", "group")
+        assert [verdict[k] for k in keys] == [source[k] for k in keys]
+        verdict |= source
+    return verdicts
+
+
 def cited_rows(client: MlflowClient, cell: str, runs: list[str]) -> tuple[str, list[dict]]:
     """The metric a report's ``scores.json row`` cell (``metric @ column=value, ...``) cites,
     and the row it cites in each of ``runs``' score tables: the one with those values."""
@@ -170,7 +184,7 @@ def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cit
     client = MlflowClient(uri)
     md, page = report.write(client, "handmade", tmp_path / "out")
     text = md.read_text()
-    dropped, row = next(t for t in markdown_tables(text) if t and "verdict" in t[0])
+    dropped, row = verdict_rows(text)
     # the claim under each reading: the one not in the grid is listed, never skipped
     assert dropped["reading"] == "the paper's equations" and dropped["ours [95%]"] == "n/a"
     assert dropped["verdict"] == (
@@ -218,7 +232,7 @@ def test_report_selects_on_validation_loss_and_every_number_is_the_metric_it_cit
 def test_no_verdict_on_data_other_than_the_papers(tmp_path):
     uri = _sweep(tmp_path, dataset="mvtec_ad/grid (synthetic)")
     md, _ = report.write(MlflowClient(uri), "handmade", tmp_path / "out")
-    _, row = next(t for t in markdown_tables(md.read_text()) if t and "verdict" in t[0])
+    _, row = verdict_rows(md.read_text())
     assert row["verdict"] == "no verdict: not the paper's data"
     assert row["setting"].startswith("epochs 30 (paper: 300-512); not the paper's data")
 
@@ -226,7 +240,7 @@ def test_no_verdict_on_data_other_than_the_papers(tmp_path):
 def test_untrained_maps_within_our_interval_are_called_out(tmp_path):
     uri = _sweep(tmp_path, untrained=0.72)  # the selected configuration's mean
     md, _ = report.write(MlflowClient(uri), "handmade", tmp_path / "out")
-    _, row = next(t for t in markdown_tables(md.read_text()) if t and "verdict" in t[0])
+    _, row = verdict_rows(md.read_text())
     assert row["verdict"].endswith(
         "the untrained model's maps score within our interval: the maps do not depend on what "
         "the model learned"

@@ -19,7 +19,7 @@ import ray
 import torch
 from mlflow import MlflowClient
 from PIL import Image
-from test_report import cited_rows, markdown_tables
+from test_report import cited_rows, verdict_rows
 
 from orchestrator import report, rescore, results, summary, sweep
 from orchestrator.space import SpaceError
@@ -533,7 +533,7 @@ def test_mvtec_quick_sweep_reports_localisation_metrics_beside_the_paper(
     )
     assert {"report.md", "report.html"} <= _artifacts(client, parent.info.run_id)
     text = (tmp_path / "report.md").read_text()
-    verdicts = next(t for t in markdown_tables(text) if t and "verdict" in t[0])
+    verdicts = verdict_rows(text)
     assert {(row["group"], row["reading"]) for row in verdicts} == {
         (group, reading) for group in ("grid", "bottle") for reading in mvtec.READINGS
     }
