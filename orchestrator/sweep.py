@@ -795,8 +795,8 @@ def run(
     db = sqlite_path(tracking.uri)
     if db:
         print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{db}")
-    print("then open the runs table, a row per trial of this sweep (clear its search box for")
-    print(f"every run):\n  {tracking.ui_link()}")
+    print("then open this sweep's runs table, a row per trial (clear its search for all runs):")
+    print(f"  {tracking.ui_link()}")
     if not args.within_campaign:  # a campaign writes its own report
         print(
             "The paper's claims beside these numbers: python -m orchestrator.report "
