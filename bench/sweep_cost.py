@@ -3,10 +3,10 @@ one scoring per combination (the design before scoring grids: every scoring choi
 
     python bench/sweep_cost.py [--epochs 30] [--data-root DIR]
 
-On ``digits`` at the quick budget (``DIGITS.quick``: 30 epochs) with the sweep's
-scoring grid (``DIGITS.scoring``: 2 layers x 3 formulations x 2 quantities of
-attention and the reconstruction baseline, x 2 image scores = 26 combinations), all in this
-process on the CPU, as a trial does it (figures included):
+On ``digits`` at the quick budget (``DIGITS.quick``'s first trial: 30 epochs) with the
+sweep's scoring grid (``DIGITS.scoring``: attention's layers, formulations and quantities, the
+baselines and the controls, each image score), all in this process on the CPU, as a trial does
+it (figures included):
 
 * ``train_s``: one training, timed (every combination's own training would cost the same: the
   choices do not change training);
@@ -26,9 +26,10 @@ import json
 import tempfile
 import time
 
+from orchestrator.space import candidates
 from search_spaces.digits import DIGITS
 from vaecam.experiments import anomaly
-from vaecam.experiments.common import NullReporter  # noqa: E402
+from vaecam.experiments.common import NullReporter
 from vaecam.scoring import COLUMNS
 
 
@@ -37,7 +38,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=DIGITS.quick["epochs"])
     parser.add_argument("--data-root", default=tempfile.gettempdir())
     args = parser.parse_args()
-    config = anomaly.defaults(DIGITS.quick) | DIGITS.quick
+    config = {key: candidates(value)[0] for key, value in DIGITS.quick.items()}  # one trial's
+    config = anomaly.defaults(config) | config
     config |= {"epochs": args.epochs, "data_root": args.data_root}
 
     start = time.perf_counter()
