@@ -7,6 +7,7 @@ authors' MNIST setup) are ``vaecam.experiments.mnist.OneClassSettings``.
 
 from ray import tune
 
+from search_spaces.readings import PAPER_PRESET
 from search_spaces.space import SearchSpace, anomaly
 
 MNIST = SearchSpace(
@@ -54,12 +55,7 @@ MNIST = SearchSpace(
     # ``--preset``: what the paper, the authors' code and the reproduction used (PAPER.md
     # sections 1 and 3; the README's table), applied before ``--set`` and ``--scoring``.
     presets={
-        "paper": {
-            "scoring": {
-                "formulation": ["per_dim"],
-                "quantity": ["normal_difference", "normal_difference_z"],
-            }
-        },
+        "paper": PAPER_PRESET,
         "authors": {
             "scoring": {
                 "target_layer": ["encoder.2"],

@@ -9,7 +9,7 @@ settings and their defaults (the reproduction's setup) are
 
 from ray import tune
 
-from search_spaces.readings import WHY
+from search_spaces.readings import AUTHORS_PRESET, PAPER_PRESET, WHY
 from search_spaces.space import SearchSpace, anomaly
 
 #: The reproduction's layer and its neighbours (on the reproduction's stem, the default); the
@@ -119,13 +119,8 @@ MVTEC = SearchSpace(
     # ``authors`` is their attention recipe; ``reproduction`` is the reproduction's code: its
     # stem, layer, formulation (``Anomaly_Detection/code/gradcam.py``: sum(mu)) and L1 baseline.
     presets={
-        "paper": {
-            "scoring": {
-                "formulation": ["per_dim"],
-                "quantity": ["normal_difference", "normal_difference_z"],
-            }
-        },
-        "authors": {"scoring": {"formulation": ["authors"], "quantity": ["mu"]}},
+        "paper": PAPER_PRESET,
+        "authors": AUTHORS_PRESET,
         "reproduction": {
             "set": {"model_options": {"pretrained": False, "stem": "reproduction"}},
             "scoring": {

@@ -1,5 +1,6 @@
-"""The two readings of the paper's anomaly localisation that the MVTec AD and UCSD Ped1 claims
-are each reported under (``orchestrator.report``): data, shared by both search spaces."""
+"""The readings of the paper that several search spaces share: data. The two readings of its
+anomaly localisation that the MVTec AD and UCSD Ped1 claims are each reported under
+(``orchestrator.report``), and the presets that read it the same way in every space."""
 
 #: Why each reading: what it computes and whose it is (the report says it beside the row).
 WHY = {
@@ -10,3 +11,15 @@ WHY = {
     "backward of sum(mu), one RMS over the batch, mean_k |alpha_k A^k|, at its layer and on its "
     "encoder.",
 }
+
+#: ``--preset paper`` of every anomaly space: the paper's equations (per_dim) of Eq. 4, read
+#: literally (normal_difference) and drawn (normal_difference_z).
+PAPER_PRESET = {
+    "scoring": {
+        "formulation": ["per_dim"],
+        "quantity": ["normal_difference", "normal_difference_z"],
+    }
+}
+#: ``--preset authors`` where the authors' code has no layer of its own (it covers MNIST only):
+#: their attention recipe (one backward of sum(mu), one RMS over the batch).
+AUTHORS_PRESET = {"scoring": {"formulation": ["authors"], "quantity": ["mu"]}}

@@ -4,7 +4,7 @@ and their defaults (the reproduction's setup) are ``vaecam.experiments.ucsd.UCSD
 
 from ray import tune
 
-from search_spaces.readings import WHY
+from search_spaces.readings import AUTHORS_PRESET, PAPER_PRESET, WHY
 from search_spaces.space import SearchSpace, anomaly
 
 #: The reproduction's ``vanilla_ped1`` model as its ``test_expVAE.py`` builds it: conv 1 ->
@@ -61,13 +61,8 @@ UCSD = SearchSpace(
     # its ``vanilla_ped1`` layout, its default layer ``encoder.8`` (after the third block's ReLU),
     # its formulation of sum(mu) (``Anomaly_Detection/code/gradcam.py``), its L1 baselines.
     presets={
-        "paper": {
-            "scoring": {
-                "formulation": ["per_dim"],
-                "quantity": ["normal_difference", "normal_difference_z"],
-            }
-        },
-        "authors": {"scoring": {"formulation": ["authors"], "quantity": ["mu"]}},
+        "paper": PAPER_PRESET,
+        "authors": AUTHORS_PRESET,
         "reproduction": {
             "set": {"epochs": 512, "model_options": VANILLA_PED1},
             "scoring": {
