@@ -474,12 +474,15 @@ def deviations(sweep: Sweep) -> list[str]:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-#: The verdict table's columns: header -> a claim row's cell.
-CLAIM_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
+#: What names a claim row, first in each of the report's tables of them: header -> cell.
+ROW_KEYS: dict[str, Callable[[ClaimRow], str]] = {
     "experiment": lambda row: row.space,
     "claim": lambda row: row.claim,
     "reading": lambda row: row.reading,
     "group": lambda row: row.group,
+}
+#: The verdict table's columns: header -> a claim row's cell.
+CLAIM_COLUMNS: dict[str, Callable[[ClaimRow], str]] = ROW_KEYS | {
     "paper": lambda row: row.paper,
     "reproduction": lambda row: row.reproduction,
     "ours [95%]": lambda row: row.ours.cell() if row.ours else "n/a",
@@ -491,11 +494,7 @@ CLAIM_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
 }
 #: Where each verdict's number comes from, a row for each of the verdict table's (a table of its
 #: own: run ids and a score-table row's keys are long, and the verdicts' words need the width).
-SOURCE_COLUMNS: dict[str, Callable[[ClaimRow], str]] = {
-    "experiment": lambda row: row.space,
-    "claim": lambda row: row.claim,
-    "reading": lambda row: row.reading,
-    "group": lambda row: row.group,
+SOURCE_COLUMNS: dict[str, Callable[[ClaimRow], str]] = ROW_KEYS | {
     "scores.json row": lambda row: row.ours.cited if row.ours else "",
     "runs": lambda row: " ".join(row.ours.runs) if row.ours else "",
 }
